@@ -1,0 +1,1 @@
+"""Fixtures around the test FreeSWITCH (owned by the ESL side)."""
