@@ -1,0 +1,125 @@
+"""Accounts: the tree of tenants, their realms and API keys."""
+from __future__ import annotations
+
+import json
+import secrets
+from typing import Any
+
+from models import documents as docs
+from models.db import database
+from models.documents import Document
+from models.errors import ValidationFailed
+from models.tables import AccountRow
+from models.validation import Errors, add_error, validate, with_defaults
+
+
+def _unique_errors(doc: dict[str, Any], own_id: str | None) -> Errors:
+    errors: Errors = {}
+    name, realm = doc.get("name"), doc.get("realm")
+    if isinstance(name, str):
+        q = AccountRow.select(AccountRow.id).where(AccountRow.name_lc == name.lower())
+        if own_id:
+            q = q.where(AccountRow.id != own_id)
+        if q.exists():
+            add_error(errors, "name", "unique", "Account name already in use", cause=name)
+    if isinstance(realm, str):
+        q = AccountRow.select(AccountRow.id).where(AccountRow.realm == realm.lower())
+        if own_id:
+            q = q.where(AccountRow.id != own_id)
+        if q.exists():
+            add_error(errors, "realm", "unique", "Account realm already in use", cause=realm)
+    return errors
+
+
+def _clean(data: Any) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ValidationFailed.single("data", "type", "Value is not of type object", target="object")
+    return docs.strip_private(data)
+
+
+def create_account(data: Any, parent: Document | None = None) -> Document:
+    """Create an account (a sub-account of `parent` when given) with a new API key."""
+    doc = with_defaults("account", _clean(data))
+    doc.pop("parent_id", None)
+    if parent is not None:
+        doc["parent_id"] = parent.id
+    with database.atomic():
+        validate("account", doc, _unique_errors(doc, None))
+        tree = (ancestors(parent) + [parent.id]) if parent is not None else []
+        return docs.insert_document(
+            AccountRow,
+            doc,
+            name_lc=doc["name"].lower(),
+            realm=doc["realm"].lower(),
+            parent_id=parent.id if parent else None,
+            tree=json.dumps(tree),
+            api_key=secrets.token_hex(32),
+        )
+
+
+def get_account(account_id: str) -> Document:
+    return docs.fetch(AccountRow, account_id)
+
+
+def find_account(name: str | None = None, realm: str | None = None) -> Document | None:
+    """The account with that name or realm (case-insensitive), if any."""
+    q = AccountRow.select()
+    if name is not None:
+        q = q.where(AccountRow.name_lc == name.lower())
+    elif realm is not None:
+        q = q.where(AccountRow.realm == realm.lower())
+    else:
+        return None
+    row = q.first()
+    return docs.to_document(row) if row else None
+
+
+def account_by_api_key(api_key: str) -> Document | None:
+    row = AccountRow.select().where(AccountRow.api_key == api_key).first()
+    return docs.to_document(row) if row else None
+
+
+def api_key(account: Document) -> str:
+    return account.row.api_key
+
+
+def ancestors(account: Document) -> list[str]:
+    """Ancestor ids of `account`, root first."""
+    return json.loads(account.row.tree)
+
+
+def ancestry(account_id: str) -> list[str] | None:
+    """`[root, ..., account_id]` for an existing account, else None (never changes once made)."""
+    row = AccountRow.select(AccountRow.tree).where(AccountRow.id == account_id).first()
+    if row is None:
+        return None
+    return [*json.loads(row.tree), account_id]
+
+
+def has_accounts() -> bool:
+    return AccountRow.select(AccountRow.id).exists()
+
+
+def update_account(
+    account_id: str, data: Any, *, merge: bool, if_match: str | None = None
+) -> tuple[Document, Document]:
+    """Replace (`merge=False`) or merge-patch the account; returns (before, after)."""
+    incoming = _clean(data)
+    with database.atomic():
+        current = docs.fetch(AccountRow, account_id)
+        docs.check_if_match(current, if_match)
+        base = docs.merge_patch(current.doc, incoming) if merge else incoming
+        doc = with_defaults("account", base)
+        # The tree position is not the client's to change.
+        if current.doc.get("parent_id"):
+            doc["parent_id"] = current.doc["parent_id"]
+        else:
+            doc.pop("parent_id", None)
+        extra = _unique_errors(doc, current.id)
+        # The realm is the SIP domain every device registers in: changing it would silently cut
+        # off every phone, so it is fixed at creation (differs from Kazoo).
+        if isinstance(doc.get("realm"), str) and doc["realm"].lower() != current.row.realm:
+            add_error(extra, "realm", "invalid", "The realm of an account cannot be changed",
+                      cause=doc["realm"])
+        validate("account", doc, extra)
+        return current, docs.update_document(AccountRow, current, doc, name_lc=doc["name"].lower())

@@ -1,0 +1,101 @@
+"""The database connection: SQLite (WAL) by default, PostgreSQL when the URL says so."""
+from __future__ import annotations
+
+import logging
+from urllib.parse import unquote, urlparse
+
+import peewee
+from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+
+log = logging.getLogger(__name__)
+
+# Every model binds to this proxy; `connect()` points it at the configured database.
+database = peewee.DatabaseProxy()
+
+DEFAULT_URL = "sqlite:///esl-bridge.db"
+
+
+class DatabaseUrlError(ValueError):
+    """The database URL names no backend we support."""
+
+
+def _use_gevent_wait_callback() -> None:
+    """Make psycopg2 yield to other greenlets while it waits on the server.
+
+    Without it every PostgreSQL query blocks the whole process (DESIGN "gevent notes"). This is
+    psycopg2's documented asynchronous-support hook, applied with gevent's own socket waits.
+    """
+    import psycopg2
+    from gevent.socket import wait_read, wait_write
+    from psycopg2 import extensions
+
+    def wait(conn, timeout=None):
+        while True:
+            state = conn.poll()
+            if state == extensions.POLL_OK:
+                return
+            if state == extensions.POLL_READ:
+                wait_read(conn.fileno(), timeout=timeout)
+            elif state == extensions.POLL_WRITE:
+                wait_write(conn.fileno(), timeout=timeout)
+            else:
+                raise psycopg2.OperationalError(f"bad state from poll: {state}")
+
+    extensions.set_wait_callback(wait)
+
+
+def open_database(url: str = DEFAULT_URL) -> peewee.Database:
+    """Build (without connecting) the database the URL names."""
+    parsed = urlparse(url)
+    if parsed.scheme == "sqlite":
+        # sqlite:///relative.db, sqlite:////absolute/path.db, sqlite:///:memory:
+        path = unquote(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else ""
+        if not path:
+            raise DatabaseUrlError(f"no file in SQLite URL {url!r}")
+        return PooledSqliteDatabase(
+            path,
+            max_connections=64,
+            stale_timeout=600,
+            timeout=10,
+            check_same_thread=False,
+            pragmas={
+                "journal_mode": "wal",
+                "synchronous": "normal",
+                "foreign_keys": 1,
+                "busy_timeout": 5000,
+                "cache_size": -16000,
+            },
+        )
+    if parsed.scheme in ("postgres", "postgresql"):
+        _use_gevent_wait_callback()
+        return PooledPostgresqlDatabase(
+            unquote(parsed.path.lstrip("/")),
+            user=unquote(parsed.username) if parsed.username else None,
+            password=unquote(parsed.password) if parsed.password else None,
+            host=parsed.hostname or None,
+            port=parsed.port or None,
+            max_connections=32,
+            stale_timeout=600,
+            timeout=10,
+        )
+    raise DatabaseUrlError(f"unsupported database URL scheme {parsed.scheme!r}")
+
+
+def connect(url: str = DEFAULT_URL) -> peewee.Database:
+    """Point the models at the database of `url` and create the schema if it is missing."""
+    from models.tables import create_tables
+
+    db = open_database(url)
+    database.initialize(db)
+    with db.connection_context():
+        create_tables()
+    log.info("database ready: %s", redacted(url))
+    return db
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for logs."""
+    parsed = urlparse(url)
+    if parsed.password:
+        return url.replace(f":{parsed.password}@", ":***@", 1)
+    return url

@@ -1,0 +1,249 @@
+"""Devices: phones and other endpoints, their SIP credentials and hotdesk members."""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+from models import documents as docs
+from models.db import database
+from models.documents import Document, ListQuery, Page
+from models.errors import ValidationFailed
+from models.tables import AccountRow, DeviceRow, HotdeskRow, UserRow
+from models.validation import Errors, add_error, validate, with_defaults
+
+# Keys of a device that FreeSWITCH reads through the directory; a change to one of them makes
+# the web layer flush FreeSWITCH's directory cache (SPEC §6.5).
+SIP_IDENTITY_KEYS = ("username", "password", "realm", "method", "ip")
+
+
+def cleanse_mac(value: str) -> str:
+    """A MAC address as stored: non-hex characters removed, lower case."""
+    return re.sub(r"[^0-9a-fA-F]", "", value).lower()
+
+
+def forward_digits(value: str) -> str:
+    """A call-forward number reduced to what a dialled number contains."""
+    return re.sub(r"[^0-9+*#]", "", value)
+
+
+def _columns(account: Document, doc: dict[str, Any]) -> dict[str, Any]:
+    sip = doc.get("sip") or {}
+    forward = doc.get("call_forward") or {}
+    username = sip.get("username")
+    number = forward.get("number") if forward.get("enabled") else None
+    return {
+        "realm": (sip.get("realm") or account.doc["realm"]).lower(),
+        "sip_username_lc": username.lower() if isinstance(username, str) else None,
+        "mac_address": doc.get("mac_address") or None,
+        "owner_id": doc.get("owner_id"),
+        "sip_ip": sip.get("ip") if sip.get("method") == "ip" else None,
+        "forward_number": forward_digits(number) or None if isinstance(number, str) else None,
+    }
+
+
+def _normalise(doc: dict[str, Any], errors: Errors) -> dict[str, Any]:
+    """Cleanse the MAC address in place; a bad one is a `mac_address.pattern` failure."""
+    mac = doc.get("mac_address")
+    if isinstance(mac, str):
+        cleansed = cleanse_mac(mac)
+        if cleansed == "" and mac == "":
+            doc.pop("mac_address")
+        elif len(cleansed) != 12:
+            add_error(errors, "mac_address", "pattern",
+                      "MAC address must be 12 hexadecimal digits", cause=mac)
+        else:
+            doc["mac_address"] = cleansed
+    return doc
+
+
+def _database_errors(account: Document, doc: dict[str, Any], own_id: str | None,
+                     errors: Errors) -> None:
+    cols = _columns(account, doc)
+
+    def taken(query: Any) -> bool:
+        if own_id:
+            query = query.where(DeviceRow.id != own_id)
+        return query.exists()
+
+    if cols["sip_username_lc"] and taken(DeviceRow.select(DeviceRow.id).where(
+            (DeviceRow.realm == cols["realm"]) & (DeviceRow.sip_username_lc == cols["sip_username_lc"]))):
+        add_error(errors, "sip.username", "unique", "SIP credentials already in use",
+                  cause=doc["sip"]["username"])
+    if cols["mac_address"] and "mac_address" not in errors and taken(DeviceRow.select(DeviceRow.id).where(
+            (DeviceRow.account_id == account.id) & (DeviceRow.mac_address == cols["mac_address"]))):
+        add_error(errors, "mac_address", "unique", "MAC address already in use",
+                  cause=cols["mac_address"])
+    if cols["sip_ip"] and taken(DeviceRow.select(DeviceRow.id).where(DeviceRow.sip_ip == cols["sip_ip"])):
+        add_error(errors, "sip.ip", "unique", "SIP IP already in use", cause=cols["sip_ip"])
+
+    wanted = set()
+    owner = doc.get("owner_id")
+    if docs.is_id(owner):
+        wanted.add(owner)
+    members = (doc.get("hotdesk") or {}).get("users")
+    member_ids = [m for m in members if docs.is_id(m)] if isinstance(members, dict) else []
+    wanted.update(member_ids)
+    if wanted:
+        found = {row.id for row in UserRow.select(UserRow.id).where(
+            (UserRow.account_id == account.id) & UserRow.id.in_(list(wanted)))}
+        if docs.is_id(owner) and owner not in found:
+            add_error(errors, "owner_id", "not_found", "Owner is not a user of this account", cause=owner)
+        for member in member_ids:
+            if member not in found:
+                add_error(errors, f"hotdesk.users.{member}", "not_found",
+                          "Hotdesk user is not a user of this account", cause=member)
+
+
+def _prepare(account: Document, data: Any, current: Document | None, merge: bool) -> dict[str, Any]:
+    if not isinstance(data, dict):
+        raise ValidationFailed.single("data", "type", "Value is not of type object", target="object")
+    incoming = docs.strip_private(data)
+    incoming.pop("sync", None)  # an instruction, never stored (SPEC §4)
+    base = docs.merge_patch(current.doc, incoming) if (merge and current) else incoming
+    doc = with_defaults("device", base)
+    sip = doc.get("sip")
+    if isinstance(sip, dict) and "realm" not in sip:
+        doc["sip"] = {**sip, "realm": account.doc["realm"]}
+    return doc
+
+
+def _validated(account: Document, doc: dict[str, Any], own_id: str | None) -> dict[str, Any]:
+    errors: Errors = {}
+    _normalise(doc, errors)
+    _database_errors(account, doc, own_id, errors)
+    validate("device", doc, errors)
+    return doc
+
+
+def sync_hotdesk(device_id: str, account_id: str, doc: dict[str, Any]) -> None:
+    """Mirror the device's `hotdesk.users` into the membership table (indexed by user)."""
+    users = set(((doc.get("hotdesk") or {}).get("users") or {}).keys())
+    existing = {r.user_id for r in HotdeskRow.select(HotdeskRow.user_id).where(HotdeskRow.device_id == device_id)}
+    gone = existing - users
+    if gone:
+        HotdeskRow.delete().where((HotdeskRow.device_id == device_id) & HotdeskRow.user_id.in_(list(gone))).execute()
+    for user_id in sorted(users - existing):
+        HotdeskRow.insert(device_id=device_id, user_id=user_id, account_id=account_id).execute()
+
+
+def create_device(account: Document, data: Any) -> Document:
+    doc = _prepare(account, data, None, merge=False)
+    with database.atomic():
+        _validated(account, doc, None)
+        device = docs.insert_document(DeviceRow, doc, account_id=account.id, **_columns(account, doc))
+        sync_hotdesk(device.id, account.id, doc)
+        return device
+
+
+def get_device(account_id: str, device_id: str) -> Document:
+    return docs.fetch(DeviceRow, device_id, account_id)
+
+
+def update_device(account: Document, device_id: str, data: Any, *, merge: bool,
+                  if_match: str | None = None) -> tuple[Document, Document]:
+    """Replace or merge-patch a device in one transaction; returns (before, after)."""
+    with database.atomic():
+        current = docs.fetch(DeviceRow, device_id, account.id)
+        docs.check_if_match(current, if_match)
+        doc = _prepare(account, data, current, merge)
+        _validated(account, doc, device_id)
+        updated = docs.update_document(DeviceRow, current, doc, **_columns(account, doc))
+        sync_hotdesk(device_id, account.id, doc)
+        return current, updated
+
+
+def delete_device(account_id: str, device_id: str, if_match: str | None = None) -> Document:
+    with database.atomic():
+        current = docs.fetch(DeviceRow, device_id, account_id)
+        docs.check_if_match(current, if_match)
+        HotdeskRow.delete().where(HotdeskRow.device_id == device_id).execute()
+        docs.delete_document(DeviceRow, current)
+        return current
+
+
+def listing_row(ident: str, doc: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "id": ident,
+        "name": doc.get("name"),
+        "username": (doc.get("sip") or {}).get("username"),
+        "mac_address": doc.get("mac_address", ""),
+        "owner_id": doc.get("owner_id"),
+        "enabled": doc.get("enabled", True),
+        "device_type": doc.get("device_type", "sip_device"),
+    }
+
+
+def list_devices(account_id: str, query: ListQuery) -> Page:
+    select = DeviceRow.select(DeviceRow.id, DeviceRow.doc).where(DeviceRow.account_id == account_id)
+    return docs.list_page(select, DeviceRow, query, listing_row)
+
+
+def user_device_rows(account_id: str, user_id: str) -> list[dict[str, Any]]:
+    """SPEC §5: one row per device the user owns or is hotdesked into, with `hotdesked`."""
+    hotdesked = HotdeskRow.select(HotdeskRow.device_id).where(HotdeskRow.user_id == user_id)
+    rows = (
+        DeviceRow.select(DeviceRow.id, DeviceRow.doc, DeviceRow.owner_id)
+        .where(DeviceRow.account_id == account_id)
+        .where((DeviceRow.owner_id == user_id) | DeviceRow.id.in_(hotdesked))
+        .order_by(DeviceRow.id)
+    )
+    out = []
+    for row in rows:
+        item = listing_row(row.id, docs.decode(row.doc))
+        item.pop("username")
+        item["hotdesked"] = row.owner_id != user_id
+        out.append(item)
+    return out
+
+
+def user_devices(account_id: str, user_id: str) -> list[Document]:
+    """Full documents of the devices a user owns or is hotdesked into."""
+    hotdesked = HotdeskRow.select(HotdeskRow.device_id).where(HotdeskRow.user_id == user_id)
+    rows = (
+        DeviceRow.select()
+        .where(DeviceRow.account_id == account_id)
+        .where((DeviceRow.owner_id == user_id) | DeviceRow.id.in_(hotdesked))
+        .order_by(DeviceRow.id)
+    )
+    return [docs.to_document(row) for row in rows]
+
+
+def devices_by_sip(realm: str, usernames: list[str]) -> dict[str, Document]:
+    """Devices of `realm` by lower-cased SIP username (one query)."""
+    if not usernames:
+        return {}
+    rows = DeviceRow.select().where(
+        (DeviceRow.realm == realm.lower()) & DeviceRow.sip_username_lc.in_([u.lower() for u in usernames]))
+    return {row.sip_username_lc: docs.to_document(row) for row in rows}
+
+
+@dataclass
+class DirectoryEntry:
+    """What FreeSWITCH needs to authenticate and dial a device: the device and its account."""
+
+    device: Document
+    account: Document
+
+
+def directory_entry(realm: str, username: str) -> DirectoryEntry | None:
+    """The device with SIP `username@realm` and its account, in one indexed query."""
+    row = (
+        DeviceRow.select(DeviceRow, AccountRow)
+        .join(AccountRow, on=(DeviceRow.account_id == AccountRow.id))
+        .where((DeviceRow.realm == realm.lower()) & (DeviceRow.sip_username_lc == username.lower()))
+        .first()
+    )
+    if row is None:
+        return None
+    return DirectoryEntry(device=docs.to_document(row), account=docs.to_document(row.accountrow))
+
+
+def device_by_forward_number(account_id: str, number: str) -> Document | None:
+    """The cellphone-style device whose enabled call-forward number is `number`."""
+    digits = forward_digits(number)
+    if not digits:
+        return None
+    row = DeviceRow.select().where(
+        (DeviceRow.account_id == account_id) & (DeviceRow.forward_number == digits)).first()
+    return docs.to_document(row) if row else None

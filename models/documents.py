@@ -1,0 +1,318 @@
+"""What every stored document shares: ids, revisions, JSON, merging, conditional writes and the
+listing engine (pagination and filters)."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import peewee
+
+from models.errors import Conflict, NotFound, StaleRevision, ValidationFailed
+from models.tables import DocumentTable
+
+ID_RE = re.compile(r"^[0-9a-f]{32}$")
+REVISION_RE = re.compile(r"^[0-9]{1,12}-[0-9a-f]{32}$")
+PAGE_SIZE_DEFAULT = 50
+PAGE_SIZE_MAX = 1000
+_BATCH = 500
+
+
+def new_id() -> str:
+    """A new document id: 32 lowercase hex characters."""
+    return uuid.uuid4().hex
+
+
+def is_id(value: Any) -> bool:
+    return isinstance(value, str) and ID_RE.match(value) is not None
+
+
+def encode(doc: Any) -> str:
+    return json.dumps(doc, separators=(",", ":"), ensure_ascii=False)
+
+
+def decode(text: str) -> Any:
+    return json.loads(text)
+
+
+def content_hash(doc: Any) -> str:
+    return hashlib.md5(encode(doc).encode()).hexdigest()
+
+
+def strip_private(doc: dict[str, Any]) -> dict[str, Any]:
+    """Drop keys clients may never set or see (`pvt_*`, `_*`) and the envelope's `id`."""
+    return {k: v for k, v in doc.items() if not (k.startswith("pvt_") or k.startswith("_") or k == "id")}
+
+
+def merge_patch(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
+    """Merge `patch` into a copy of `base`: objects merge recursively, `null` removes the key."""
+    out = dict(base)
+    for key, value in patch.items():
+        if value is None:
+            out.pop(key, None)
+        elif isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge_patch(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+_MISSING = object()
+
+
+def dotted_get(doc: Any, path: str) -> Any:
+    """The value at `a.b.c` in nested objects, or the `_MISSING` marker."""
+    node = doc
+    for part in path.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return _MISSING
+        node = node[part]
+    return node
+
+
+def has_path(doc: Any, path: str) -> bool:
+    return dotted_get(doc, path) is not _MISSING
+
+
+def dotted_get_or(doc: Any, path: str, default: Any = None) -> Any:
+    value = dotted_get(doc, path)
+    return default if value is _MISSING else value
+
+
+@dataclass
+class Document:
+    """A stored document as the API sees it."""
+
+    id: str
+    doc: dict[str, Any]
+    revision: str
+    account_id: str | None = None
+    row: Any = field(default=None, repr=False, compare=False)
+
+    def public(self) -> dict[str, Any]:
+        """The document as returned to clients, with its id."""
+        return {**self.doc, "id": self.id}
+
+
+def to_document(row: DocumentTable, account_id: str | None = None) -> Document:
+    return Document(
+        id=row.id,
+        doc=decode(row.doc),
+        revision=row.revision,
+        account_id=account_id if account_id is not None else getattr(row, "account_id", None),
+        row=row,
+    )
+
+
+def new_revision(doc: dict[str, Any], n: int) -> tuple[int, str]:
+    """The next revision `(n, hash)`; the hash covers the content and a nonce so that two
+    writes of the same content still get different revisions."""
+    return n, hashlib.md5((encode(doc) + uuid.uuid4().hex).encode()).hexdigest()
+
+
+def check_if_match(current: Document, if_match: str | None) -> None:
+    """Refuse a write whose `If-Match` names another revision (412)."""
+    if if_match is None:
+        return
+    wanted = if_match.strip().strip('"')
+    if wanted != "*" and wanted != current.revision:
+        raise StaleRevision(current.revision)
+
+
+def insert_document(table: type[DocumentTable], doc: dict[str, Any], **columns: Any) -> Document:
+    """Insert a new document row (inside the caller's transaction)."""
+    now = time.time()
+    ident = columns.pop("id", None) or new_id()
+    n, rev_hash = new_revision(doc, 1)
+    try:
+        row = table.create(
+            id=ident, doc=encode(doc), rev_n=n, rev_hash=rev_hash, created=now, modified=now, **columns
+        )
+    except peewee.IntegrityError as exc:
+        raise Conflict(str(exc)) from exc
+    return to_document(row)
+
+
+def update_document(
+    table: type[DocumentTable], current: Document, doc: dict[str, Any], **columns: Any
+) -> Document:
+    """Write `doc` over `current`, only if nobody wrote since `current` was read (else 409)."""
+    n, rev_hash = new_revision(doc, current.row.rev_n + 1)
+    try:
+        changed = (
+            table.update(doc=encode(doc), rev_n=n, rev_hash=rev_hash, modified=time.time(), **columns)
+            .where((table.id == current.id) & (table.rev_n == current.row.rev_n)
+                   & (table.rev_hash == current.row.rev_hash))
+            .execute()
+        )
+    except peewee.IntegrityError as exc:
+        raise Conflict(str(exc)) from exc
+    if changed != 1:
+        raise Conflict(f"{table.__name__} {current.id} changed underneath")
+    row = table.get_by_id(current.id)
+    return to_document(row, current.account_id)
+
+
+def delete_document(table: type[DocumentTable], current: Document) -> None:
+    """Delete `current`, only if nobody wrote since it was read (else 409)."""
+    deleted = (
+        table.delete()
+        .where((table.id == current.id) & (table.rev_n == current.row.rev_n)
+               & (table.rev_hash == current.row.rev_hash))
+        .execute()
+    )
+    if deleted != 1:
+        raise Conflict(f"{table.__name__} {current.id} changed underneath")
+
+
+def fetch(table: type[DocumentTable], ident: str, account_id: str | None = None) -> Document:
+    """The document `ident` (of `account_id` when given), or NotFound."""
+    if not is_id(ident):
+        raise NotFound(ident)
+    query = table.select().where(table.id == ident)
+    if account_id is not None:
+        query = query.where(table.account_id == account_id)
+    row = query.first()
+    if row is None:
+        raise NotFound(ident)
+    return to_document(row)
+
+
+# ---------------------------------------------------------------------------------------------
+# Listings
+
+@dataclass
+class ListQuery:
+    """Pagination and filters of a listing request (SPEC §2)."""
+
+    paginate: bool = True
+    page_size: int = PAGE_SIZE_DEFAULT
+    start_key: str | None = None
+    filters: list[Callable[[dict[str, Any]], bool]] = field(default_factory=list)
+
+    @classmethod
+    def from_args(cls, args: dict[str, str], paginate: bool = True) -> ListQuery:
+        """Parse query-string arguments; bad values raise ValidationFailed naming the argument."""
+        errors: dict[str, dict[str, dict[str, Any]]] = {}
+        query = cls(paginate=paginate)
+        if args.get("paginate", "").lower() == "false":
+            query.paginate = False
+        if "page_size" in args:
+            raw = args["page_size"]
+            if not raw.isdigit():
+                errors["page_size"] = {"type": {"message": "page_size must be an integer", "target": "integer"}}
+            else:
+                size = int(raw)
+                if size < 1:
+                    errors["page_size"] = {"minimum": {"message": "page_size must be at least 1", "target": 1}}
+                elif size > PAGE_SIZE_MAX:
+                    errors["page_size"] = {"maximum": {"message": f"page_size must be at most {PAGE_SIZE_MAX}", "target": PAGE_SIZE_MAX}}
+                else:
+                    query.page_size = size
+        if "start_key" in args:
+            if not is_id(args["start_key"]):
+                errors["start_key"] = {"pattern": {"message": "start_key must be a document id"}}
+            else:
+                query.start_key = args["start_key"]
+        for name, value in args.items():
+            predicate = _filter_predicate(name, value)
+            if predicate is _INVALID:
+                errors[name] = {"invalid": {"message": "filter key must be a dotted path of word characters"}}
+            elif predicate is not None:
+                query.filters.append(predicate)
+        if errors:
+            raise ValidationFailed(errors)
+        return query
+
+
+_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+_INVALID = object()
+
+
+def _matches(value: Any, wanted: str) -> bool:
+    if value is _MISSING:
+        return False
+    if isinstance(value, bool):
+        return ("true" if value else "false") == wanted.lower()
+    if isinstance(value, int | float):
+        return str(value) == wanted
+    return value == wanted
+
+
+def _filter_predicate(name: str, value: str) -> Any:
+    if name.startswith("filter_not_"):
+        key = name[len("filter_not_"):]
+        if not _KEY_RE.match(key):
+            return _INVALID
+        return lambda doc: not _matches(dotted_get(doc, key), value)
+    if name.startswith("filter_"):
+        key = name[len("filter_"):]
+        if not _KEY_RE.match(key):
+            return _INVALID
+        return lambda doc: _matches(dotted_get(doc, key), value)
+    if name == "has_key":
+        if not _KEY_RE.match(value):
+            return _INVALID
+        return lambda doc: has_path(doc, value)
+    if name == "key_missing":
+        if not _KEY_RE.match(value):
+            return _INVALID
+        return lambda doc: not has_path(doc, value)
+    return None
+
+
+@dataclass
+class Page:
+    rows: list[dict[str, Any]]
+    next_start_key: str | None = None
+    start_key: str | None = None
+
+
+def list_page(
+    select: peewee.ModelSelect,
+    table: type[DocumentTable],
+    query: ListQuery,
+    to_row: Callable[[str, dict[str, Any]], dict[str, Any]],
+) -> Page:
+    """One page of `select` in id order, filtered, each document turned into a listing row.
+
+    Without filters this is one indexed range query of `page_size + 1` rows. Filters look inside
+    the JSON documents, so they are applied here, batch by batch, until the page is full.
+    """
+    limit = query.page_size if query.paginate else None
+    rows: list[dict[str, Any]] = []
+    next_key: str | None = None
+    for ident, doc in _scan(select, table, query.start_key, limit, bool(query.filters)):
+        if query.filters and not all(f(doc) for f in query.filters):
+            continue
+        if limit is not None and len(rows) == limit:
+            next_key = ident
+            break
+        rows.append(to_row(ident, doc))
+    return Page(rows=rows, next_start_key=next_key, start_key=query.start_key)
+
+
+def _scan(
+    select: peewee.ModelSelect, table: type[DocumentTable], start: str | None,
+    limit: int | None, filtered: bool,
+) -> Iterator[tuple[str, dict[str, Any]]]:
+    batch = _BATCH if (filtered or limit is None) else limit + 1
+    cursor = start
+    first = True
+    while True:
+        q = select.order_by(table.id)
+        if cursor is not None:
+            q = q.where(table.id >= cursor) if first else q.where(table.id > cursor)
+        got = 0
+        for ident, text in q.limit(batch).tuples():
+            got += 1
+            cursor = ident
+            yield ident, decode(text)
+        first = False
+        if got < batch:
+            return

@@ -1,0 +1,114 @@
+"""The tables. Each document row keeps the full public document as JSON beside the indexed
+columns that every lookup of the API or of FreeSWITCH uses."""
+from __future__ import annotations
+
+import peewee
+
+from models.db import database
+
+
+class BaseTable(peewee.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class DocumentTable(BaseTable):
+    """A stored document: id, revision and the public JSON document."""
+
+    id = peewee.FixedCharField(max_length=32, primary_key=True)
+    doc = peewee.TextField()
+    rev_n = peewee.IntegerField(default=1)
+    rev_hash = peewee.FixedCharField(max_length=32)
+    created = peewee.FloatField()
+    modified = peewee.FloatField()
+
+    @property
+    def revision(self) -> str:
+        return f"{self.rev_n}-{self.rev_hash}"
+
+
+class AccountRow(DocumentTable):
+    name_lc = peewee.CharField(max_length=128, unique=True)
+    realm = peewee.CharField(max_length=253, unique=True)
+    parent_id = peewee.FixedCharField(max_length=32, null=True, index=True)
+    # Ancestor ids, root first, as JSON: authorization checks "is A below B" without recursion.
+    tree = peewee.TextField(default="[]")
+    api_key = peewee.FixedCharField(max_length=64, unique=True)
+
+    class Meta:
+        table_name = "account"
+
+
+class UserRow(DocumentTable):
+    account_id = peewee.FixedCharField(max_length=32)
+    username_lc = peewee.CharField(max_length=256, null=True)
+    hotdesk_id = peewee.CharField(max_length=15, null=True)
+    md5_creds = peewee.FixedCharField(max_length=32, null=True, index=True)
+    sha1_creds = peewee.FixedCharField(max_length=40, null=True, index=True)
+
+    class Meta:
+        table_name = "user"
+        indexes = (
+            (("account_id", "id"), False),
+            (("account_id", "username_lc"), True),
+            (("account_id", "hotdesk_id"), True),
+        )
+
+
+class DeviceRow(DocumentTable):
+    account_id = peewee.FixedCharField(max_length=32)
+    realm = peewee.CharField(max_length=253)
+    sip_username_lc = peewee.CharField(max_length=32, null=True)
+    mac_address = peewee.FixedCharField(max_length=12, null=True)
+    owner_id = peewee.FixedCharField(max_length=32, null=True, index=True)
+    sip_ip = peewee.CharField(max_length=15, null=True, unique=True)
+    # The call-forward number with only [0-9+*#] kept: the dialplan's presence lookup for
+    # calls to a cellphone device's number.
+    forward_number = peewee.CharField(max_length=35, null=True)
+
+    class Meta:
+        table_name = "device"
+        indexes = (
+            (("account_id", "id"), False),
+            (("realm", "sip_username_lc"), True),
+            (("account_id", "mac_address"), True),
+            (("account_id", "forward_number"), False),
+        )
+
+
+class HotdeskRow(BaseTable):
+    """Membership: user U is hotdesked into device D (mirror of the device's hotdesk.users)."""
+
+    device_id = peewee.FixedCharField(max_length=32)
+    user_id = peewee.FixedCharField(max_length=32, index=True)
+    account_id = peewee.FixedCharField(max_length=32, index=True)
+
+    class Meta:
+        table_name = "hotdesk"
+        primary_key = peewee.CompositeKey("device_id", "user_id")
+
+
+class TokenRow(BaseTable):
+    token = peewee.CharField(max_length=64, primary_key=True)
+    account_id = peewee.FixedCharField(max_length=32, index=True)
+    user_id = peewee.FixedCharField(max_length=32, null=True)
+    method = peewee.CharField(max_length=16)
+    created = peewee.FloatField()
+    last_used = peewee.FloatField()
+
+    class Meta:
+        table_name = "auth_token"
+
+
+ALL_TABLES = (AccountRow, UserRow, DeviceRow, HotdeskRow, TokenRow)
+
+
+def create_tables() -> None:
+    """Create every table and index that does not exist yet."""
+    database.create_tables(ALL_TABLES, safe=True)
+
+
+def drop_tables() -> None:
+    """Drop every table (tests use it to start from nothing)."""
+    database.drop_tables(ALL_TABLES, safe=True)

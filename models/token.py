@@ -1,0 +1,59 @@
+"""Auth tokens: random, stored so that several API processes share them, expiring when idle."""
+from __future__ import annotations
+
+import re
+import secrets
+import time
+from dataclasses import dataclass
+
+from models.tables import AccountRow, TokenRow
+
+IDLE_SECONDS = 3600
+# Writing `last_used` on every request would make every read a write; a minute of slack on a
+# one-hour idle expiry costs nothing.
+REFRESH_AFTER_SECONDS = 60
+_API_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+
+
+@dataclass(frozen=True)
+class Identity:
+    """Who a request acts as: an account, and the user when the token came from user_auth."""
+
+    account_id: str
+    user_id: str | None
+    method: str
+
+
+def issue_token(account_id: str, user_id: str | None, method: str) -> str:
+    """A new token (256 random bits) for the account (and user)."""
+    token = secrets.token_urlsafe(32)
+    now = time.time()
+    TokenRow.create(token=token, account_id=account_id, user_id=user_id, method=method,
+                    created=now, last_used=now)
+    return token
+
+
+def identify(token: str, now: float | None = None) -> Identity | None:
+    """The identity behind a token or an account API key (Kazoo's QuickCall accepts either)."""
+    now = time.time() if now is None else now
+    if _TOKEN_RE.match(token):
+        row = TokenRow.get_or_none(TokenRow.token == token)
+        if row is not None:
+            if now - row.last_used > IDLE_SECONDS:
+                TokenRow.delete().where(TokenRow.token == token).execute()
+                return None
+            if now - row.last_used > REFRESH_AFTER_SECONDS:
+                TokenRow.update(last_used=now).where(TokenRow.token == token).execute()
+            return Identity(row.account_id, row.user_id, row.method)
+    if _API_KEY_RE.match(token):
+        account = AccountRow.select(AccountRow.id).where(AccountRow.api_key == token).first()
+        if account is not None:
+            return Identity(account.id, None, "api_key")
+    return None
+
+
+def purge_expired(now: float | None = None) -> int:
+    """Delete tokens idle for longer than the expiry; returns how many."""
+    now = time.time() if now is None else now
+    return TokenRow.delete().where(TokenRow.last_used < now - IDLE_SECONDS).execute()

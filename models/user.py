@@ -1,0 +1,167 @@
+"""Users: people of an account, their credentials and hotdesk settings."""
+from __future__ import annotations
+
+import hashlib
+from typing import Any
+
+from models import documents as docs
+from models.db import database
+from models.documents import Document, ListQuery, Page
+from models.errors import ValidationFailed
+from models.tables import DeviceRow, HotdeskRow, UserRow
+from models.validation import Errors, add_error, validate, with_defaults
+
+LISTING_KEYS = ("first_name", "last_name", "username", "email", "priv_level", "enabled", "presence_id")
+
+
+def credentials(username: str, password: str) -> tuple[str, str]:
+    """Kazoo's md5 and sha1 credentials of `username:password` (username lower-cased)."""
+    text = f"{username.lower()}:{password}".encode()
+    return hashlib.md5(text).hexdigest(), hashlib.sha1(text).hexdigest()
+
+
+def _columns(doc: dict[str, Any]) -> dict[str, Any]:
+    username = doc.get("username")
+    hotdesk = doc.get("hotdesk") or {}
+    return {
+        "username_lc": username.lower() if isinstance(username, str) else None,
+        "hotdesk_id": hotdesk.get("id") if isinstance(hotdesk.get("id"), str) else None,
+    }
+
+
+def _database_errors(account_id: str, doc: dict[str, Any], own_id: str | None) -> Errors:
+    errors: Errors = {}
+    cols = _columns(doc)
+    if cols["username_lc"]:
+        q = UserRow.select(UserRow.id).where(
+            (UserRow.account_id == account_id) & (UserRow.username_lc == cols["username_lc"]))
+        if own_id:
+            q = q.where(UserRow.id != own_id)
+        if q.exists():
+            add_error(errors, "username", "unique", "Username already in use", cause=doc["username"])
+    if cols["hotdesk_id"]:
+        q = UserRow.select(UserRow.id).where(
+            (UserRow.account_id == account_id) & (UserRow.hotdesk_id == cols["hotdesk_id"]))
+        if own_id:
+            q = q.where(UserRow.id != own_id)
+        if q.exists():
+            add_error(errors, "hotdesk.id", "unique", "Hotdesk id already in use",
+                      cause=cols["hotdesk_id"])
+    return errors
+
+
+def _prepare(data: Any) -> tuple[dict[str, Any], str | None]:
+    if not isinstance(data, dict):
+        raise ValidationFailed.single("data", "type", "Value is not of type object", target="object")
+    doc = docs.strip_private(data)
+    password = doc.get("password")
+    return doc, password
+
+
+def _credential_columns(doc: dict[str, Any], password: Any, errors: Errors,
+                        current: Document | None) -> dict[str, Any]:
+    """md5/sha1 credential columns for the new document; the password itself is never kept."""
+    username = doc.get("username")
+    if isinstance(password, str) and isinstance(username, str):
+        md5, sha1 = credentials(username, password)
+        return {"md5_creds": md5, "sha1_creds": sha1}
+    if isinstance(password, str) and not username:
+        add_error(errors, "username", "required", "A password needs a username")
+        return {}
+    if current is not None:
+        old = current.doc.get("username")
+        if isinstance(username, str) and isinstance(old, str) and username.lower() != old.lower():
+            if current.row.md5_creds:
+                add_error(errors, "password", "required",
+                          "Changing the username needs the password again")
+            return {}
+        if not username:
+            return {"md5_creds": None, "sha1_creds": None}
+    return {}
+
+
+def create_user(account_id: str, data: Any) -> Document:
+    doc, password = _prepare(data)
+    doc = with_defaults("user", doc)
+    with database.atomic():
+        errors = _database_errors(account_id, doc, None)
+        creds = _credential_columns(doc, password, errors, None)
+        validate("user", doc, errors)
+        doc.pop("password", None)
+        return docs.insert_document(UserRow, doc, account_id=account_id, **_columns(doc), **creds)
+
+
+def get_user(account_id: str, user_id: str) -> Document:
+    return docs.fetch(UserRow, user_id, account_id)
+
+
+def update_user(account_id: str, user_id: str, data: Any, *, merge: bool,
+                if_match: str | None = None) -> tuple[Document, Document]:
+    """Replace or merge-patch a user; returns (before, after)."""
+    incoming, password = _prepare(data)
+    with database.atomic():
+        current = docs.fetch(UserRow, user_id, account_id)
+        docs.check_if_match(current, if_match)
+        base = docs.merge_patch(current.doc, incoming) if merge else incoming
+        doc = with_defaults("user", base)
+        errors = _database_errors(account_id, doc, user_id)
+        creds = _credential_columns(doc, password, errors, current)
+        validate("user", doc, errors)
+        doc.pop("password", None)
+        return current, docs.update_document(UserRow, current, doc, **_columns(doc), **creds)
+
+
+def delete_user(account_id: str, user_id: str, if_match: str | None = None) -> Document:
+    """Delete a user, take them out of every hotdesk and clear `owner_id` on their devices."""
+    with database.atomic():
+        current = docs.fetch(UserRow, user_id, account_id)
+        docs.check_if_match(current, if_match)
+        affected = (
+            DeviceRow.select()
+            .where(DeviceRow.account_id == account_id)
+            .where((DeviceRow.owner_id == user_id)
+                   | DeviceRow.id.in_(HotdeskRow.select(HotdeskRow.device_id)
+                                      .where(HotdeskRow.user_id == user_id)))
+        )
+        for row in list(affected):
+            device = docs.to_document(row)
+            doc = dict(device.doc)
+            if doc.get("owner_id") == user_id:
+                doc.pop("owner_id")
+            users = dict((doc.get("hotdesk") or {}).get("users") or {})
+            if user_id in users:
+                users.pop(user_id)
+                doc["hotdesk"] = {**doc["hotdesk"], "users": users}
+            docs.update_document(DeviceRow, device, doc, owner_id=doc.get("owner_id"))
+        HotdeskRow.delete().where(HotdeskRow.user_id == user_id).execute()
+        docs.delete_document(UserRow, current)
+        return current
+
+
+def listing_row(ident: str, doc: dict[str, Any]) -> dict[str, Any]:
+    return {"id": ident, **{k: doc[k] for k in LISTING_KEYS if k in doc}}
+
+
+def list_users(account_id: str, query: ListQuery) -> Page:
+    select = UserRow.select(UserRow.id, UserRow.doc).where(UserRow.account_id == account_id)
+    return docs.list_page(select, UserRow, query, listing_row)
+
+
+def users_by_ids(account_id: str, ids: list[str]) -> dict[str, Document]:
+    """The existing users among `ids` (one query)."""
+    if not ids:
+        return {}
+    rows = UserRow.select().where((UserRow.account_id == account_id) & UserRow.id.in_(ids))
+    return {row.id: docs.to_document(row) for row in rows}
+
+
+def user_by_credentials(account_id: str, creds: str, method: str) -> Document | None:
+    column = UserRow.sha1_creds if method == "sha" else UserRow.md5_creds
+    row = UserRow.select().where((UserRow.account_id == account_id) & (column == creds.lower())).first()
+    return docs.to_document(row) if row else None
+
+
+def user_by_hotdesk_id(account_id: str, hotdesk_id: str) -> Document | None:
+    row = UserRow.select().where(
+        (UserRow.account_id == account_id) & (UserRow.hotdesk_id == hotdesk_id)).first()
+    return docs.to_document(row) if row else None

@@ -1,0 +1,129 @@
+"""JSON Schema validation with Kazoo's rule names and error shape.
+
+Each error becomes `{"<dotted.path>": {"<rule>": {"message": ..., ...}}}`; every failure of a
+document is reported, not just the first.
+"""
+from __future__ import annotations
+
+import copy
+import json
+from functools import cache
+from importlib import resources
+from typing import Any
+
+from jsonschema import Draft202012Validator
+from referencing import Registry, Resource
+
+from models.errors import ValidationFailed
+
+Errors = dict[str, dict[str, dict[str, Any]]]
+
+SCHEMA_NAMES = ("common", "device", "user", "account")
+
+# jsonschema keyword -> Kazoo rule name; keywords not listed keep their own name.
+_RULES = {
+    "required": "required",
+    "minLength": "minLength",
+    "maxLength": "maxLength",
+    "enum": "enum",
+    "const": "enum",
+    "type": "type",
+    "pattern": "pattern",
+    "minimum": "minimum",
+    "maximum": "maximum",
+    "propertyNames": "pattern",
+}
+
+
+@cache
+def _schemas() -> dict[str, dict[str, Any]]:
+    folder = resources.files("models") / "schemas"
+    return {name: json.loads((folder / f"{name}.json").read_text()) for name in SCHEMA_NAMES}
+
+
+@cache
+def _validator(kind: str) -> Draft202012Validator:
+    schemas = _schemas()
+    registry = Registry().with_resources(
+        (schema["$id"], Resource.from_contents(schema)) for schema in schemas.values()
+    )
+    return Draft202012Validator(schemas[kind], registry=registry)
+
+
+def _message(error: Any, rule: str) -> dict[str, Any]:
+    target = error.validator_value
+    if rule == "required":
+        return {"message": "Field is required but missing"}
+    if rule == "minLength":
+        return {"message": f"String must be at least {target} characters", "target": target}
+    if rule == "maxLength":
+        return {"message": f"String must not be more than {target} characters", "target": target}
+    if rule == "enum":
+        allowed = target if isinstance(target, list) else [target]
+        return {"message": "Value not found in enumerated list of values", "target": allowed}
+    if rule == "type":
+        return {"message": f"Value is not of type {target}", "target": target}
+    if rule == "pattern":
+        if error.validator == "propertyNames":
+            return {"message": "Key does not match the required pattern", "cause": error.instance}
+        return {"message": f"Failed to match pattern '{target}'", "target": target}
+    if rule == "minimum":
+        return {"message": f"Value must be at least {target}", "target": target}
+    if rule == "maximum":
+        return {"message": f"Value must be at most {target}", "target": target}
+    return {"message": error.message}
+
+
+def _path(parts: Any) -> str:
+    return ".".join(str(p) for p in parts)
+
+
+def schema_errors(kind: str, doc: Any) -> Errors:
+    """Every schema failure of `doc` against the `kind` schema."""
+    errors: Errors = {}
+    for error in _validator(kind).iter_errors(doc):
+        # `if/then` and `propertyNames` wrap the real failure; report the leaf.
+        leaves = [error]
+        if error.validator in ("if", "then") or error.context:
+            leaves = list(error.context) or [error]
+        for leaf in leaves:
+            rule = _RULES.get(leaf.validator, leaf.validator)
+            if leaf.validator == "required":
+                base = list(leaf.absolute_path)
+                for missing in leaf.validator_value:
+                    if isinstance(leaf.instance, dict) and missing not in leaf.instance:
+                        errors.setdefault(_path([*base, missing]), {})[rule] = _message(leaf, rule)
+                continue
+            path = _path(leaf.absolute_path) or (leaf.instance if isinstance(leaf.instance, str) else "")
+            errors.setdefault(path, {})[rule] = _message(leaf, rule)
+    return errors
+
+
+def validate(kind: str, doc: Any, extra: Errors | None = None) -> None:
+    """Raise ValidationFailed with the schema's failures of `doc` plus `extra` (database rules)."""
+    if not isinstance(doc, dict):
+        raise ValidationFailed.single("data", "type", "Value is not of type object", target="object")
+    errors = schema_errors(kind, doc)
+    for path, rules in (extra or {}).items():
+        errors.setdefault(path, {}).update(rules)
+    if errors:
+        raise ValidationFailed(errors)
+
+
+def with_defaults(kind: str, doc: dict[str, Any]) -> dict[str, Any]:
+    """A copy of `doc` with the schema's defaults filled in (top level and one object deep)."""
+    out = copy.deepcopy(doc)
+    props = _schemas()[kind].get("properties", {})
+    for key, spec in props.items():
+        if "default" in spec and key not in out:
+            out[key] = copy.deepcopy(spec["default"])
+        if isinstance(out.get(key), dict) and spec.get("type") == "object":
+            for sub, sub_spec in spec.get("properties", {}).items():
+                if "default" in sub_spec and sub not in out[key]:
+                    out[key][sub] = copy.deepcopy(sub_spec["default"])
+    return out
+
+
+def add_error(errors: Errors, path: str, rule: str, message: str, **extra: Any) -> None:
+    """Record one database-rule failure in `errors`."""
+    errors.setdefault(path, {})[rule] = {"message": message, **extra}
