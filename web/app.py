@@ -1,0 +1,109 @@
+"""The Flask application: `create_app()` wires resources, the request line and error envelopes."""
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from flask import Blueprint, Flask, Response, g, request
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
+
+from models.db import database
+from web import accounts, actions, devices, freeswitch, hotdesks, ops, tokens, users
+from web.auth import AncestryCache, authorize, current_identity
+from web.config import Settings
+from web.envelope import failure, parse_body, request_id
+from web.errors import to_reply
+from web.metrics import Metrics
+from web.side_effects import SideEffects
+
+log = logging.getLogger(__name__)
+
+MAX_BODY_BYTES = 1024 * 1024
+
+
+@dataclass
+class Runtime:
+    """What the app shares across requests in one process."""
+
+    settings: Settings
+    pool: Any = None
+    ancestry: AncestryCache = field(default_factory=AncestryCache)
+    metrics: Metrics = field(default_factory=Metrics)
+    side_effects: SideEffects = field(init=False)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.side_effects = SideEffects(self.pool)
+
+
+def _api_blueprint() -> Blueprint:
+    bp = Blueprint("api", __name__)
+    for module in (tokens, accounts, users, devices, hotdesks, actions):
+        module.register(bp)
+    return bp
+
+
+def create_app(settings: Settings | None = None, *, pool: Any = None) -> Flask:
+    """The WSGI app. The database must already be connected (`models.db.connect`); `pool` is
+    the started `esl_bridge.EslPool`, or None to serve documents without FreeSWITCH."""
+    app = Flask("esl_bridge")
+    app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES
+    app.json.sort_keys = False  # type: ignore[attr-defined]
+    runtime = Runtime(settings or Settings(), pool)
+    app.extensions["esl_bridge"] = runtime
+
+    api = _api_blueprint()
+    app.register_blueprint(api, url_prefix="/v1", name="v1")
+    app.register_blueprint(api, url_prefix="/v2", name="v2")
+    app.register_blueprint(freeswitch.blueprint())
+    app.register_blueprint(ops.blueprint())
+
+    @app.before_request
+    def begin() -> None:
+        g.started = time.perf_counter()
+        request_id()
+        g.api_version = request.blueprint if request.blueprint in ("v1", "v2") else None
+        # SPEC §3 order: 405 (and unknown paths), 400 malformed, 401, 403; then the view.
+        if request.routing_exception is not None:
+            raise request.routing_exception
+        database.connect(reuse_if_open=True)
+        if g.api_version is None:
+            return
+        g.body = parse_body()
+        view = app.view_functions.get(request.endpoint)
+        if getattr(view, "esl_public", False):
+            identity = current_identity(required=False)
+            if identity is None:
+                return
+        else:
+            identity = current_identity()
+        account_id = (request.view_args or {}).get("account_id")
+        if account_id is not None:
+            authorize(identity, account_id, runtime.ancestry)
+
+    @app.teardown_request
+    def end(exc: BaseException | None) -> None:
+        if not database.is_closed():
+            database.close()
+
+    @app.after_request
+    def measure(response: Response) -> Response:
+        started = g.get("started")
+        if started is not None:
+            endpoint = request.url_rule.rule if request.url_rule else "unmatched"
+            runtime.metrics.observe(request.method, endpoint, response.status_code,
+                                    time.perf_counter() - started)
+        return response
+
+    @app.errorhandler(Exception)
+    def envelope(exc: Exception) -> Response:
+        response = failure(to_reply(exc))
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            response.headers["Allow"] = ", ".join(sorted(exc.valid_methods))
+        return response
+
+    # Flask routes HTTPExceptions raised by routing through the same handler.
+    app.register_error_handler(HTTPException, envelope)
+    return app

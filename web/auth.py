@@ -1,0 +1,65 @@
+"""Who is asking, and may they act on this account (SPEC §3)."""
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from flask import g, request
+
+from models import account as accounts
+from models.token import Identity, identify
+from web.errors import Forbidden, Unauthorized
+
+
+def request_token() -> str | None:
+    """The token from `X-Auth-Token`, else the `auth_token` query parameter, else the body."""
+    token = request.headers.get("X-Auth-Token") or request.args.get("auth_token")
+    if not token:
+        body = g.get("body") or {}
+        candidate = body.get("auth_token")
+        token = candidate if isinstance(candidate, str) else None
+    return token or None
+
+
+def current_identity(required: bool = True) -> Identity | None:
+    """The identity of the request's token; 401 when it is missing or unknown (if required)."""
+    if "identity" not in g:
+        token = request_token()
+        g.identity = identify(token) if token else None
+        if g.identity is not None:
+            g.auth_token = token
+    if g.identity is None and required:
+        raise Unauthorized()
+    return g.identity
+
+
+class AncestryCache:
+    """Account ancestry by id. An account never moves in the tree, so entries never go stale;
+    a missing account is not cached (it may be created later)."""
+
+    def __init__(self) -> None:
+        self._known: dict[str, tuple[str, ...]] = {}
+        self._lock = threading.Lock()
+
+    def get(self, account_id: str) -> tuple[str, ...] | None:
+        found = self._known.get(account_id)
+        if found is not None:
+            return found
+        chain = accounts.ancestry(account_id)
+        if chain is None:
+            return None
+        with self._lock:
+            self._known[account_id] = tuple(chain)
+        return self._known[account_id]
+
+
+def authorize(identity: Identity, account_id: str, cache: AncestryCache) -> None:
+    """403 unless `account_id` is the identity's account or below it (unknown ids included, so
+    that other accounts' ids cannot be probed)."""
+    chain = cache.get(account_id) if len(account_id) == 32 else None
+    if chain is None or identity.account_id not in chain:
+        raise Forbidden()
+
+
+def identity_summary(identity: Identity) -> dict[str, Any]:
+    return {"account_id": identity.account_id, "owner_id": identity.user_id, "method": identity.method}

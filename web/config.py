@@ -1,0 +1,106 @@
+"""Settings (SPEC §9): every one an `ESL_BRIDGE_*` variable and a flag; the flag wins."""
+from __future__ import annotations
+
+import argparse
+import ipaddress
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+from typing import Any
+
+
+def _list(value: str) -> tuple[str, ...]:
+    return tuple(part.strip() for part in value.split(",") if part.strip())
+
+
+def _networks(value: str) -> tuple[ipaddress.IPv4Network | ipaddress.IPv6Network, ...]:
+    return tuple(ipaddress.ip_network(part, strict=False) for part in _list(value))
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if number <= 0:
+        raise ValueError("must be positive")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number <= 0:
+        raise ValueError("must be positive")
+    return number
+
+
+def _port(value: str) -> int:
+    number = int(value)
+    if not 0 <= number <= 65535:
+        raise ValueError("not a port number")
+    return number
+
+
+@dataclass
+class Settings:
+    """Everything esl-bridge can be told, with SPEC §9's defaults."""
+
+    database_url: str = field(default="sqlite:///esl-bridge.db",
+                              metadata={"parse": str, "help": "sqlite:///file.db or postgresql://user:pass@host/db"})
+    freeswitch: tuple[str, ...] = field(default=("127.0.0.1:8021:ClueCon",),
+                                        metadata={"parse": _list, "help": "FreeSWITCH nodes host:port:password, comma-separated"})
+    bind: str = field(default="127.0.0.1", metadata={"parse": str, "help": "address to listen on"})
+    http_port: int = field(default=8000, metadata={"parse": _port, "help": "HTTP port"})
+    https_port: int = field(default=8443, metadata={"parse": _port, "help": "HTTPS port (with a certificate and key)"})
+    tls_cert: str | None = field(default=None, metadata={"parse": str, "help": "TLS certificate (PEM)"})
+    tls_key: str | None = field(default=None, metadata={"parse": str, "help": "TLS private key (PEM)"})
+    pool_size: int = field(default=4, metadata={"parse": _positive_int, "help": "command connections per node"})
+    command_timeout: float = field(default=5.0, metadata={"parse": _positive_float, "help": "seconds an ESL command may take"})
+    sofia_profile: tuple[str, ...] = field(default=("internal",),
+                                           metadata={"parse": _list, "help": "sofia profiles asked for registrations, comma-separated"})
+    freeswitch_secret: str | None = field(default=None, metadata={"parse": str, "help": "shared secret of the /freeswitch/ endpoints"})
+    freeswitch_allow: tuple[Any, ...] = field(default=_networks("127.0.0.1/32,::1/128"),
+                                              metadata={"parse": _networks, "help": "source networks allowed on /freeswitch/"})
+    log_level: str = field(default="info", metadata={"parse": lambda v: v.lower(), "help": "debug, info, warning or error"})
+
+    @classmethod
+    def load(cls, environ: Mapping[str, str] | None = None,
+             overrides: Mapping[str, Any] | None = None) -> Settings:
+        """Defaults, then `ESL_BRIDGE_*` variables, then `overrides` (the flags)."""
+        environ = os.environ if environ is None else environ
+        values: dict[str, Any] = {}
+        for f in fields(cls):
+            raw = environ.get(f"ESL_BRIDGE_{f.name.upper()}")
+            if raw is not None and raw != "":
+                values[f.name] = _parse(f.name, f.metadata["parse"], raw)
+        for name, raw in (overrides or {}).items():
+            if raw is not None:
+                parse = next(f.metadata["parse"] for f in fields(cls) if f.name == name)
+                values[name] = _parse(name, parse, raw) if isinstance(raw, str) else raw
+        return cls(**values)
+
+    @property
+    def tls_enabled(self) -> bool:
+        return bool(self.tls_cert and self.tls_key)
+
+
+class SettingsError(ValueError):
+    """A setting has a value we cannot use."""
+
+
+def _parse(name: str, parse: Any, raw: str) -> Any:
+    try:
+        return parse(raw)
+    except ValueError as exc:
+        raise SettingsError(f"bad value for {name} ({'ESL_BRIDGE_' + name.upper()} / "
+                            f"--{name.replace('_', '-')}): {raw!r}: {exc}") from exc
+
+
+def add_flags(parser: argparse.ArgumentParser, names: Sequence[str] | None = None) -> None:
+    """Add `--<setting>` flags (all settings, or `names`) to an argument parser."""
+    for f in fields(Settings):
+        if names is not None and f.name not in names:
+            continue
+        parser.add_argument(f"--{f.name.replace('_', '-')}", dest=f.name, default=None,
+                            help=f"{f.metadata['help']} (ESL_BRIDGE_{f.name.upper()})")
+
+
+def flag_values(args: argparse.Namespace) -> dict[str, Any]:
+    return {f.name: getattr(args, f.name) for f in fields(Settings) if getattr(args, f.name, None) is not None}

@@ -1,0 +1,70 @@
+"""`/accounts/{A}/devices`: devices CRUD; FreeSWITCH side effects run after each commit."""
+from __future__ import annotations
+
+from typing import Any
+
+from flask import Blueprint, Response, g
+
+from models import account as accounts
+from models import device as devices
+from models.errors import ValidationFailed
+from web import side_effects
+from web.envelope import body_data
+from web.resource import document_reply, if_match, listing_query, page_reply, route
+
+
+def register(bp: Blueprint) -> None:
+    route(bp, "@/devices", ["GET"])(list_devices)
+    route(bp, "@/devices", ["PUT"])(create_device)
+    route(bp, "@/devices/<device_id>", ["GET"])(get_device)
+    route(bp, "@/devices/<device_id>", ["POST"])(replace_device)
+    route(bp, "@/devices/<device_id>", ["PATCH"])(patch_device)
+    route(bp, "@/devices/<device_id>", ["DELETE"])(delete_device)
+
+
+def _sync_flag(data: dict[str, Any]) -> bool:
+    """`"sync": true` asks for a check-sync after the update; it is never stored."""
+    value = data.get("sync", False)
+    if not isinstance(value, bool):
+        raise ValidationFailed.single("sync", "type", "Value is not of type boolean", target="boolean")
+    return value
+
+
+def list_devices(account_id: str) -> Response:
+    return page_reply(devices.list_devices(account_id, listing_query()))
+
+
+def create_device(account_id: str) -> Response:
+    data = body_data()
+    _sync_flag(data)
+    created = devices.create_device(accounts.get_account(account_id), data)
+    response = document_reply(created, status=201)
+    response.headers["Location"] = f"/{g.api_version}/accounts/{account_id}/devices/{created.id}"
+    return response
+
+
+def get_device(account_id: str, device_id: str) -> Response:
+    return document_reply(devices.get_device(account_id, device_id))
+
+
+def _update(account_id: str, device_id: str, merge: bool) -> Response:
+    data = body_data()
+    sync = _sync_flag(data)
+    account = accounts.get_account(account_id)
+    before, after = devices.update_device(account, device_id, data, merge=merge, if_match=if_match())
+    side_effects.device_changed(before, after, sync=sync)
+    return document_reply(after)
+
+
+def replace_device(account_id: str, device_id: str) -> Response:
+    return _update(account_id, device_id, merge=False)
+
+
+def patch_device(account_id: str, device_id: str) -> Response:
+    return _update(account_id, device_id, merge=True)
+
+
+def delete_device(account_id: str, device_id: str) -> Response:
+    removed = devices.delete_device(account_id, device_id, if_match=if_match())
+    side_effects.device_changed(removed, None, sync=False)
+    return document_reply(removed)

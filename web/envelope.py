@@ -1,0 +1,108 @@
+"""The Kazoo response envelope (SPEC §2), request ids and the request body."""
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import uuid
+from typing import Any
+
+from flask import Response, g, request
+
+from models.documents import Page
+from web.errors import ErrorReply, Malformed
+
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+def request_id() -> str:
+    """The request's id: a well-formed incoming `X-Request-ID`, else a new one.
+
+    The id travels into FreeSWITCH as a channel variable, so anything that is not plainly safe
+    is replaced rather than passed on.
+    """
+    if "request_id" not in g:
+        incoming = request.headers.get("X-Request-ID", "")
+        g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+    return g.request_id
+
+
+def _dump(body: dict[str, Any]) -> str:
+    return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+def listing_revision(data: Any) -> str:
+    return hashlib.md5(_dump({"d": data}).encode()).hexdigest()
+
+
+def _response(body: dict[str, Any], status: int, revision: str | None) -> Response:
+    response = Response(_dump(body), status=status, mimetype="application/json")
+    response.headers["X-Request-ID"] = body["request_id"]
+    if revision:
+        response.headers["ETag"] = f'"{revision}"'
+    return response
+
+
+def success(data: Any, *, status: int = 200, revision: str | None = None,
+            page: Page | None = None, token: str | None = None) -> Response:
+    """A success envelope; listings pass their `page` for the pagination keys."""
+    if revision is None:
+        revision = listing_revision(data)
+    body: dict[str, Any] = {
+        "auth_token": token if token is not None else g.get("auth_token") or "",
+        "status": "success",
+        "request_id": request_id(),
+        "revision": revision,
+        "data": data,
+    }
+    if page is not None and g.get("api_version") != "v1":
+        body["page_size"] = len(page.rows)
+        if page.start_key:
+            body["start_key"] = page.start_key
+        if page.next_start_key:
+            body["next_start_key"] = page.next_start_key
+    return _response(body, status, revision)
+
+
+def failure(reply: ErrorReply) -> Response:
+    """An error envelope: the same shape with `status: error` and the HTTP code as `error`."""
+    body = {
+        "auth_token": g.get("auth_token") or "undefined",
+        "status": "error",
+        "request_id": request_id(),
+        "error": str(reply.status),
+        "message": reply.message,
+        "data": reply.data,
+    }
+    if reply.revision:
+        body["revision"] = reply.revision
+    return _response(body, reply.status, None)
+
+
+def parse_body() -> dict[str, Any] | None:
+    """The JSON body of the request as an object, or None when there is none (400 if malformed)."""
+    raw = request.get_data(cache=True)
+    if not raw or not raw.strip():
+        return None
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Malformed(str(exc)) from exc
+    if not isinstance(body, dict):
+        raise Malformed("the body must be a JSON object")
+    return body
+
+
+def body_data(required: bool = True) -> Any:
+    """The `data` member of the body (validated as an object by the caller's schema)."""
+    from models.errors import ValidationFailed
+
+    body = g.get("body")
+    if body is None or "data" not in body:
+        if required:
+            raise ValidationFailed.single("data", "required", "Field is required but missing")
+        return None
+    data = body["data"]
+    if required and not isinstance(data, dict):
+        raise ValidationFailed.single("data", "type", "Value is not of type object", target="object")
+    return data

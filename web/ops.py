@@ -1,0 +1,52 @@
+"""`GET /health` and `GET /metrics` (SPEC §8)."""
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from flask import Blueprint, Response
+
+from models.db import database
+from web.envelope import success
+from web.resource import runtime
+
+log = logging.getLogger(__name__)
+
+
+def blueprint() -> Blueprint:
+    bp = Blueprint("ops", __name__)
+    bp.add_url_rule("/health", view_func=health, methods=["GET"])
+    bp.add_url_rule("/metrics", view_func=metrics, methods=["GET"])
+    return bp
+
+
+def _database_health() -> dict[str, Any]:
+    try:
+        database.execute_sql("SELECT 1").fetchone()
+        return {"ok": True}
+    except Exception as exc:
+        log.warning("health: database check failed: %s", exc)
+        return {"ok": False, "error": str(exc)}
+
+
+def health() -> Response:
+    """The database and every FreeSWITCH node; 503 when the database is down.
+
+    FreeSWITCH being down does not make esl-bridge unhealthy: documents are still served.
+    """
+    pool = runtime().pool
+    nodes = pool.health() if pool is not None else {}
+    db = _database_health()
+    data = {
+        "database": db,
+        "freeswitch": nodes,
+        "freeswitch_connected": any(n.get("connected") for n in nodes.values()),
+    }
+    response = success(data, status=200 if db["ok"] else 503)
+    return response
+
+
+def metrics() -> Response:
+    rt = runtime()
+    esl = rt.pool.metrics() if rt.pool is not None else None
+    return Response(rt.metrics.render(esl), mimetype="text/plain; version=0.0.4")

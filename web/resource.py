@@ -1,0 +1,50 @@
+"""Small pieces every resource module uses: listing arguments, If-Match, document replies."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from flask import Blueprint, Response, current_app, g, request
+
+from models.documents import Document, ListQuery, Page
+from web.envelope import success
+
+
+def listing_query() -> ListQuery:
+    """Pagination and filters from the query string; v1 listings are never paginated."""
+    args = {k: v for k, v in request.args.items() if k != "auth_token"}
+    query = ListQuery.from_args(args)
+    if g.get("api_version") == "v1":
+        query.paginate = False
+    return query
+
+
+def if_match() -> str | None:
+    return request.headers.get("If-Match")
+
+
+def document_reply(document: Document, status: int = 200, public: Callable[[Document], Any] | None = None) -> Response:
+    data = public(document) if public else document.public()
+    return success(data, status=status, revision=document.revision)
+
+
+def page_reply(page: Page) -> Response:
+    return success(page.rows, page=page)
+
+
+def runtime() -> Any:
+    """The process-wide runtime (settings, ESL pool, caches, metrics) of the running app."""
+    return current_app.extensions["esl_bridge"]
+
+
+def route(bp: Blueprint, rule: str, methods: list[str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """`bp.route` with the rule under `/accounts/<account_id>` when it starts with `@`."""
+    if rule.startswith("@"):
+        rule = "/accounts/<account_id>" + rule[1:]
+    return bp.route(rule, methods=methods)
+
+
+def public(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a view that runs without a token (it authenticates the caller itself)."""
+    view.esl_public = True  # type: ignore[attr-defined]
+    return view

@@ -1,0 +1,125 @@
+"""FreeSWITCH work that follows a committed device change (SPEC §6.2 `sync`, §6.5).
+
+The plan is a pure function of the document before and after; running it happens after the
+commit, in the background, best effort: a failure is logged and never fails the request.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from gevent.pool import Group
+
+from models.documents import Document
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CHECK_SYNC_EVENT = "check-sync"
+
+
+@dataclass(frozen=True)
+class SipIdentity:
+    user: str
+    realm: str
+
+
+def sip_identity(device: Document | None) -> SipIdentity | None:
+    """The `user@realm` a device registers as, if it has SIP credentials."""
+    if device is None:
+        return None
+    sip = device.doc.get("sip") or {}
+    if not sip.get("username") or not sip.get("realm"):
+        return None
+    return SipIdentity(sip["username"], sip["realm"])
+
+
+def check_sync_event(device: Document, reboot: bool | None = None) -> str:
+    """The device's check-sync event string, with `;reboot=` appended when asked."""
+    event = (device.doc.get("provision") or {}).get("check_sync_event") or DEFAULT_CHECK_SYNC_EVENT
+    if reboot is not None:
+        event = f"{event};reboot={'true' if reboot else 'false'}"
+    return event
+
+
+@dataclass(frozen=True)
+class Step:
+    """One FreeSWITCH action: `kind` is flush_cache, retire or check_sync."""
+
+    kind: str
+    user: str
+    realm: str
+    event: str = DEFAULT_CHECK_SYNC_EVENT
+
+
+def _credentials(device: Document) -> tuple[Any, ...]:
+    sip = device.doc.get("sip") or {}
+    return tuple(sip.get(k) for k in ("username", "password", "realm", "method", "ip"))
+
+
+def plan(before: Document | None, after: Document | None, sync: bool) -> list[Step]:
+    """The steps a change from `before` to `after` needs (`after` None: deleted)."""
+    old, new = sip_identity(before), sip_identity(after)
+    steps: list[Step] = []
+    if before is not None:
+        enabled_before = before.doc.get("enabled", True)
+        enabled_after = after is not None and after.doc.get("enabled", True)
+        credentials_changed = after is None or _credentials(before) != _credentials(after)
+        presence_changed = after is not None and before.doc.get("presence_id") != after.doc.get("presence_id")
+        retire = old is not None and (credentials_changed or (enabled_before and not enabled_after))
+        if old is not None and (retire or presence_changed or enabled_before != enabled_after):
+            steps.append(Step("flush_cache", old.user, old.realm))
+        if new is not None and new != old and (credentials_changed or enabled_before != enabled_after):
+            steps.append(Step("flush_cache", new.user, new.realm))
+        if retire:
+            steps.append(Step("retire", old.user, old.realm, check_sync_event(before)))
+    if sync and after is not None and new is not None:
+        already = any(s.kind == "retire" and (s.user, s.realm) == (new.user, new.realm) for s in steps)
+        if not already:
+            steps.append(Step("check_sync", new.user, new.realm, check_sync_event(after)))
+    return steps
+
+
+class SideEffects:
+    """Runs plans in background greenlets so the response never waits on FreeSWITCH."""
+
+    def __init__(self, pool: Any) -> None:
+        self.pool = pool
+        self._group = Group()
+
+    def run(self, steps: list[Step]) -> None:
+        if steps and self.pool is not None:
+            self._group.spawn(self._run, steps)
+
+    def _run(self, steps: list[Step]) -> None:
+        from esl_bridge import actions
+
+        for step in steps:
+            try:
+                if step.kind == "flush_cache":
+                    actions.flush_directory_cache(self.pool, step.user, step.realm)
+                elif step.kind == "retire":
+                    actions.retire_registration(self.pool, step.user, step.realm, step.event)
+                elif step.kind == "check_sync":
+                    actions.check_sync(self.pool, step.user, step.realm, step.event)
+            except Exception as exc:  # best effort by contract: log, never raise
+                log.warning("side effect %s for %s@%s failed: %s", step.kind, step.user, step.realm, exc)
+
+    def join(self, timeout: float | None = None) -> bool:
+        """Wait for running side effects (tests and shutdown); True when none is left."""
+        return self._group.join(timeout=timeout)
+
+    def kill(self) -> None:
+        self._group.kill(block=True, timeout=1)
+
+
+def device_changed(before: Document | None, after: Document | None, sync: bool) -> None:
+    """Queue what FreeSWITCH must hear about a committed device change."""
+    from web.resource import runtime
+
+    steps = plan(before, after, sync)
+    if steps:
+        device = after or before
+        log.info("device %s: %s", device.id if device else "?",
+                 ", ".join(f"{s.kind} {s.user}@{s.realm}" for s in steps))
+    runtime().side_effects.run(steps)

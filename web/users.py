@@ -1,0 +1,50 @@
+"""`/accounts/{A}/users`: users CRUD and the devices a user owns or is hotdesked into."""
+from __future__ import annotations
+
+from flask import Blueprint, Response
+
+from models import device as devices
+from models import user as users
+from web.envelope import body_data, success
+from web.resource import document_reply, if_match, listing_query, page_reply, route
+
+
+def register(bp: Blueprint) -> None:
+    route(bp, "@/users", ["GET"])(list_users)
+    route(bp, "@/users", ["PUT"])(create_user)
+    route(bp, "@/users/<user_id>", ["GET"])(get_user)
+    route(bp, "@/users/<user_id>", ["POST"])(replace_user)
+    route(bp, "@/users/<user_id>", ["PATCH"])(patch_user)
+    route(bp, "@/users/<user_id>", ["DELETE"])(delete_user)
+    route(bp, "@/users/<user_id>/devices", ["GET"])(user_devices)
+
+
+def list_users(account_id: str) -> Response:
+    return page_reply(users.list_users(account_id, listing_query()))
+
+
+def create_user(account_id: str) -> Response:
+    return document_reply(users.create_user(account_id, body_data()), status=201)
+
+
+def get_user(account_id: str, user_id: str) -> Response:
+    return document_reply(users.get_user(account_id, user_id))
+
+
+def replace_user(account_id: str, user_id: str) -> Response:
+    _, updated = users.update_user(account_id, user_id, body_data(), merge=False, if_match=if_match())
+    return document_reply(updated)
+
+
+def patch_user(account_id: str, user_id: str) -> Response:
+    _, updated = users.update_user(account_id, user_id, body_data(), merge=True, if_match=if_match())
+    return document_reply(updated)
+
+
+def delete_user(account_id: str, user_id: str) -> Response:
+    return document_reply(users.delete_user(account_id, user_id, if_match=if_match()))
+
+
+def user_devices(account_id: str, user_id: str) -> Response:
+    users.get_user(account_id, user_id)  # 404 for an unknown user
+    return success(devices.user_device_rows(account_id, user_id))
