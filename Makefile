@@ -3,7 +3,6 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 REALM ?= $(or $(ESL_BRIDGE_REALM),pbx.localhost)
-PYTEST_WORKERS ?= 2
 
 .PHONY: serve test lint bench clean
 
@@ -29,7 +28,7 @@ lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
 
 test: $(VENV)/.installed-test lint
-	$(BIN)/python -m gevent.monkey --module pytest -n $(PYTEST_WORKERS) $(PYTEST_ARGS)
+	$(BIN)/python -m gevent.monkey --module pytest $(PYTEST_ARGS)
 
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/esl_pool.py

@@ -5,6 +5,8 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+import peewee
+
 from models import documents as docs
 from models.db import database
 from models.documents import Document, ListQuery, Page
@@ -220,23 +222,48 @@ def devices_by_sip(realm: str, usernames: list[str]) -> dict[str, Document]:
 
 @dataclass
 class DirectoryEntry:
-    """What FreeSWITCH needs to authenticate and dial a device: the device and its account."""
+    """What FreeSWITCH needs to authenticate and dial a device: the device, its account and
+    its owner (when it has one)."""
 
     device: Document
     account: Document
+    owner: Document | None
 
 
 def directory_entry(realm: str, username: str) -> DirectoryEntry | None:
-    """The device with SIP `username@realm` and its account, in one indexed query."""
+    """The device with SIP `username@realm`, its account and owner, in one indexed query."""
+    owner_alias = UserRow.alias()
     row = (
-        DeviceRow.select(DeviceRow, AccountRow)
-        .join(AccountRow, on=(DeviceRow.account_id == AccountRow.id))
+        DeviceRow.select(DeviceRow, AccountRow, owner_alias)
+        .join(AccountRow, on=(DeviceRow.account_id == AccountRow.id), attr="account_row")
+        .switch(DeviceRow)
+        .join(owner_alias, peewee.JOIN.LEFT_OUTER, on=(DeviceRow.owner_id == owner_alias.id),
+              attr="owner_row")
         .where((DeviceRow.realm == realm.lower()) & (DeviceRow.sip_username_lc == username.lower()))
         .first()
     )
     if row is None:
         return None
-    return DirectoryEntry(device=docs.to_document(row), account=docs.to_document(row.accountrow))
+    owner = row.owner_row if getattr(row, "owner_row", None) is not None and row.owner_row.id else None
+    return DirectoryEntry(device=docs.to_document(row), account=docs.to_document(row.account_row),
+                          owner=docs.to_document(owner) if owner is not None else None)
+
+
+def static_presence_id(doc: dict[str, Any], account_realm: str) -> str | None:
+    """The device's (or user's) static `presence_id`, with `@<account realm>` when it has none."""
+    value = doc.get("presence_id")
+    if not value:
+        return None
+    return value if "@" in value else f"{value}@{account_realm}"
+
+
+def presence_id(doc: dict[str, Any], account_realm: str) -> str | None:
+    """SPEC §6.3: the static presence id, else the SIP username at the account realm."""
+    static = static_presence_id(doc, account_realm)
+    if static:
+        return static
+    username = (doc.get("sip") or {}).get("username")
+    return f"{username}@{account_realm}" if username else None
 
 
 def device_by_forward_number(account_id: str, number: str) -> Document | None:

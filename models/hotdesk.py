@@ -82,10 +82,8 @@ def logout_all(account_id: str, device_id: str) -> HotdeskChange:
         return HotdeskChange("logout", [_set_members(device, {})])
 
 
-def toggle(user: Document, device_id: str) -> HotdeskChange:
-    """Log in when the user is on no device, else log out of every device."""
-    on_any = HotdeskRow.select().where(HotdeskRow.user_id == user.id).exists()
-    return logout(user) if on_any else login(user, device_id)
+def is_logged_in_anywhere(user_id: str) -> bool:
+    return HotdeskRow.select().where(HotdeskRow.user_id == user_id).exists()
 
 
 def user_hotdesks(account_id: str, user_id: str) -> list[dict[str, Any]]:

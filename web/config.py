@@ -60,6 +60,16 @@ class Settings:
                                               metadata={"parse": _networks, "help": "source networks allowed on /freeswitch/"})
     log_level: str = field(default="info", metadata={"parse": lambda v: v.lower(), "help": "debug, info, warning or error"})
 
+    def __post_init__(self) -> None:
+        # Programmatic use (tests, embedding) may pass plain strings.
+        if isinstance(self.freeswitch_allow, str):
+            self.freeswitch_allow = _networks(self.freeswitch_allow)
+        self.freeswitch_allow = tuple(
+            ipaddress.ip_network(n, strict=False) if isinstance(n, str) else n for n in self.freeswitch_allow)
+        for name in ("freeswitch", "sofia_profile"):
+            if isinstance(getattr(self, name), str):
+                setattr(self, name, _list(getattr(self, name)))
+
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None,
              overrides: Mapping[str, Any] | None = None) -> Settings:
