@@ -426,7 +426,7 @@ def lua_runtime(lua_version: str = "lua54") -> Any:
 
 
 def run_script(script: str, args: Iterable[str], session: Session, fs: FreeSwitch,
-               lua_version: str = "lua54") -> Any:
+               lua_version: str = "lua54", lua: Any = None) -> Any:
     """Run freeswitch-conf/scripts/<script> as mod_lua's `lua` application would.
 
     Returns what the chunk returns (the module table, for esl_bridge_lib.lua). A Lua error
@@ -437,7 +437,7 @@ def run_script(script: str, args: Iterable[str], session: Session, fs: FreeSwitc
     path = SCRIPTS_DIR / script
     if not path.is_file():
         raise HarnessError(f"no script {script}")
-    lua = lua_runtime(lua_version)
+    lua = lua if lua is not None else lua_runtime(lua_version)
     harness_errors: list[HarnessError] = []
 
     def guarded(function: Callable[..., Any]) -> Callable[..., Any]:
@@ -485,9 +485,22 @@ def lua_to_python(value: Any) -> Any:
     return value
 
 
-def load_lib(fs: FreeSwitch, lua_version: str = "lua54") -> Any:
+@dataclass
+class LoadedLib:
+    """esl_bridge_lib.lua loaded in a runtime of its own."""
+
+    module: Any
+    lua: Any
+
+    def pairs(self, pairs: Iterable[tuple[str, str]]) -> Any:
+        """A Lua list of {name, value} pairs, as the scripts pass to post()."""
+        return self.lua.table_from([self.lua.table_from(list(p)) for p in pairs])
+
+
+def load_lib(fs: FreeSwitch, lua_version: str = "lua54") -> LoadedLib:
     """The esl_bridge_lib module table, in a runtime with the `freeswitch` stand-in."""
-    return run_script("esl_bridge_lib.lua", [], Session(), fs, lua_version)
+    lua = lua_runtime(lua_version)
+    return LoadedLib(run_script("esl_bridge_lib.lua", [], Session(), fs, lua=lua), lua)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -96,7 +96,7 @@ def test_the_settings_file_defines_the_url_and_the_secret_once() -> None:
     assert set(sets) == {"esl_bridge_url", "esl_bridge_secret"}
     assert sets["esl_bridge_url"] == "http://127.0.0.1:8000"
     # The shipped secret is the placeholder the scripts refuse to use.
-    lib = load_lib(FreeSwitch())
+    lib = load_lib(FreeSwitch()).module
     assert sets["esl_bridge_secret"] == lib.PLACEHOLDER_SECRET
     for path in XML_FILES:
         if path.name != "esl_bridge.xml":
