@@ -170,17 +170,17 @@ HOSTILE = [
 
 @pytest.mark.parametrize("field", ["user", "domain", "key_value", "sip_auth_realm", "sip_auth_username",
                                    "action", "section", "key", "X-Custom", "hostname", "sip_user_agent"])
-@pytest.mark.parametrize("value", HOSTILE, ids=range(len(HOSTILE)))
-def test_hostile_values_are_refused_or_escaped(bridge, phones, field, value):
+def test_hostile_values_are_refused_or_escaped(bridge, phones, field):
     baseline = ask(bridge, lookup("2001")).text
-    response = ask(bridge, urlencode({**lookup("2001"), field: value}))
-    assert response.status_code == 200
-    if response.text == NOT_FOUND:
-        return
-    # A field that does not select the user may carry anything: the answer is exactly the
-    # answer without it (2001 at acme.test), never something the value shaped.
-    assert response.text == baseline
-    assert user_of(response)["id"] == "2001"
+    for value in HOSTILE:
+        response = ask(bridge, urlencode({**lookup("2001"), field: value}))
+        assert response.status_code == 200, value
+        if response.text == NOT_FOUND:
+            continue
+        # A field that does not select the user may carry anything: the answer is exactly the
+        # answer without it (2001 at acme.test), never something the value shaped.
+        assert response.text == baseline, value
+        assert user_of(response)["id"] == "2001"
 
 
 def test_refused_without_the_secret_or_from_another_address(start_bridge, database_url):
