@@ -159,3 +159,38 @@ def bridge(start_bridge: Callable[..., BridgeServer]) -> BridgeServer:
 def api(bridge: BridgeServer) -> ApiClient:
     account_id, key, admin_id = make_account()
     return client_for(bridge.url, account_id, key, admin_id)  # type: ignore[attr-defined]
+
+
+@pytest.fixture
+def other(bridge: BridgeServer) -> ApiClient:
+    """An `ApiClient` of a second, unrelated account (realm `other.test`) on the same server."""
+    account_id, key, admin_id = make_account("other", "other.test")
+    return client_for(bridge.url, account_id, key, admin_id, realm="other.test")  # type: ignore[attr-defined]
+
+
+def assert_error(response: requests.Response, status: int, message: str, data: Any = None) -> dict[str, Any]:
+    """The response is SPEC §2's error envelope with this status and message (and `data` if given)."""
+    assert response.status_code == status, response.text
+    assert "Traceback" not in response.text
+    assert response.headers["Content-Type"].startswith("application/json")
+    body = response.json()
+    assert body["status"] == "error", body
+    assert body["error"] == str(status), body
+    assert body["message"] == message, body
+    if data is not None:
+        assert body["data"] == data, body
+    assert body["request_id"] and response.headers["X-Request-ID"] == body["request_id"]
+    return body
+
+
+def assert_invalid(response: requests.Response, *rules: str, exact: bool = False) -> dict[str, Any]:
+    """A 400 validation envelope whose data holds every `"<dotted.path>:<rule>"` given
+    (and nothing else when `exact`). Returns the envelope's data."""
+    data = assert_error(response, 400, "invalid request")["data"]
+    for item in rules:
+        path, rule = item.rsplit(":", 1)
+        assert rule in data.get(path, {}), f"{item} not in {data}"
+        assert isinstance(data[path][rule].get("message"), str), data
+    if exact:
+        assert set(data) == {item.rsplit(":", 1)[0] for item in rules}, data
+    return data
