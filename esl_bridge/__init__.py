@@ -1,0 +1,39 @@
+"""esl_bridge: everything about talking to FreeSWITCH over its event socket (ESL).
+
+Connections (greenswitch, made safe: ``connection``), the pool of them per node with reconnect,
+health and metrics (``pool``), background jobs (``jobs``), the exact command texts and the one
+quoting gate (``commands``), registrations (``registrations``), and the actions in FreeSWITCH
+terms (``actions``). It imports nothing of the web or the models: inputs are plain values.
+
+::
+
+    from esl_bridge import Node, EslPool, errors, actions
+    pool = EslPool([Node.parse("127.0.0.1:8021:ClueCon")], pool_size=4, command_timeout=5.0)
+    pool.start()
+    call = actions.quickcall(pool, endpoints=[("2001", "acme.test")], number="9196",
+                             context="default", cid_name="Bars Test", cid_number="15551112222")
+    result = call.wait()          # JobResult(ok=..., cause=..., body=...)
+"""
+from . import actions, commands, errors
+from .actions import QuickCall
+from .errors import EslError, FreeSwitchUnavailable, UnsafeValue
+from .jobs import Job, JobResult
+from .metrics import render_prometheus
+from .pool import EslPool, Node
+from .registrations import Registration
+
+__all__ = [
+    "EslError",
+    "EslPool",
+    "FreeSwitchUnavailable",
+    "Job",
+    "JobResult",
+    "Node",
+    "QuickCall",
+    "Registration",
+    "UnsafeValue",
+    "actions",
+    "commands",
+    "errors",
+    "render_prometheus",
+]

@@ -1,0 +1,618 @@
+"""The pool: per FreeSWITCH node, N command connections and one event connection.
+
+- Command connections never subscribe to events; each carries one command at a time. A caller
+  takes an idle connection (waiting for one counts towards its timeout), uses it, and gives it
+  back unless it died. A node with no live connection fails callers at once (``NotConnected``);
+  so do callers already waiting when its last connection dies.
+- The event connection subscribes to ``commands.EVENT_SUBSCRIPTION``; it resolves ``bgapi`` jobs
+  (``jobs.JobRegistry``) and keeps the registration cache current. When it drops, jobs of that
+  node are released with ``ConnectionLost`` (their result can no longer be seen).
+- Every connection is owned by a slot greenlet that connects, waits for the connection to die,
+  and reconnects with capped exponential backoff and jitter, until ``stop()``.
+- A housekeeping greenlet expires forgotten jobs and refreshes the registration cache.
+
+Usage::
+
+    pool = EslPool([Node.parse("127.0.0.1:8021:ClueCon")], pool_size=4, command_timeout=5.0)
+    pool.start()                 # returns at once; connects in the background, keeps retrying
+    body = pool.api("status")    # raises NotConnected while no node is up
+    pool.stop()
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+import random
+import time
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+import gevent
+import gevent.event
+import gevent.queue
+
+from . import commands
+from .connection import EslConnection
+from .errors import (
+    CommandError,
+    CommandTimeout,
+    EslError,
+    FreeSwitchTimeout,
+    FreeSwitchUnavailable,
+    NotConnected,
+)
+from .frames import Event, Frame
+from .jobs import Job, JobRegistry
+from .metrics import KINDS, NodeCounters, kind_of
+from .registrations import RegistrationCache, parse_xmlstatus
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_WAKE = object()  # put in an idle queue to wake waiters when the node's last connection dies
+
+
+@dataclass(frozen=True)
+class Node:
+    """One FreeSWITCH event socket: ``host:port:password``. ``name`` is ``host:port``."""
+
+    host: str
+    port: int
+    password: str = field(repr=False)
+
+    @property
+    def name(self) -> str:
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"{host}:{self.port}"
+
+    @classmethod
+    def parse(cls, spec: str) -> Node:
+        """Parse ``host:port:password`` (IPv6 hosts in brackets: ``[::1]:8021:ClueCon``).
+
+        The password is everything after the second colon, so it may itself contain colons; it
+        may not contain whitespace (it goes on the ``auth`` line).
+        """
+        text = spec.strip()
+        if text.startswith("["):
+            host, sep, rest = text[1:].partition("]:")
+            if not sep:
+                raise ValueError(f"bad FreeSWITCH node {spec!r}: expected [host]:port:password")
+        else:
+            host, sep, rest = text.partition(":")
+            if not sep:
+                raise ValueError(f"bad FreeSWITCH node {spec!r}: expected host:port:password")
+        port_text, sep, password = rest.partition(":")
+        if not host or not sep or not password:
+            raise ValueError(f"bad FreeSWITCH node {spec!r}: expected host:port:password")
+        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
+            raise ValueError(f"bad FreeSWITCH node {spec!r}: port must be 1..65535")
+        if any(c.isspace() for c in password) or not password.isprintable():
+            raise ValueError(f"bad FreeSWITCH node {spec!r}: the password may not contain spaces")
+        return cls(host, int(port_text), password)
+
+    @classmethod
+    def parse_many(cls, specs: str) -> list[Node]:
+        """Parse a comma-separated list of nodes (``ESL_BRIDGE_FREESWITCH``)."""
+        nodes = [cls.parse(part) for part in specs.split(",") if part.strip()]
+        if not nodes:
+            raise ValueError("no FreeSWITCH node given")
+        names = [node.name for node in nodes]
+        if len(set(names)) != len(names):
+            raise ValueError(f"a FreeSWITCH node is listed twice: {specs!r}")
+        return nodes
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class _NodeState:
+    """What the pool knows about one node (mutated only from greenlets of the pool's hub)."""
+
+    def __init__(self, node: Node) -> None:
+        self.node = node
+        self.name = node.name
+        self.idle: gevent.queue.Queue = gevent.queue.Queue()
+        self.live: set[EslConnection] = set()
+        self.event_conn: EslConnection | None = None
+        self.waiters = 0
+        self.last_error: str | None = None
+        self.counters = NodeCounters()
+
+    @property
+    def reconnects(self) -> int:
+        return self.counters.reconnects
+
+    def wake_waiters(self) -> None:
+        for _ in range(self.waiters):
+            self.idle.put(_WAKE)
+
+
+class EslPool:
+    """Connections to one or more FreeSWITCH nodes, with reconnect, health and metrics.
+
+    Parameters:
+        nodes: ``Node`` objects or ``host:port:password`` strings.
+        pool_size: command connections per node (SPEC default 4).
+        command_timeout: default bound of every command, seconds (SPEC default 5).
+        connect_timeout: bound of TCP connect + auth (default: ``command_timeout``).
+        sofia_profiles: profiles asked for registrations (plus any profile seen in events).
+        reconnect_base, reconnect_max: backoff after failed connects: ``base * 2**(n-1)`` capped
+            at ``max``, times a random factor in [0.5, 1] (jitter).
+        registration_refresh: seconds between full refreshes of the registration cache.
+        job_ttl: seconds after which a job that never reported is dropped (``JobTimeout``).
+    """
+
+    def __init__(
+        self,
+        nodes: Iterable[Node | str],
+        pool_size: int = 4,
+        command_timeout: float = 5.0,
+        *,
+        connect_timeout: float | None = None,
+        sofia_profiles: Sequence[str] = ("internal",),
+        reconnect_base: float = 0.25,
+        reconnect_max: float = 30.0,
+        registration_refresh: float = 300.0,
+        job_ttl: float = 900.0,
+    ) -> None:
+        parsed = [n if isinstance(n, Node) else Node.parse(n) for n in nodes]
+        if not parsed:
+            raise ValueError("EslPool needs at least one node")
+        if pool_size < 1:
+            raise ValueError("pool_size must be at least 1")
+        if command_timeout <= 0:
+            raise ValueError("command_timeout must be positive")
+        for profile in sofia_profiles:
+            commands.safe(profile, "profile", "sofia_profiles")
+        self.nodes: list[Node] = parsed
+        self.pool_size = pool_size
+        self.command_timeout = float(command_timeout)
+        self.connect_timeout = float(connect_timeout or command_timeout)
+        self.sofia_profiles = tuple(sofia_profiles)
+        self.reconnect_base = reconnect_base
+        self.reconnect_max = reconnect_max
+        self.registration_refresh = registration_refresh
+        self.job_ttl = job_ttl
+        self.jobs = JobRegistry()
+        self.registrations = RegistrationCache()
+        self._states = {node.name: _NodeState(node) for node in parsed}
+        if len(self._states) != len(parsed):
+            raise ValueError("a FreeSWITCH node is listed twice")
+        self._listeners: list[Callable[[str, Event], None]] = []
+        self._greenlets: list[gevent.Greenlet] = []
+        self._helpers: set[gevent.Greenlet] = set()
+        self._stopping = gevent.event.Event()
+        self._started = False
+        self._round_robin = itertools.count()
+
+    # ------------------------------------------------------------------ lifecycle
+
+    def start(self) -> EslPool:
+        """Start connecting every node in the background; returns at once."""
+        if self._started:
+            return self
+        self._started = True
+        self._stopping.clear()
+        for state in self._states.values():
+            for index in range(self.pool_size):
+                self._greenlets.append(gevent.spawn(self._command_slot, state, index))
+            self._greenlets.append(gevent.spawn(self._event_slot, state))
+        self._greenlets.append(gevent.spawn(self._housekeeping))
+        log.info("ESL pool started: %s, %d command connections per node",
+                 ", ".join(self._states), self.pool_size)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Close every connection and join every greenlet of the pool (bounded by ``timeout``)."""
+        if not self._started:
+            return
+        self._stopping.set()
+        for state in self._states.values():
+            state.wake_waiters()
+        gevent.joinall(self._greenlets + list(self._helpers), timeout=timeout)
+        leftover = [g for g in self._greenlets + list(self._helpers) if not g.dead]
+        if leftover:
+            log.warning("ESL pool: %d greenlets did not stop in time; killing them", len(leftover))
+            gevent.killall(leftover, timeout=timeout)
+        self._greenlets.clear()
+        self._helpers.clear()
+        self.jobs.fail_all("the ESL pool stopped")
+        self._started = False
+        log.info("ESL pool stopped")
+
+    def __enter__(self) -> EslPool:
+        return self.start()
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    def wait_connected(self, timeout: float, *, nodes: Iterable[str] | None = None,
+                       full: bool = True) -> bool:
+        """Wait until the nodes (default all) are up; True if they are within ``timeout``.
+
+        ``full`` waits for every command connection and the event connection; otherwise one
+        command connection is enough.
+        """
+        names = list(nodes) if nodes is not None else list(self._states)
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = True
+            for name in names:
+                state = self._states[name]
+                if full:
+                    ready &= (len(state.live) >= self.pool_size and state.event_conn is not None
+                              and state.event_conn.alive)
+                else:
+                    ready &= bool(state.live)
+            if ready:
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            gevent.sleep(0.005)
+
+    # ------------------------------------------------------------------ slots
+
+    def _backoff(self, failures: int) -> float:
+        delay = min(self.reconnect_max, self.reconnect_base * (2 ** max(failures - 1, 0)))
+        return delay * random.uniform(0.5, 1.0)
+
+    def _new_connection(self, state: _NodeState) -> EslConnection:
+        def malformed(note: str) -> None:
+            state.counters.malformed += 1
+
+        node = state.node
+        return EslConnection(node.host, node.port, node.password, node=state.name,
+                             connect_timeout=self.connect_timeout,
+                             command_timeout=self.command_timeout, on_malformed=malformed)
+
+    def _connect(self, state: _NodeState, failures: int, event: bool) -> EslConnection | None:
+        """One connect attempt; ``None`` (after logging and counting) when it failed."""
+        conn = self._new_connection(state)
+        if event:
+            conn.register_handle("*", lambda ev: self._on_event(state, ev))
+        try:
+            conn.connect()
+            if event:
+                reply = conn.execute(commands.EVENT_SUBSCRIPTION)
+                if not reply.reply_text.startswith("+OK"):
+                    raise CommandError(f"event subscription refused: {reply.reply_text}",
+                                       state.name, reply.reply_text)
+        except EslError as exc:
+            conn.close(exc if isinstance(exc, FreeSwitchUnavailable) else None)
+            state.counters.connect_failures += 1
+            state.last_error = str(exc)
+            level = logging.WARNING if failures == 0 else logging.DEBUG
+            log.log(level, "ESL %s: %s connection failed: %s", state.name,
+                    "event" if event else "command", exc)
+            return None
+        return conn
+
+    def _slot_loop(self, state: _NodeState, event: bool) -> None:
+        failures = 0
+        connected_before = False
+        while not self._stopping.is_set():
+            conn = self._connect(state, failures, event)
+            if conn is None:
+                failures += 1
+                if self._stopping.wait(self._backoff(failures)):
+                    break
+                continue
+            if self._stopping.is_set():
+                conn.stop(timeout=min(self.command_timeout, 1.0))
+                break
+            if connected_before:
+                state.counters.reconnects += 1
+                log.info("ESL %s: %s connection re-established", state.name,
+                         "event" if event else "command")
+            connected_before = True
+            failures = 0
+            if event:
+                state.event_conn = conn
+                self._spawn_helper(self._refresh_node, state)
+            else:
+                state.live.add(conn)
+                state.idle.put(conn)
+            gevent.wait([conn.closed, self._stopping], count=1)
+            if event:
+                state.event_conn = None
+            else:
+                state.live.discard(conn)
+                if not state.live:
+                    state.wake_waiters()
+            if self._stopping.is_set():
+                conn.stop(timeout=min(self.command_timeout, 1.0))
+                if event:
+                    self.jobs.fail_node(state.name, "the ESL pool stopped")
+                break
+            reason = str(conn.close_reason) if conn.close_reason else "connection lost"
+            state.last_error = reason
+            log.warning("ESL %s: %s connection lost: %s", state.name,
+                        "event" if event else "command", reason)
+            if event:
+                lost = self.jobs.fail_node(state.name, reason)
+                if lost:
+                    log.warning("ESL %s: %d jobs released: their results can no longer arrive",
+                                state.name, lost)
+            # Replace it at once but with jitter, so that the slots of a restarted FreeSWITCH do
+            # not all knock in the same millisecond; failures then back off.
+            if self._stopping.wait(self._backoff(1) * 0.2):
+                break
+
+    def _command_slot(self, state: _NodeState, index: int) -> None:
+        self._slot_loop(state, event=False)
+
+    def _event_slot(self, state: _NodeState) -> None:
+        self._slot_loop(state, event=True)
+
+    def _spawn_helper(self, fn: Callable[..., Any], *args: Any) -> None:
+        helper = gevent.spawn(fn, *args)
+        self._helpers.add(helper)
+        helper.link(self._helpers.discard)
+
+    # ------------------------------------------------------------------ events
+
+    def _on_event(self, state: _NodeState, event: Event) -> None:
+        state.counters.events += 1
+        name = event.name
+        if name == "BACKGROUND_JOB":
+            self.jobs.resolve(state.name, event)
+        elif name == "CUSTOM" and event.subclass.startswith("sofia::"):
+            self.registrations.apply_event(state.name, event)
+        for listener in list(self._listeners):
+            try:
+                listener(state.name, event)
+            except Exception:
+                log.exception("ESL %s: event listener %r failed", state.name, listener)
+
+    def add_event_listener(self, listener: Callable[[str, Event], None]) -> None:
+        """Call ``listener(node_name, event)`` for every event (in the reader: must not block)."""
+        self._listeners.append(listener)
+
+    def remove_event_listener(self, listener: Callable[[str, Event], None]) -> None:
+        self._listeners.remove(listener)
+
+    # ------------------------------------------------------------------ housekeeping
+
+    def _housekeeping(self) -> None:
+        next_refresh = time.monotonic() + self.registration_refresh
+        tick = max(0.05, min(1.0, self.registration_refresh, self.job_ttl / 4))
+        while not self._stopping.wait(tick):
+            try:
+                expired = self.jobs.expire(self.job_ttl)
+                if expired:
+                    log.warning("ESL pool: %d jobs expired without a result", expired)
+                if time.monotonic() >= next_refresh:
+                    next_refresh = time.monotonic() + self.registration_refresh
+                    for state in self._states.values():
+                        if state.live and state.event_conn is not None:
+                            self._spawn_helper(self._refresh_node, state)
+            except Exception:
+                log.exception("ESL pool: housekeeping failed")
+
+    def profiles_for(self, node: str) -> list[str]:
+        """Sofia profiles to ask on ``node``: the configured ones, then any seen in events."""
+        seen = sorted(self.registrations.profiles(node) - set(self.sofia_profiles))
+        return list(self.sofia_profiles) + seen
+
+    def _refresh_node(self, state: _NodeState) -> None:
+        """Full refresh of the registration cache for one node, profile by profile."""
+        for profile in self.profiles_for(state.name):
+            if self._stopping.is_set():
+                return
+            started = time.monotonic()
+            try:
+                text = self.api(commands.xmlstatus_profile(profile), node=state.name)
+                found = parse_xmlstatus(text, state.name, profile)
+            except CommandError as exc:
+                log.debug("ESL %s: profile %s not refreshed: %s", state.name, profile, exc)
+                continue
+            except EslError as exc:
+                log.info("ESL %s: registration refresh failed: %s", state.name, exc)
+                return
+            self.registrations.replace(state.name, profile, found, started)
+
+    def refresh_registrations(self) -> None:
+        """Refresh the registration cache of every connected node now (blocking)."""
+        self.fan_out(lambda name: self._refresh_node(self._states[name]),
+                     [n for n, s in self._states.items() if s.live])
+
+    # ------------------------------------------------------------------ commands
+
+    def node_names(self) -> list[str]:
+        """Every configured node, in configuration order."""
+        return list(self._states)
+
+    def connected_nodes(self) -> list[str]:
+        """Nodes with at least one live command connection."""
+        return [name for name, state in self._states.items() if state.live]
+
+    def pick_node(self) -> str:
+        """A connected node (round robin); ``NotConnected`` if none is up."""
+        up = self.connected_nodes()
+        if not up:
+            raise NotConnected(
+                f"no FreeSWITCH node is connected (configured: {', '.join(self._states)})")
+        return up[next(self._round_robin) % len(up)]
+
+    def _state(self, node: str | None) -> _NodeState:
+        name = node if node is not None else self.pick_node()
+        state = self._states.get(name)
+        if state is None:
+            raise KeyError(f"unknown FreeSWITCH node {name!r}")
+        return state
+
+    def _acquire(self, state: _NodeState, timeout: float) -> EslConnection:
+        deadline = time.monotonic() + timeout
+        while True:
+            if not state.live or self._stopping.is_set():
+                raise NotConnected("no live connection to FreeSWITCH", state.name)
+            try:
+                item = state.idle.get_nowait()
+            except gevent.queue.Empty:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise CommandTimeout(
+                        f"all {len(state.live)} connections stayed busy for {timeout:g} s",
+                        state.name) from None
+                state.waiters += 1
+                try:
+                    item = state.idle.get(timeout=remaining)
+                except gevent.queue.Empty:
+                    raise CommandTimeout(
+                        f"all {len(state.live)} connections stayed busy for {timeout:g} s",
+                        state.name) from None
+                finally:
+                    state.waiters -= 1
+            if item is _WAKE:
+                continue
+            if item.alive:
+                return item
+            # died while idle; its slot is already replacing it
+
+    def execute(self, text: str, *, node: str | None = None, timeout: float | None = None
+                ) -> tuple[str, Frame]:
+        """Send one command frame on a command connection; returns ``(node, reply frame)``.
+
+        ``node`` None picks a connected node. Raises ``NotConnected`` at once when the node has
+        no live connection, ``CommandTimeout`` when no reply (or no idle connection) came within
+        ``timeout`` (default ``command_timeout``), ``ConnectionLost`` when the connection died.
+        """
+        state = self._state(node)
+        timeout = self.command_timeout if timeout is None else timeout
+        kind = kind_of(text)
+        counters = state.counters
+        started = time.monotonic()
+        try:
+            conn = self._acquire(state, timeout)
+            try:
+                frame = conn.execute(text, max(timeout - (time.monotonic() - started), 0.001))
+            finally:
+                if conn.alive:
+                    state.idle.put(conn)
+        except EslError as exc:
+            counters.failures[kind] += 1
+            if isinstance(exc, FreeSwitchTimeout):
+                counters.timeouts[kind] += 1
+            if isinstance(exc, FreeSwitchUnavailable):
+                state.last_error = str(exc)
+            raise
+        counters.observe(kind, time.monotonic() - started)
+        return state.name, frame
+
+    def api(self, command: str, *, node: str | None = None, timeout: float | None = None) -> str:
+        """``api <command>`` on ``node`` (or any connected node); returns the body as text.
+
+        The body is returned as is, ``-ERR ...`` included: FreeSWITCH's api commands report
+        failure in their text, each in its own way.
+        """
+        name, frame = self.execute(commands.api(command), node=node, timeout=timeout)
+        text = frame.text()
+        for note in frame.notes:
+            # e.g. a user agent that is not UTF-8 in an xmlstatus answer: keep the text (with
+            # replacement characters), say so once.
+            log.warning("ESL %s: %s", name, note)
+            self._states[name].counters.malformed += 1
+        return text
+
+    def sendevent(self, text: str, *, node: str | None = None, timeout: float | None = None
+                  ) -> str:
+        """Send a ``sendevent`` frame; returns the reply (``+OK <event uuid>``).
+
+        Raises ``CommandError`` when FreeSWITCH answers ``-ERR``.
+        """
+        name, frame = self.execute(text, node=node, timeout=timeout)
+        reply = frame.reply_text
+        if not reply.startswith("+OK"):
+            raise CommandError(f"sendevent refused: {reply}", name, reply)
+        return reply
+
+    def bgapi(self, command: str, *, node: str | None = None, timeout: float | None = None,
+              job_uuid: str | None = None) -> Job:
+        """Start ``bgapi <command>`` with our own Job-UUID; returns the ``Job`` at once.
+
+        The waiter is registered before the command is written, since ``BACKGROUND_JOB`` may
+        arrive before the reply. Needs the node's event connection (else ``NotConnected``: the
+        result could never be seen). ``CommandError`` if FreeSWITCH refuses the job.
+        """
+        state = self._state(node)
+        if state.event_conn is None or not state.event_conn.alive:
+            raise NotConnected("the event connection is down: a job's result could not be seen",
+                               state.name)
+        job_id = job_uuid or str(uuid.uuid4())
+        text = commands.bgapi(command, job_id)
+        job = self.jobs.register(job_id, state.name, command.split(" ", 1)[0])
+        try:
+            name, frame = self.execute(text, node=state.name, timeout=timeout)
+        except BaseException:
+            self.jobs.discard(job_id)
+            raise
+        reply = frame.reply_text
+        if not reply.startswith("+OK"):
+            self.jobs.discard(job_id)
+            raise CommandError(f"bgapi refused: {reply}", name, reply)
+        return job
+
+    def fan_out(self, fn: Callable[[str], T], nodes: Iterable[str] | None = None
+                ) -> dict[str, T | Exception]:
+        """Run ``fn(node_name)`` for each node (default: all) concurrently.
+
+        Returns ``{node: result or the EslError it raised}``; other exceptions propagate. Each
+        call is bounded by the commands it makes, so this is bounded too.
+        """
+        names = list(nodes) if nodes is not None else list(self._states)
+
+        def run(name: str) -> T | Exception:
+            try:
+                return fn(name)
+            except EslError as exc:
+                return exc
+
+        if len(names) <= 1:
+            return {name: run(name) for name in names}
+        greenlets = {name: gevent.spawn(run, name) for name in names}
+        gevent.joinall(list(greenlets.values()), raise_error=True)
+        return {name: g.value for name, g in greenlets.items()}
+
+    # ------------------------------------------------------------------ health
+
+    def health(self) -> dict[str, dict[str, Any]]:
+        """Per node: ``connected``, ``connections``, ``event_connection``, ``last_error``,
+        ``reconnects`` (plus ``pool_size``, ``idle``, ``connect_failures``)."""
+        report = {}
+        for name, state in self._states.items():
+            event_conn = state.event_conn
+            report[name] = {
+                "connected": bool(state.live),
+                "connections": len(state.live),
+                "event_connection": event_conn is not None and event_conn.alive,
+                "last_error": state.last_error,
+                "reconnects": state.counters.reconnects,
+                "connect_failures": state.counters.connect_failures,
+                "pool_size": self.pool_size,
+                "idle": sum(1 for item in list(state.idle.queue)
+                            if item is not _WAKE and item.alive),
+            }
+        return report
+
+    def metrics(self) -> dict[str, Any]:
+        """Counters and latencies (see ``esl_bridge.metrics`` for the layout)."""
+        return {
+            "nodes": {name: state.counters.snapshot() for name, state in self._states.items()},
+            "jobs": {
+                "pending": len(self.jobs),
+                "completed": self.jobs.completed,
+                "failed": self.jobs.failed,
+                "lost": self.jobs.lost,
+                "expired": self.jobs.expired,
+            },
+            "health": self.health(),
+        }
+
+    def __repr__(self) -> str:
+        return f"<EslPool {', '.join(self._states)} size={self.pool_size}>"
+
+
+__all__ = ["EslPool", "KINDS", "Node"]
