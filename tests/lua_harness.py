@@ -616,6 +616,13 @@ def _capture(captures: tuple[str, ...], n: int) -> str:
     return captures[n - 1] if 0 < n <= len(captures) else ""
 
 
+def parse_extensions(xml: str) -> list[Extension]:
+    """Extensions from an XML snippet (a site's own route, in tests)."""
+    root = ElementTree.fromstring(f"<include>{xml}</include>")
+    return [Extension(e.get("name", ""), e.get("continue") == "true", e.findall("condition"))
+            for e in root.iter("extension")]
+
+
 def load_context(path: Path, name: str) -> list[Extension]:
     """The extensions of context `name`, after resolving X-PRE-PROCESS includes."""
     root = ElementTree.fromstring(preprocess(path))

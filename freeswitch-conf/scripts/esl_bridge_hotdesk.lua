@@ -130,10 +130,13 @@ local function main()
   -- limits attempts too and then answers "too_many_attempts").
   while answer and (answer.result == "pin_required"
       or (answer.result == "invalid_pin" and pin_attempts < MAX_PIN_ATTEMPTS)) do
+    local pin_prompt = PROMPT_PIN
     if answer.result == "invalid_pin" then
       play(lib.safe_prompt(answer.prompt) or PROMPT_INVALID)
+    else
+      pin_prompt = lib.safe_prompt(answer.prompt) or PROMPT_PIN -- esl-bridge's, if it sent one
     end
-    local pin = ask_digits(4, MAX_DIGITS, PROMPT_PIN)
+    local pin = ask_digits(4, MAX_DIGITS, pin_prompt)
     if pin == "" then
       return fail("no PIN entered")
     end
