@@ -16,8 +16,8 @@ import peewee
 from models.errors import Conflict, NotFound, StaleRevision, ValidationFailed
 from models.tables import DocumentTable
 
-ID_RE = re.compile(r"^[0-9a-f]{32}$")
-REVISION_RE = re.compile(r"^[0-9]{1,12}-[0-9a-f]{32}$")
+ID_RE = re.compile(r"^[0-9a-f]{32}\Z")
+REVISION_RE = re.compile(r"^[0-9]{1,12}-[0-9a-f]{32}\Z")
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 1000
 _BATCH = 500
@@ -230,7 +230,7 @@ class ListQuery:
         return query
 
 
-_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*$")
+_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*\Z")
 _INVALID = object()
 
 

@@ -12,8 +12,8 @@ IDLE_SECONDS = 3600
 # Writing `last_used` on every request would make every read a write; a minute of slack on a
 # one-hour idle expiry costs nothing.
 REFRESH_AFTER_SECONDS = 60
-_API_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
-_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}$")
+_API_KEY_RE = re.compile(r"^[0-9a-f]{64}\Z")
+_TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}\Z")
 
 
 @dataclass(frozen=True)

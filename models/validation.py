@@ -7,11 +7,12 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 from functools import cache
 from importlib import resources
 from typing import Any
 
-from jsonschema import Draft202012Validator
+from jsonschema import Draft202012Validator, ValidationError, validators
 from referencing import Registry, Resource
 
 from models.errors import ValidationFailed
@@ -42,12 +43,29 @@ def _schemas() -> dict[str, dict[str, Any]]:
 
 
 @cache
-def _validator(kind: str) -> Draft202012Validator:
+def _anchored(pattern: str) -> re.Pattern[str]:
+    # In Python `$` also matches before a final newline, so "alice\n" would pass
+    # `^[a-z]+$`: a newline is exactly what must never reach FreeSWITCH. Anchor at the true end.
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    return re.compile(pattern)
+
+
+def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
+    if isinstance(instance, str) and not _anchored(pattern).search(instance):
+        yield ValidationError(f"{instance!r} does not match {pattern!r}")
+
+
+_StrictValidator = validators.extend(Draft202012Validator, {"pattern": _pattern})
+
+
+@cache
+def _validator(kind: str) -> Any:
     schemas = _schemas()
     registry = Registry().with_resources(
         (schema["$id"], Resource.from_contents(schema)) for schema in schemas.values()
     )
-    return Draft202012Validator(schemas[kind], registry=registry)
+    return _StrictValidator(schemas[kind], registry=registry)
 
 
 def _message(error: Any, rule: str) -> dict[str, Any]:

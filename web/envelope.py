@@ -12,7 +12,7 @@ from flask import Response, g, request
 from models.documents import Page
 from web.errors import ErrorReply, Malformed
 
-_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
 
 
 def request_id() -> str:

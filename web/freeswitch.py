@@ -30,10 +30,10 @@ log = logging.getLogger(__name__)
 BASIC_AUTH_USER = "freeswitch"
 SECRET_HEADER = "X-ESL-Bridge-Secret"
 
-SIP_USER_RE = re.compile(r"^[A-Za-z0-9._+-]{1,32}$")
-REALM_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$")
-DIGITS_RE = re.compile(r"^[0-9]{1,15}$")
-NUMBER_RE = re.compile(r"^[0-9+*#]{1,35}$")
+SIP_USER_RE = re.compile(r"^[A-Za-z0-9._+-]{1,32}\Z")
+REALM_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
+DIGITS_RE = re.compile(r"^[0-9]{1,15}\Z")
+NUMBER_RE = re.compile(r"^[0-9+*#]{1,35}\Z")
 
 # mod_xml_curl actions answered with a user; everything else gets the not-found document.
 USER_ACTIONS = {"sip_auth", "user_call", None}

@@ -13,9 +13,9 @@ from models.validation import Errors, add_error
 from web.envelope import body_data, success
 from web.resource import public
 
-_MD5_RE = re.compile(r"^[0-9a-fA-F]{32}$")
-_SHA1_RE = re.compile(r"^[0-9a-fA-F]{40}$")
-_API_KEY_RE = re.compile(r"^[0-9a-f]{64}$")
+_MD5_RE = re.compile(r"^[0-9a-fA-F]{32}\Z")
+_SHA1_RE = re.compile(r"^[0-9a-fA-F]{40}\Z")
+_API_KEY_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 def register(bp: Blueprint) -> None:
