@@ -8,6 +8,7 @@ import uuid
 from typing import Any
 
 from flask import Response, g, request
+from werkzeug.exceptions import RequestEntityTooLarge
 
 from models.documents import Page
 from web.errors import ErrorReply, Malformed
@@ -79,17 +80,53 @@ def failure(reply: ErrorReply) -> Response:
     return _response(body, reply.status, None)
 
 
+# Kazoo documents nest a few levels; anything far deeper is hostile and would exhaust the
+# recursion of the code that copies, validates and encodes documents (a 500 instead of a 400).
+MAX_BODY_DEPTH = 64
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not valid JSON")
+
+
+def _deeper_than(value: Any, limit: int) -> bool:
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if isinstance(node, dict | list):
+            if depth > limit:
+                return True
+            children = node.values() if isinstance(node, dict) else node
+            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
+    return False
+
+
+def _refuse_truncated_stream(raw: bytes) -> None:
+    """413 for a streamed (chunked) body over the limit: werkzeug stops reading at the limit
+    and hands over the truncated body without an error."""
+    limit = request.max_content_length
+    if limit is not None and request.content_length is None and len(raw) >= limit:
+        if request.environ["wsgi.input"].read(1):
+            raise RequestEntityTooLarge()
+
+
 def parse_body() -> dict[str, Any] | None:
     """The JSON body of the request as an object, or None when there is none (400 if malformed)."""
     raw = request.get_data(cache=True)
+    _refuse_truncated_stream(raw)
     if not raw or not raw.strip():
         return None
     try:
-        body = json.loads(raw)
+        # NaN and Infinity are not JSON: accepted, they would be stored and sent back as invalid JSON.
+        body = json.loads(raw, parse_constant=_not_json)
+    except RecursionError as exc:
+        raise Malformed(f"nested deeper than {MAX_BODY_DEPTH} levels") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise Malformed(str(exc)) from exc
     if not isinstance(body, dict):
         raise Malformed("the body must be a JSON object")
+    if _deeper_than(body, MAX_BODY_DEPTH):
+        raise Malformed(f"nested deeper than {MAX_BODY_DEPTH} levels")
     return body
 
 
