@@ -194,6 +194,14 @@ def test_hanging_up_at_the_pin_prompt_stops_quietly(office: Office) -> None:
     assert office.devices_of(office.bob) == {}
 
 
+def test_a_caller_gone_before_the_script_runs_causes_no_request(office: Office) -> None:
+    session = office.phone()
+    session.hangup_cause = "ORIGINATOR_CANCEL"
+    session, fs = office.call("login", "1234", session=session)
+    assert fs.curl_calls == [] and session.played == []
+    assert office.devices_of(office.alice) == {}
+
+
 # --- answers that are not "ok" ----------------------------------------------------------------
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import pytest
+import requests
 from fixtures_web import FREESWITCH_SECRET, ApiClient
 from lua_harness import (
     LUA_VERSIONS,
@@ -147,3 +148,38 @@ def test_numbers_no_forward_can_have_are_not_looked_up(lines: Lines, number: str
                session, fs)
     assert fs.curl_calls == []
     assert session.executed == []
+
+
+def user_exists_via(url: str) -> Any:
+    """`user_exists id <user> <realm>` as FreeSWITCH runs it with the shipped xml_curl binding:
+    a directory lookup (switch_xml_locate_user: no `action`, then key, user, domain) POSTed to
+    esl-bridge with the binding's basic-auth credentials; "true" when a user comes back."""
+    def user_exists(args: str) -> str:
+        key, user, realm = args.split(" ")
+        fields = [("hostname", "vm"), ("section", "directory"), ("tag_name", "domain"),
+                  ("key_name", "name"), ("key_value", realm), ("Event-Name", "REQUEST_PARAMS"),
+                  ("Core-UUID", "3fb63e1d-f4dd-4490-b393-41a76f484e4e"),
+                  ("FreeSWITCH-Hostname", "vm"), ("Event-Calling-File", "switch_xml.c"),
+                  ("Event-Calling-Function", "switch_xml_locate_user"),
+                  ("key", key), ("user", user), ("domain", realm)]
+        response = requests.post(f"{url}/freeswitch/directory", data=fields, timeout=10,
+                                 auth=("freeswitch", FREESWITCH_SECRET),
+                                 headers={"User-Agent": "freeswitch-xml/1.0"})
+        assert response.status_code == 200, response.text
+        return "true" if f'<user id="{user}"' in response.text else "false"
+    return user_exists
+
+
+def test_a_call_to_a_device_is_routed_by_asking_the_directory(lines: Lines) -> None:
+    dialplan = Dialplan(apis={"user_exists": user_exists_via(lines.url)})
+    dialplan.extensions += parse_extensions(OUTBOUND_ROUTE)
+    lines.api.create_device(name="lobby", sip={"username": "2002", "password": "secret-2002"})
+    session, fs = lines.phone(), lines.freeswitch()
+    dialplan.dial("2002", session, fs)
+    assert session.bridges == [{"target": "user/2002@acme.test", "b_leg": {}}]
+    assert fs.curl_calls == []  # the dial-string carries the device's presence id
+    # Not a device: on to the presence lookup and the outbound route.
+    session, fs = lines.phone(), lines.freeswitch()
+    dialplan.dial("2003333", session, fs)
+    assert [c.url for c in fs.curl_calls] == [f"{lines.url}/freeswitch/presence"]
+    assert session.bridges == [{"target": "sofia/gateway/provider/2003333", "b_leg": {}}]

@@ -83,7 +83,11 @@ local function ask_digits(min, max, prompt)
 end
 
 local function main()
-  local action = argv[1]
+  local args = argv or {}
+  local action = args[1]
+  if not session:ready() then
+    return -- the caller is already gone: nothing to do, nobody to tell
+  end
   if not ACTIONS[action] then
     return fail("unknown action " .. tostring(action) .. " (expected login, logout or toggle)")
   end
@@ -98,7 +102,7 @@ local function main()
     return fail("the caller is not an authenticated device; cannot " .. action)
   end
 
-  local hotdesk_id = argv[2] or ""
+  local hotdesk_id = args[2] or ""
   if not hotdesk_id:match("^%d*$") or #hotdesk_id > MAX_DIGITS then
     return fail("hotdesk id must be digits")
   end

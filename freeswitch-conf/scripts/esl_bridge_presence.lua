@@ -64,7 +64,7 @@ local function lookup(cfg, fields)
 end
 
 local function for_number(cfg)
-  local number = lib.first(argv[2], session:getVariable("destination_number"))
+  local number = lib.first((argv or {})[2], session:getVariable("destination_number"))
   if not number or #number > MAX_NUMBER or not number:match("^%+?[%d%*#]+$") then
     return -- not a number a cellphone device could forward to
   end
@@ -93,7 +93,7 @@ local function for_caller(cfg)
 end
 
 local function main()
-  local mode = argv[1] or "number"
+  local mode = (argv or {})[1] or "number"
   local cfg, problem = lib.config()
   if not cfg then
     lib.log("WARNING", "presence lookup skipped: " .. problem)
