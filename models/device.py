@@ -211,6 +211,13 @@ def user_devices(account_id: str, user_id: str) -> list[Document]:
     return [docs.to_document(row) for row in rows]
 
 
+def device_realms(account_id: str) -> list[str]:
+    """The SIP realms the account's devices use (normally just the account realm)."""
+    query = (DeviceRow.select(DeviceRow.realm).where(
+        (DeviceRow.account_id == account_id) & DeviceRow.sip_username_lc.is_null(False)).distinct())
+    return sorted(realm for (realm,) in query.tuples())
+
+
 def devices_by_sip(realm: str, usernames: list[str]) -> dict[str, Document]:
     """Devices of `realm` by lower-cased SIP username (one query)."""
     if not usernames:

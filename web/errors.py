@@ -87,7 +87,8 @@ def to_reply(exc: BaseException) -> ErrorReply:
         case esl_errors.UnsafeValue():
             # The quoting gate is the last line: validation should have refused this already.
             log.warning("quoting gate refused %s: %s", exc.field, exc)
-            return validation_reply({exc.field: {exc.rule: {"message": str(exc)}}})
+            rule = "pattern" if exc.rule == "forbidden" else exc.rule
+            return validation_reply({exc.field: {rule: {"message": exc.message}}})
         case QuickcallFailed():
             return ErrorReply(500, "quickcall initiation failed",
                               {**exc.call, "error_message": exc.cause})

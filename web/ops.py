@@ -6,6 +6,7 @@ from typing import Any
 
 from flask import Blueprint, Response
 
+from esl_bridge import render_prometheus
 from models.db import database
 from web.envelope import success
 from web.resource import runtime
@@ -48,5 +49,7 @@ def health() -> Response:
 
 def metrics() -> Response:
     rt = runtime()
-    esl = rt.pool.metrics() if rt.pool is not None else None
-    return Response(rt.metrics.render(esl), mimetype="text/plain; version=0.0.4")
+    text = rt.metrics.render()
+    if rt.pool is not None:
+        text += render_prometheus(rt.pool.metrics())
+    return Response(text, mimetype="text/plain; version=0.0.4")
