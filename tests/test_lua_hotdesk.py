@@ -373,3 +373,13 @@ def test_dialling_star13_alone_through_the_dialplan_prompts_then_toggles(office:
     assert [p.file for p in session.prompts] == [ENTER_ID, ENTER_PIN]
     assert result_of(session) == "ok"
     assert office.devices_of(office.bob) == {office.desk["id"]: True}
+
+
+def test_an_esl_bridge_that_keeps_asking_for_the_pin_gets_three_and_an_error(office: Office) -> None:
+    body = b'{"result": "pin_required", "action": "login", "prompt": ""}'
+    with StubHttp(body=body) as url:
+        session, fs = office.call("login", "5678", digits=("1111#", "2222#", "3333#", "4444#"),
+                                  fs=office.freeswitch(esl_bridge_url=url))
+    assert len(fs.curl_calls) == 4
+    assert result_of(session) == "error"
+    assert session.played[-1] == ERROR_TONE

@@ -132,8 +132,8 @@ local function main()
   local pin_attempts = 0
   -- Ask for the PIN only when esl-bridge wants one; after a wrong PIN, ask again (esl-bridge
   -- limits attempts too and then answers "too_many_attempts").
-  while answer and (answer.result == "pin_required"
-      or (answer.result == "invalid_pin" and pin_attempts < MAX_PIN_ATTEMPTS)) do
+  while answer and pin_attempts < MAX_PIN_ATTEMPTS
+      and (answer.result == "pin_required" or answer.result == "invalid_pin") do
     local pin_prompt = PROMPT_PIN
     if answer.result == "invalid_pin" then
       play(lib.safe_prompt(answer.prompt) or PROMPT_INVALID)
@@ -154,6 +154,9 @@ local function main()
   local result = answer.result
   if type(result) ~= "string" or not result:match("^[%w_]+$") then
     return fail("esl-bridge answered without a usable result")
+  end
+  if result == "pin_required" then
+    return fail("esl-bridge still asks for a PIN after " .. pin_attempts .. " of them")
   end
   lib.log(result == "ok" and "INFO" or "NOTICE", "hotdesk " .. action .. " by " .. sip_user
     .. "@" .. realm .. (hotdesk_id ~= "" and (" for id " .. hotdesk_id) or "") .. ": "
