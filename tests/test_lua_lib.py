@@ -10,6 +10,7 @@ from urllib.parse import parse_qs
 import pytest
 from lua_harness import (
     LUA_VERSIONS,
+    ROOT,
     FreeSwitch,
     LoadedLib,
     SilentServer,
@@ -338,3 +339,13 @@ def test_mod_curl_missing_or_failing_is_a_failure_not_a_crash() -> None:
 def test_only_plain_sound_paths_from_esl_bridge_are_played(prompt: str, played: bool) -> None:
     loaded, _ = make_lib()
     assert (loaded.module.safe_prompt(prompt) == prompt) is played
+
+
+def test_the_constants_above_are_the_recording() -> None:
+    recorded = (ROOT / "tests" / "data" / "xml_curl" / "lua_curl_json_output.txt").read_text()
+    lines = recorded.splitlines()
+    assert lines[0].endswith(" post " + RECORDED_POST_ARGUMENT)
+    assert lines[1] == RECORDED_CURL_OUTPUT
+    sent = (ROOT / "tests" / "data" / "xml_curl"
+            / "38_k_hotdesk_lua__POST_freeswitch_hotdesk_login.txt").read_bytes()
+    assert sent.endswith(b"\r\n\r\n" + RECORDED_BODY_SENT) or sent.endswith(b"\n\n" + RECORDED_BODY_SENT)
