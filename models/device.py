@@ -29,18 +29,30 @@ def forward_digits(value: str) -> str:
     return re.sub(r"[^0-9+*#]", "", value)
 
 
+def _object(doc: dict[str, Any], key: str) -> dict[str, Any]:
+    """`doc[key]` when it is an object, else `{}`: the columns are computed before the schema
+    has refused a document whose `sip` (say) is a string."""
+    value = doc.get(key)
+    return value if isinstance(value, dict) else {}
+
+
+def _text(value: Any) -> str | None:
+    """Only non-empty strings reach a query (PostgreSQL refuses to compare text with a number)."""
+    return value if isinstance(value, str) and value else None
+
+
 def _columns(account: Document, doc: dict[str, Any]) -> dict[str, Any]:
-    sip = doc.get("sip") or {}
-    forward = doc.get("call_forward") or {}
-    username = sip.get("username")
-    number = forward.get("number") if forward.get("enabled") else None
+    sip = _object(doc, "sip")
+    forward = _object(doc, "call_forward")
+    username = _text(sip.get("username"))
+    number = _text(forward.get("number")) if forward.get("enabled") else None
     return {
-        "realm": (sip.get("realm") or account.doc["realm"]).lower(),
-        "sip_username_lc": username.lower() if isinstance(username, str) else None,
-        "mac_address": doc.get("mac_address") or None,
-        "owner_id": doc.get("owner_id"),
-        "sip_ip": sip.get("ip") if sip.get("method") == "ip" else None,
-        "forward_number": forward_digits(number) or None if isinstance(number, str) else None,
+        "realm": (_text(sip.get("realm")) or account.doc["realm"]).lower(),
+        "sip_username_lc": username.lower() if username else None,
+        "mac_address": _text(doc.get("mac_address")),
+        "owner_id": _text(doc.get("owner_id")),
+        "sip_ip": _text(sip.get("ip")) if sip.get("method") == "ip" else None,
+        "forward_number": (forward_digits(number) or None) if number else None,
     }
 
 
@@ -83,7 +95,7 @@ def _database_errors(account: Document, doc: dict[str, Any], own_id: str | None,
     owner = doc.get("owner_id")
     if docs.is_id(owner):
         wanted.add(owner)
-    members = (doc.get("hotdesk") or {}).get("users")
+    members = _object(doc, "hotdesk").get("users")
     member_ids = [m for m in members if docs.is_id(m)] if isinstance(members, dict) else []
     wanted.update(member_ids)
     if wanted:
