@@ -204,7 +204,8 @@ class ListQuery:
             query.paginate = False
         if "page_size" in args:
             raw = args["page_size"]
-            if not raw.isdigit():
+            # str.isdigit() also holds for "²" and other Unicode digits that int() refuses.
+            if not (raw.isascii() and raw.isdigit()):
                 errors["page_size"] = {"type": {"message": "page_size must be an integer", "target": "integer"}}
             else:
                 size = int(raw)
