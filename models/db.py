@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from typing import Any
 from urllib.parse import unquote, urlparse
 
 import peewee
@@ -44,6 +45,33 @@ def _use_gevent_wait_callback() -> None:
     extensions.set_wait_callback(wait)
 
 
+def _stale_snapshot(exc: BaseException) -> bool:
+    """SQLite (WAL) refusing a write because the transaction's snapshot is stale."""
+    orig = getattr(exc, "orig", None) or exc.__context__  # peewee keeps the driver's error
+    return getattr(orig, "sqlite_errorname", None) == "SQLITE_BUSY_SNAPSHOT"
+
+
+class SqliteDatabase(PooledSqliteDatabase):
+    """SQLite with racing writers reported as `Conflict`, as PostgreSQL's are.
+
+    A transaction reads the document, then writes it only if its revision is unchanged. On
+    PostgreSQL a rival's commit in between makes that conditional write match no row: Conflict.
+    On SQLite in WAL mode the write is refused first, with SQLITE_BUSY_SNAPSHOT (the
+    transaction's snapshot predates the rival's commit; busy_timeout does not apply), which
+    would otherwise surface as a 500.
+    """
+
+    def execute_sql(self, sql: str, params: Any = None) -> Any:
+        try:
+            return super().execute_sql(sql, params)
+        except peewee.OperationalError as exc:
+            if _stale_snapshot(exc):
+                from models.errors import Conflict
+
+                raise Conflict(f"another connection wrote since this transaction read: {exc}") from exc
+            raise
+
+
 def open_database(url: str = DEFAULT_URL) -> peewee.Database:
     """Build (without connecting) the database the URL names."""
     parsed = urlparse(url)
@@ -52,7 +80,7 @@ def open_database(url: str = DEFAULT_URL) -> peewee.Database:
         path = unquote(url[len("sqlite:///"):]) if url.startswith("sqlite:///") else ""
         if not path:
             raise DatabaseUrlError(f"no file in SQLite URL {url!r}")
-        return PooledSqliteDatabase(
+        return SqliteDatabase(
             path,
             max_connections=64,
             stale_timeout=600,
