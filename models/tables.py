@@ -14,14 +14,18 @@ class BaseTable(peewee.Model):
 
 
 class DocumentTable(BaseTable):
-    """A stored document: id, revision and the public JSON document."""
+    """A stored document: id, revision and the public JSON document.
+
+    Times are epoch seconds in DoubleField: peewee's FloatField is PostgreSQL's 4-byte `real`,
+    which rounds today's epoch to 128 seconds.
+    """
 
     id = peewee.FixedCharField(max_length=32, primary_key=True)
     doc = peewee.TextField()
     rev_n = peewee.IntegerField(default=1)
     rev_hash = peewee.FixedCharField(max_length=32)
-    created = peewee.FloatField()
-    modified = peewee.FloatField()
+    created = peewee.DoubleField()
+    modified = peewee.DoubleField()
 
     @property
     def revision(self) -> str:
@@ -94,8 +98,8 @@ class TokenRow(BaseTable):
     account_id = peewee.FixedCharField(max_length=32, index=True)
     user_id = peewee.FixedCharField(max_length=32, null=True)
     method = peewee.CharField(max_length=16)
-    created = peewee.FloatField()
-    last_used = peewee.FloatField()
+    created = peewee.DoubleField()
+    last_used = peewee.DoubleField()
 
     class Meta:
         table_name = "auth_token"
