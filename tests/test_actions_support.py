@@ -1,0 +1,262 @@
+"""Shared pieces of the end-to-end action tests (`tests/test_actions_*.py`, SPEC §6, §8).
+
+No tests here: the real server (`start_bridge`), a real `EslPool` over one or two test
+FreeSWITCH nodes (`fake_freeswitch_factory`, `esl_pool_factory`) and an account with a token,
+bundled as `Bridge`, plus helpers to read what each node received *since the test's own
+requests began* (`Bridge.mark()`), leaving out the pool's own connection set-up.
+"""
+from __future__ import annotations
+
+import json
+import re
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import gevent
+import requests
+from fake_freeswitch import FakeFreeSwitch
+from fixtures_web import ApiClient, client_for, make_account
+
+from esl_bridge import EslPool
+from models import db
+from models import documents as docs
+from models.tables import AccountRow, DeviceRow, UserRow
+from web.server import BridgeServer
+
+RECORDINGS = Path(__file__).resolve().parent / "data" / "freeswitch" / "esl2"
+REALM = "acme.test"
+
+# What the pool sends by itself on every (re)connection: auth, the event subscription and the
+# full registration refresh. Everything else a node receives was caused by a request.
+_SETUP = re.compile(r"(auth \S+|event plain [A-Za-z_: ]+|api sofia xmlstatus profile \S+ reg)\Z")
+
+
+def is_setup(command: str) -> bool:
+    return bool(_SETUP.fullmatch(command))
+
+
+def recorded(name_prefix: str) -> str:
+    """The text of a recorded command sent to a real FreeSWITCH (without the ending blank line)."""
+    [path] = RECORDINGS.glob(f"{name_prefix}*.sent.txt")
+    return path.read_text().rstrip("\n")
+
+
+def first_line(command: str) -> str:
+    return command.split("\n", 1)[0]
+
+
+@dataclass
+class Bridge:
+    """esl-bridge over real HTTP, its pool, the test FreeSWITCH nodes and one account."""
+
+    server: BridgeServer
+    pool: EslPool
+    fakes: list[FakeFreeSwitch]
+    api: ApiClient
+    marks: list[int] = field(default_factory=list)
+
+    @property
+    def url(self) -> str:
+        return self.server.url  # type: ignore[attr-defined]
+
+    @property
+    def fs1(self) -> FakeFreeSwitch:
+        return self.fakes[0]
+
+    @property
+    def fs2(self) -> FakeFreeSwitch:
+        return self.fakes[1]
+
+    @property
+    def account_id(self) -> str:
+        return self.api.account_id
+
+    # ------------------------------------------------------------- what the nodes received
+
+    def mark(self) -> None:
+        """From now on, `sent()` reports only what the nodes receive after this point."""
+        self.settle()
+        self.marks = [len(fake.commands) for fake in self.fakes]
+
+    def sent(self, fake: FakeFreeSwitch | None = None) -> list[str]:
+        """Commands `fake` (default: every node, in node order) received since `mark()`,
+        without the pool's connection set-up."""
+        fakes = [fake] if fake is not None else self.fakes
+        out: list[str] = []
+        for item in fakes:
+            since = self.marks[self.fakes.index(item)] if self.marks else 0
+            out.extend(c for c in item.commands[since:] if not is_setup(c))
+        return out
+
+    def sent_lines(self, fake: FakeFreeSwitch | None = None) -> list[str]:
+        return [first_line(c) for c in self.sent(fake)]
+
+    def settle(self, timeout: float = 5.0) -> None:
+        """Wait for the side effects of committed changes (they run in the background)."""
+        assert self.server.runtime.side_effects.join(timeout), "side effects still running"
+
+    # ------------------------------------------------------------- documents
+
+    def device(self, username: str | None = "2001", **doc: Any) -> dict[str, Any]:
+        """Create a device over HTTP (SIP `username` with a password unless None)."""
+        if username is not None:
+            sip = {"username": username, "password": "secret-pass", **doc.pop("sip", {})}
+            doc["sip"] = sip
+        doc.setdefault("name", f"phone {username}")
+        return self.api.create_device(**doc)
+
+    def user(self, **doc: Any) -> dict[str, Any]:
+        return self.api.create_user(**doc)
+
+    def register(self, fake: FakeFreeSwitch, user: str, realm: str = REALM, **kwargs: Any) -> None:
+        """Register `user@realm` on `fake` and wait until the pool has seen the register event
+        (so that a profile other than `internal` is known to the pool)."""
+        fake.register(user, realm, **kwargs)
+        node = fake.name
+        assert wait_until(lambda: any(r.node == node for r in self.pool.registrations.lookup(user, realm))), \
+            f"the pool never saw {user}@{realm} register on {node}"
+
+    # ------------------------------------------------------------- requests
+
+    def quickcall(self, device_id: str, number: str, query: str = "", method: str = "GET",
+                  **kw: Any) -> requests.Response:
+        path = f"devices/{device_id}/quickcall/{number}" + (f"?{query}" if query else "")
+        return self.api.request(method, path, **kw)
+
+    def health(self) -> dict[str, Any]:
+        response = self.api.session.get(f"{self.url}/health", timeout=10)
+        assert response.status_code == 200, response.text
+        return response.json()["data"]
+
+    def metrics(self) -> str:
+        response = self.api.session.get(f"{self.url}/metrics", timeout=10)
+        assert response.status_code == 200, response.text
+        assert response.headers["Content-Type"].startswith("text/plain")
+        return response.text
+
+
+def wait_until(check: Callable[[], object], timeout: float = 3.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not check():
+        if time.monotonic() >= deadline:
+            return False
+        gevent.sleep(0.002)
+    return True
+
+
+def make_bridge(start_bridge: Callable[..., BridgeServer],
+                fake_freeswitch_factory: Callable[..., FakeFreeSwitch],
+                esl_pool_factory: Callable[..., EslPool], *, nodes: int = 1,
+                fake_options: dict[str, Any] | None = None, **pool_options: Any) -> Bridge:
+    """Start `nodes` test FreeSWITCH nodes, a fully connected pool over them, the server over
+    that pool, and an account (realm `acme.test`) with a token; then `mark()`."""
+    fakes = [fake_freeswitch_factory(**(fake_options or {})) for _ in range(nodes)]
+    pool = esl_pool_factory(fakes, **pool_options)
+    for fake in fakes:  # the pool's first registration refresh, so that it is not in flight
+        assert fake.wait_for("api sofia xmlstatus profile internal reg"), fake.commands
+    server = start_bridge(pool=pool)
+    account_id, key, admin_id = make_account()
+    api = client_for(server.url, account_id, key, admin_id)  # type: ignore[attr-defined]
+    bridge = Bridge(server, pool, fakes, api)
+    bridge.mark()
+    return bridge
+
+
+def bridge_fixture(start_bridge: Callable[..., BridgeServer],
+                   fake_freeswitch_factory: Callable[..., FakeFreeSwitch],
+                   esl_pool_factory: Callable[..., EslPool], nodes: int = 1,
+                   **options: Any) -> Iterator[Bridge]:
+    """Body of each test module's `bridge` fixture: closes the client session afterwards."""
+    bridge = make_bridge(start_bridge, fake_freeswitch_factory, esl_pool_factory, nodes=nodes,
+                         **options)
+    yield bridge
+    bridge.api.session.close()
+
+
+# ----------------------------------------------------------------- expected command texts
+
+
+def originate(*, call_id: str, job_id: str, legs: str, number: str, cid_name: str,
+              cid_number: str, account_id: str, request_id: str, device_id: str | None = None,
+              user_id: str | None = None, timeout: int = 30, ignore_early_media: bool = True,
+              bypass_media: bool = False, auto_answer: bool = True, context: str = "default",
+              shown_number: str | None = None) -> str:
+    """SPEC §6.1's `bgapi originate`, written out independently of `esl_bridge.commands`."""
+    quoted_name = f"'{cid_name}'" if " " in cid_name else cid_name
+    parts = [
+        f"origination_uuid={call_id}",
+        "origination_caller_id_name='Device QuickCall'",
+        f"origination_caller_id_number={shown_number or number}",
+        f"effective_caller_id_name={quoted_name}",
+        f"effective_caller_id_number={cid_number}",
+        f"originate_timeout={timeout}",
+        f"ignore_early_media={'true' if ignore_early_media else 'false'}",
+    ]
+    if bypass_media:
+        parts.append("bypass_media=true")
+    if auto_answer:
+        parts.append("sip_auto_answer=true")
+    parts.append(f"esl_bridge_account_id={account_id}")
+    if device_id:
+        parts.append(f"esl_bridge_device_id={device_id}")
+    if user_id:
+        parts.append(f"esl_bridge_user_id={user_id}")
+    parts.append(f"esl_bridge_request_id={request_id}")
+    return (f"bgapi originate {{{','.join(parts)}}}{legs} {number} XML {context}\n"
+            f"Job-UUID: {job_id}")
+
+
+def notify(user: str, event: str = "check-sync", profile: str = "internal",
+           realm: str = REALM) -> str:
+    return ("sendevent NOTIFY\n"
+            f"profile: {profile}\n"
+            f"event-string: {event}\n"
+            f"user: {user}\n"
+            f"host: {realm}\n"
+            "content-type: application/simple-message-summary")
+
+
+def presence_reset(presence_id: str) -> str:
+    return recorded("112_").replace("alice-static@acme.test", presence_id)
+
+
+def xmlstatus_user(user: str, realm: str = REALM, profile: str = "internal") -> str:
+    return f"api sofia xmlstatus profile {profile} user {user}@{realm}"
+
+
+def flush_cache(user: str, realm: str = REALM) -> str:
+    return f"api xml_flush_cache id {user} {realm}"
+
+
+def flush_inbound_reg(user: str, realm: str = REALM, profile: str = "internal") -> str:
+    return f"api sofia profile {profile} flush_inbound_reg {user}@{realm}"
+
+
+# ----------------------------------------------------------------- the store, behind the API
+
+
+def write_raw(table: str, ident: str, changes: dict[str, Any]) -> None:
+    """Change a stored document directly, skipping validation (what an older version, a manual
+    fix or a bug might have left): proves the ESL quoting gate is the last line."""
+    model = {"accounts": AccountRow, "devices": DeviceRow, "users": UserRow}[table]
+    with db.database.connection_context():
+        row = model.get_by_id(ident)
+        doc = docs.decode(row.doc)
+        doc.update(changes)
+        model.update(doc=docs.encode(doc)).where(model.id == ident).execute()
+
+
+def envelope(response: requests.Response) -> dict[str, Any]:
+    assert "Traceback" not in response.text
+    return json.loads(response.text)
+
+
+def is_uuid(text: str) -> bool:
+    try:
+        return str(uuid.UUID(text)) == text
+    except ValueError:
+        return False
