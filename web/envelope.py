@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import re
 import uuid
 from typing import Any
@@ -89,16 +90,34 @@ def _not_json(constant: str) -> Any:
     raise ValueError(f"{constant} is not valid JSON")
 
 
-def _deeper_than(value: Any, limit: int) -> bool:
+def _finite(text: str) -> float:
+    # 1e400 parses as infinity, which would be stored and sent back as invalid JSON.
+    value = float(text)
+    if math.isinf(value):
+        raise ValueError(f"number {text[:20]} is out of range")
+    return value
+
+
+def _refusal(value: Any, limit: int) -> str | None:
+    """Why a parsed body cannot be used: nested too deep, or a string holding NUL (which
+    PostgreSQL cannot store or even compare), else None."""
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
-        if isinstance(node, dict | list):
+        if isinstance(node, str):
+            if "\x00" in node:
+                return "strings may not contain NUL characters"
+        elif isinstance(node, dict | list):
             if depth > limit:
-                return True
-            children = node.values() if isinstance(node, dict) else node
-            stack.extend((child, depth + 1) for child in children if isinstance(child, dict | list))
-    return False
+                return f"nested deeper than {limit} levels"
+            if isinstance(node, dict):
+                if any("\x00" in key for key in node):
+                    return "strings may not contain NUL characters"
+                children = node.values()
+            else:
+                children = node
+            stack.extend((child, depth + 1) for child in children if isinstance(child, str | dict | list))
+    return None
 
 
 def _refuse_truncated_stream(raw: bytes) -> None:
@@ -118,15 +137,16 @@ def parse_body() -> dict[str, Any] | None:
         return None
     try:
         # NaN and Infinity are not JSON: accepted, they would be stored and sent back as invalid JSON.
-        body = json.loads(raw, parse_constant=_not_json)
+        body = json.loads(raw, parse_constant=_not_json, parse_float=_finite)
     except RecursionError as exc:
         raise Malformed(f"nested deeper than {MAX_BODY_DEPTH} levels") from exc
     except (ValueError, UnicodeDecodeError) as exc:
         raise Malformed(str(exc)) from exc
     if not isinstance(body, dict):
         raise Malformed("the body must be a JSON object")
-    if _deeper_than(body, MAX_BODY_DEPTH):
-        raise Malformed(f"nested deeper than {MAX_BODY_DEPTH} levels")
+    refusal = _refusal(body, MAX_BODY_DEPTH)
+    if refusal:
+        raise Malformed(refusal)
     return body
 
 
