@@ -7,6 +7,7 @@ from typing import Any
 from flask import g, request
 
 from models import account as accounts
+from models.documents import is_id
 from models.token import Identity, identify
 from web.errors import Forbidden, Unauthorized
 
@@ -56,7 +57,8 @@ class AncestryCache:
 def authorize(identity: Identity, account_id: str, cache: AncestryCache) -> None:
     """403 unless `account_id` is the identity's account or below it (unknown ids included, so
     that other accounts' ids cannot be probed)."""
-    chain = cache.get(account_id) if len(account_id) == 32 else None
+    # Only a well-formed id reaches the database (a NUL in the path is a 500 on PostgreSQL).
+    chain = cache.get(account_id) if is_id(account_id) else None
     if chain is None or identity.account_id not in chain:
         raise Forbidden()
 
