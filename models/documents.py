@@ -207,6 +207,8 @@ class ListQuery:
             # str.isdigit() also holds for "²" and other Unicode digits that int() refuses.
             if not (raw.isascii() and raw.isdigit()):
                 errors["page_size"] = {"type": {"message": "page_size must be an integer", "target": "integer"}}
+            elif len(raw) > 9:  # int() refuses over 4300 digits; anything this long is too big
+                errors["page_size"] = {"maximum": {"message": f"page_size must be at most {PAGE_SIZE_MAX}", "target": PAGE_SIZE_MAX}}
             else:
                 size = int(raw)
                 if size < 1:
