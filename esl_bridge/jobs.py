@@ -22,12 +22,14 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class JobResult:
-    """What a job ended with: ``+OK ...`` (``ok``) or ``-ERR <cause>``.
+    """What a job ended with: ``ok``, or failed with a ``cause``.
 
-    ``body`` is the job's body as FreeSWITCH sent it (with its newline), ``value`` the text after
-    ``+OK `` (for originate: the call's uuid), ``cause`` the text after ``-ERR `` (for originate:
-    ``USER_NOT_REGISTERED``, ``NO_ANSWER``, ``USER_BUSY``, ``SUBSCRIBER_ABSENT``...), ``None`` when
-    ok or when the body is neither form.
+    FreeSWITCH's convention: a body starting with ``-`` (``-ERR <cause>``, ``-USAGE: ...``) is a
+    failure, anything else (``+OK <call uuid>`` for originate, the text of ``status``...) a
+    success. ``body`` is the job's body as sent (with its newline); ``value`` the text after
+    ``+OK `` (for originate: the call's uuid) or the whole text of other successes; ``cause`` the
+    text after ``-ERR `` (for originate: ``USER_NOT_REGISTERED``, ``NO_ANSWER``, ``USER_BUSY``,
+    ``SUBSCRIBER_ABSENT``...), ``None`` when ok or for another kind of failure.
     """
 
     ok: bool
@@ -38,18 +40,20 @@ class JobResult:
 
     @property
     def value(self) -> str:
+        if not self.ok:
+            return ""
         text = self.body.strip()
-        return text[3:].strip() if self.ok else ""
+        return text[3:].strip() if text.startswith("+OK") else text
 
     @classmethod
     def parse(cls, body: str, job_id: str = "", node: str | None = None) -> JobResult:
-        """Read a job body: ``+OK ...`` is success, ``-ERR CAUSE`` a failure with its cause."""
+        """Read a job body: ``-ERR CAUSE`` (or any ``-...``) fails, anything else succeeds."""
         text = body.strip()
-        if text.startswith("+OK"):
-            return cls(True, None, body, job_id, node)
         if text.startswith("-ERR"):
             return cls(False, text[4:].strip() or None, body, job_id, node)
-        return cls(False, None, body, job_id, node)
+        if text.startswith("-") or not text:
+            return cls(False, None, body, job_id, node)
+        return cls(True, None, body, job_id, node)
 
     def raise_for_cause(self) -> JobResult:
         """Return self when ok, else raise ``JobFailed`` carrying the cause."""

@@ -125,6 +125,11 @@ class _NodeState:
     def reconnects(self) -> int:
         return self.counters.reconnects
 
+    def alive(self) -> int:
+        """Live command connections (a closed one may linger in ``live`` for a moment, until
+        its slot notices)."""
+        return sum(1 for conn in self.live if conn.alive)
+
     def wake_waiters(self) -> None:
         for _ in range(self.waiters):
             self.idle.put(_WAKE)
@@ -243,10 +248,10 @@ class EslPool:
             for name in names:
                 state = self._states[name]
                 if full:
-                    ready &= (len(state.live) >= self.pool_size and state.event_conn is not None
+                    ready &= (state.alive() >= self.pool_size and state.event_conn is not None
                               and state.event_conn.alive)
                 else:
-                    ready &= bool(state.live)
+                    ready &= state.alive() > 0
             if ready:
                 return True
             if time.monotonic() >= deadline:
@@ -387,7 +392,7 @@ class EslPool:
                 if time.monotonic() >= next_refresh:
                     next_refresh = time.monotonic() + self.registration_refresh
                     for state in self._states.values():
-                        if state.live and state.event_conn is not None:
+                        if state.alive() and state.event_conn is not None:
                             self._spawn_helper(self._refresh_node, state)
             except Exception:
                 log.exception("ESL pool: housekeeping failed")
@@ -417,7 +422,7 @@ class EslPool:
     def refresh_registrations(self) -> None:
         """Refresh the registration cache of every connected node now (blocking)."""
         self.fan_out(lambda name: self._refresh_node(self._states[name]),
-                     [n for n, s in self._states.items() if s.live])
+                     [n for n, s in self._states.items() if s.alive()])
 
     # ------------------------------------------------------------------ commands
 
@@ -427,7 +432,7 @@ class EslPool:
 
     def connected_nodes(self) -> list[str]:
         """Nodes with at least one live command connection."""
-        return [name for name, state in self._states.items() if state.live]
+        return [name for name, state in self._states.items() if state.alive()]
 
     def pick_node(self) -> str:
         """A connected node (round robin); ``NotConnected`` if none is up."""
@@ -447,7 +452,7 @@ class EslPool:
     def _acquire(self, state: _NodeState, timeout: float) -> EslConnection:
         deadline = time.monotonic() + timeout
         while True:
-            if not state.live or self._stopping.is_set():
+            if not state.alive() or self._stopping.is_set():
                 raise NotConnected("no live connection to FreeSWITCH", state.name)
             try:
                 item = state.idle.get_nowait()
@@ -455,14 +460,14 @@ class EslPool:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise CommandTimeout(
-                        f"all {len(state.live)} connections stayed busy for {timeout:g} s",
+                        f"all {state.alive()} connections stayed busy for {timeout:g} s",
                         state.name) from None
                 state.waiters += 1
                 try:
                     item = state.idle.get(timeout=remaining)
                 except gevent.queue.Empty:
                     raise CommandTimeout(
-                        f"all {len(state.live)} connections stayed busy for {timeout:g} s",
+                        f"all {state.alive()} connections stayed busy for {timeout:g} s",
                         state.name) from None
                 finally:
                     state.waiters -= 1
@@ -585,8 +590,8 @@ class EslPool:
         for name, state in self._states.items():
             event_conn = state.event_conn
             report[name] = {
-                "connected": bool(state.live),
-                "connections": len(state.live),
+                "connected": state.alive() > 0,
+                "connections": state.alive(),
                 "event_connection": event_conn is not None and event_conn.alive,
                 "last_error": state.last_error,
                 "reconnects": state.counters.reconnects,

@@ -241,9 +241,12 @@ class FakeConnection:
         self.all_events = False
         self.format = ""
         self.commands: list[str] = []
+        #: ("recv" | "reply", first line) in the order they happened: shows pipelining
+        self.trace: list[tuple[str, str]] = []
         self.queue: gevent.queue.Queue = gevent.queue.Queue()
         self.closed = gevent.event.Event()
         self.busy = False
+        self.greenlet: gevent.Greenlet | None = None
 
     @property
     def subscribed(self) -> bool:
@@ -281,6 +284,10 @@ class FakeConnection:
             self.sock.close()
         except OSError:
             pass
+        worker = self.greenlet
+        if self.busy and worker is not None and worker is not gevent.getcurrent():
+            # A closed connection's command (msleep, a hang fault) ends with it.
+            worker.kill(block=False)
 
     def reader(self) -> None:
         stream = self.sock.makefile("rb")
@@ -302,6 +309,7 @@ class FakeConnection:
                     name, _, value = line.partition(":")
                     if name.strip().lower() == "content-length" and value.strip().isdigit():
                         body = stream.read(int(value.strip()))
+                self.trace.append(("recv", lines[0]))
                 self.push(("command", "\n".join(lines), body))
         except (OSError, ValueError):
             return
@@ -313,6 +321,7 @@ class FakeConnection:
             self.close()
 
     def worker(self) -> None:
+        self.greenlet = gevent.getcurrent()
         if self.fake.hang_on_connect:
             self.closed.wait()
             return
@@ -503,14 +512,14 @@ class FakeFreeSwitch:
             pass
         conn = FakeConnection(self, sock, address)
         self.connections.append(conn)
-        reader = self._spawn(conn.reader)
+        self._spawn(conn.reader)  # ends by itself once the socket is closed
         try:
             conn.worker()
         finally:
-            conn.close()
-            reader.join(timeout=1.0)
+            # First forget it: a kill of a busy worker may land anywhere in here.
             if conn in self.connections:
                 self.connections.remove(conn)
+            conn.close()
             self._changed.set()
 
     # ------------------------------------------------------------------ inspection
@@ -855,6 +864,7 @@ class FakeFreeSwitch:
             conn.close()
             return
         conn.write(data)
+        conn.trace.append(("reply", first))
         if after is not None:
             after()
 

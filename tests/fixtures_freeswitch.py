@@ -7,8 +7,10 @@
   with test-sized timeouts (``FAST_POOL``), started and, by default, fully connected; stopped
   after the test.
 - ``esl_pool``: a pool over ``fake_freeswitch``.
-- ``greenlet_leak_check``: counts live greenlets at setup; ``.assert_no_leak()`` (also run at
-  teardown, after the pools and fakes of the test have stopped) fails if more are alive.
+- ``greenlet_leak_check``: counts live greenlets before the test's fakes and pools start;
+  ``.mark_steady()`` / ``.assert_steady()`` compare with a running pool's steady state, and at
+  teardown, after the fakes and pools have stopped, it fails if more greenlets are alive than
+  before.
 
 See ``tests/fake_freeswitch.py`` for registering users, faults and what the fake records.
 """
@@ -55,8 +57,9 @@ class GreenletLeakCheck:
 
     def __init__(self) -> None:
         gevent.sleep(0)
-        self.baseline = settle(len(live_greenlets()), 0)
+        self.baseline = len(live_greenlets())
         self.steady: int | None = None
+        self.enabled = False
 
     def mark_steady(self) -> int:
         """Remember the count now (a pool and its fakes up and idle) as the steady state."""
@@ -82,14 +85,24 @@ class GreenletLeakCheck:
 
 
 @pytest.fixture
-def greenlet_leak_check() -> Iterator[GreenletLeakCheck]:
+def _greenlet_tracker() -> Iterator[GreenletLeakCheck]:
+    # Set up before (and so torn down after) the fakes and pools that depend on it, so that the
+    # final count is taken once they have all stopped, whatever order a test lists fixtures in.
     check = GreenletLeakCheck()
     yield check
-    check.assert_no_leak()
+    if check.enabled:
+        check.assert_no_leak()
 
 
 @pytest.fixture
-def fake_freeswitch_factory() -> Iterator[Callable[..., FakeFreeSwitch]]:
+def greenlet_leak_check(_greenlet_tracker: GreenletLeakCheck) -> GreenletLeakCheck:
+    _greenlet_tracker.enabled = True
+    return _greenlet_tracker
+
+
+@pytest.fixture
+def fake_freeswitch_factory(_greenlet_tracker: GreenletLeakCheck
+                            ) -> Iterator[Callable[..., FakeFreeSwitch]]:
     made: list[FakeFreeSwitch] = []
 
     def make(**kwargs: object) -> FakeFreeSwitch:
@@ -109,7 +122,7 @@ def fake_freeswitch(fake_freeswitch_factory: Callable[..., FakeFreeSwitch]) -> F
 
 
 @pytest.fixture
-def esl_pool_factory() -> Iterator[Callable[..., EslPool]]:
+def esl_pool_factory(_greenlet_tracker: GreenletLeakCheck) -> Iterator[Callable[..., EslPool]]:
     pools: list[EslPool] = []
 
     def make(fakes: list[FakeFreeSwitch | str], *, wait: bool = True,

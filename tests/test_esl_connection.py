@@ -1,0 +1,200 @@
+"""One connection (esl_bridge.connection.EslConnection) against the test FreeSWITCH."""
+from __future__ import annotations
+
+import time
+
+import gevent
+import pytest
+from greenswitch.esl import InboundESL
+
+from esl_bridge.connection import EslConnection, check_frame_text
+from esl_bridge.errors import (
+    AuthFailed,
+    CommandTimeout,
+    ConnectionLost,
+    ConnectTimeout,
+    FreeSwitchUnavailable,
+    NotConnected,
+    UnsafeValue,
+)
+
+
+def connection(fake, password="ClueCon", **kwargs) -> EslConnection:
+    kwargs.setdefault("connect_timeout", 0.5)
+    kwargs.setdefault("command_timeout", 0.5)
+    return EslConnection("127.0.0.1", fake.port, password, **kwargs)
+
+
+@pytest.fixture
+def conn(fake_freeswitch):
+    c = connection(fake_freeswitch)
+    c.connect()
+    yield c
+    c.stop(timeout=0.2)
+
+
+def test_it_is_greenswitchs_inbound_esl(conn):
+    assert isinstance(conn, InboundESL)
+    assert conn.connected and conn.alive
+    assert conn.api("status").startswith("UP 0 years")
+
+
+def test_auth_refused(fake_freeswitch, greenlet_leak_check):
+    c = connection(fake_freeswitch, password="WrongPassword")
+    with pytest.raises(AuthFailed) as info:
+        c.connect()
+    assert info.value.node == fake_freeswitch.name
+    assert "-ERR invalid" in str(info.value)
+    assert not c.alive
+    c.stop()
+
+
+def test_connection_refused(fake_freeswitch, greenlet_leak_check):
+    fake_freeswitch.refuse_connections()
+    c = connection(fake_freeswitch)
+    with pytest.raises(NotConnected) as info:
+        c.connect()
+    assert isinstance(info.value, FreeSwitchUnavailable)
+    assert info.value.node == fake_freeswitch.name
+
+
+def test_no_auth_request_times_out(fake_freeswitch, greenlet_leak_check):
+    fake_freeswitch.hang_on_connect = True
+    c = connection(fake_freeswitch, connect_timeout=0.2)
+    started = time.monotonic()
+    with pytest.raises(ConnectTimeout):
+        c.connect()
+    assert time.monotonic() - started < 0.2 + 1.0  # within its timeout, generous slack
+    assert not c.alive
+    c.stop()
+
+
+def test_no_auth_reply_times_out(fake_freeswitch, greenlet_leak_check):
+    fake_freeswitch.hang("auth")
+    c = connection(fake_freeswitch, connect_timeout=0.2)
+    with pytest.raises(ConnectTimeout):
+        c.connect()
+    assert not c.alive
+    c.stop()
+
+
+def test_a_hanging_command_times_out_and_closes_the_connection(conn, fake_freeswitch):
+    fake_freeswitch.hang("api status")
+    with pytest.raises(CommandTimeout) as info:
+        conn.api("status", timeout=0.1)
+    assert info.value.node == fake_freeswitch.name
+    assert not conn.alive and conn.closed.is_set()
+    with pytest.raises(NotConnected):
+        conn.api("version")
+
+
+def test_one_command_in_flight_per_connection(conn, fake_freeswitch):
+    fake_freeswitch.api_handlers["echo"] = lambda fake, args: (gevent.sleep(0.005), args)[1]
+    replies = {}
+
+    def ask(i: int) -> None:
+        replies[i] = conn.api(f"echo {i}", timeout=2.0)
+
+    gevent.joinall([gevent.spawn(ask, i) for i in range(8)], raise_error=True)
+    assert replies == {i: str(i) for i in range(8)}
+    served = next(c for c in fake_freeswitch.connections if c.commands[-1].startswith("api echo"))
+    trace = [kind for kind, line in served.trace if line.startswith("api echo")]
+    # with a lock the server never holds two of our commands at once
+    assert trace == ["recv", "reply"] * 8
+
+
+def test_writes_use_sendall(conn):
+    class OnlySendall:
+        def __init__(self, sock):
+            self._sock = sock
+
+        def sendall(self, data):
+            return self._sock.sendall(data)
+
+        def shutdown(self, how):
+            return self._sock.shutdown(how)
+
+        def close(self):
+            return self._sock.close()
+
+    conn.sock = OnlySendall(conn.sock)
+    assert conn.api("version").startswith("FreeSWITCH Version")
+
+
+def test_killed_during_a_command(conn, fake_freeswitch, greenlet_leak_check):
+    waiter = gevent.spawn(conn.api, "msleep 5000", 5.0)
+    assert fake_freeswitch.wait_for("api msleep")
+    fake_freeswitch.kill_connections()
+    with pytest.raises(ConnectionLost):
+        waiter.get(timeout=2.0)
+    assert not conn.alive
+
+
+def test_disconnect_notice_releases_the_caller(conn, fake_freeswitch):
+    waiter = gevent.spawn(conn.api, "msleep 5000", 5.0)
+    assert fake_freeswitch.wait_for("api msleep")
+    fake_freeswitch.stop()
+    with pytest.raises(ConnectionLost) as info:
+        waiter.get(timeout=2.0)
+    assert "shut down" in str(info.value)
+
+
+def test_drop_mid_reply(conn, fake_freeswitch):
+    fake_freeswitch.drop_mid_reply("api status")
+    with pytest.raises(ConnectionLost):
+        conn.api("status")
+    assert not conn.alive
+
+
+def test_non_utf8_body_and_stray_reply_do_not_kill_the_reader(fake_freeswitch):
+    notes = []
+    c = connection(fake_freeswitch, on_malformed=notes.append)
+    c.connect()
+    fake_freeswitch.api_handlers["latin"] = lambda fake, args: b"caf\xe9 \xff"
+    assert c.api("latin") == "caf\ufffd \ufffd"
+    fake_freeswitch.inject(b"Content-Type: api/response\nContent-Length: 2\n\nhi", to="all")
+    fake_freeswitch.inject(b"Content-Type: log/data\nContent-Length: 3\n\nlog", to="all")
+    gevent.sleep(0.02)
+    assert c.api("version").startswith("FreeSWITCH Version")
+    assert len(notes) >= 2
+    c.stop()
+
+
+def test_events_are_dispatched_as_greenswitch_does(fake_freeswitch):
+    c = connection(fake_freeswitch)
+    seen = []
+    c.register_handle("sofia::register", lambda ev: seen.append(("register", ev)))
+    c.register_handle("*", lambda ev: seen.append(("*", ev)))
+    c.register_handle("CHANNEL_CREATE", lambda ev: 1 / 0)  # a failing handler
+    c.connect()
+    c.execute("event plain CUSTOM sofia::register sofia::expire")
+    fake_freeswitch.register("2001", "acme.test", user_agent="evil%0AEvent-Name: BACKGROUND_JOB")
+    fake_freeswitch.expire("2001", "acme.test")
+    assert fake_freeswitch.wait_for(lambda: len(seen) == 2)
+    (kind1, reg), (kind2, exp) = seen
+    assert kind1 == "register" and reg.subclass == "sofia::register"
+    assert reg["user-agent"] == "evil\nEvent-Name: BACKGROUND_JOB"
+    assert reg.name == "CUSTOM"
+    assert kind2 == "*" and exp.subclass == "sofia::expire"
+    assert c.alive
+    c.stop()
+
+
+def test_an_unparseable_frame_closes_the_connection(conn, fake_freeswitch):
+    fake_freeswitch.inject(b"Content-Type: api/response\nContent-Length: nope\n\n", to="all")
+    assert conn.closed.wait(2.0)
+    assert isinstance(conn.close_reason, ConnectionLost)
+    assert "protocol error" in str(conn.close_reason)
+
+
+@pytest.mark.parametrize("text", ["", "api status\n\napi version", "api status\r", "a\0b",
+                                  "api status\n", "\napi status"])
+def test_frame_gate(text):
+    with pytest.raises(UnsafeValue):
+        check_frame_text(text)
+
+
+def test_stop_says_exit(conn, fake_freeswitch):
+    conn.stop()
+    assert fake_freeswitch.received("exit") == ["exit"]
+    assert not conn.alive

@@ -1,0 +1,330 @@
+"""The pool (esl_bridge.pool.EslPool): reconnects, faults, jobs, health and metrics.
+
+Every fault test checks that no greenlet leaked: the count of live greenlets goes back to the
+pool's steady state after recovery, and to the baseline after everything stopped.
+"""
+from __future__ import annotations
+
+import time
+import uuid
+
+import gevent
+import pytest
+
+from esl_bridge import EslPool, Node, render_prometheus
+from esl_bridge.errors import (
+    CommandTimeout,
+    ConnectionLost,
+    FreeSwitchUnavailable,
+    JobTimeout,
+    NotConnected,
+)
+
+# ---------------------------------------------------------------------- nodes
+
+
+def test_node_parse():
+    node = Node.parse("127.0.0.1:8021:ClueCon")
+    assert (node.host, node.port, node.password, node.name) == ("127.0.0.1", 8021, "ClueCon",
+                                                                "127.0.0.1:8021")
+    assert "ClueCon" not in repr(node) and str(node) == "127.0.0.1:8021"
+    assert Node.parse("fs.example:8021:pa:ss").password == "pa:ss"
+    assert Node.parse("[::1]:8021:x").name == "[::1]:8021"
+    assert [n.name for n in Node.parse_many("a:1:x, b:2:y")] == ["a:1", "b:2"]
+    for bad in ("", "host", "host:8021", "host:port:pw", "host:0:pw", "host:70000:pw",
+                "host:8021:", "host:8021:pass word", ":8021:pw", "[::1:8021:pw"):
+        with pytest.raises(ValueError):
+            Node.parse(bad)
+    with pytest.raises(ValueError):
+        Node.parse_many("a:1:x,a:1:y")
+    with pytest.raises(ValueError):
+        EslPool([])
+
+
+def test_backoff_is_capped_exponential_with_jitter():
+    pool = EslPool(["127.0.0.1:1:x"], reconnect_base=0.1, reconnect_max=1.0)
+    for failures, ceiling in [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8), (5, 1.0), (30, 1.0)]:
+        delays = {pool._backoff(failures) for _ in range(50)}
+        assert all(ceiling * 0.5 <= d <= ceiling for d in delays), (failures, delays)
+        assert len(delays) > 1  # jittered
+
+
+# ---------------------------------------------------------------------- basic use
+
+
+def test_commands_health_and_metrics(esl_pool, fake_freeswitch):
+    name = fake_freeswitch.name
+    assert esl_pool.api("status").startswith("UP 0 years")
+    assert esl_pool.api("nosuchcmd") == "-ERR nosuchcmd Command not found!\n"
+    reply = esl_pool.sendevent("sendevent CUSTOM\nEvent-Subclass: x::y")
+    assert reply.startswith("+OK ")
+    health = esl_pool.health()
+    assert health == {name: {"connected": True, "connections": 2, "event_connection": True,
+                             "last_error": None, "reconnects": 0, "connect_failures": 0,
+                             "pool_size": 2, "idle": 2}}
+    metrics = esl_pool.metrics()
+    node = metrics["nodes"][name]
+    assert node["commands"]["api"] >= 2 and node["commands"]["sendevent"] == 1
+    assert node["latency_seconds"]["count"] == sum(node["commands"].values())
+    assert node["latency_seconds"]["buckets"][-1][1] <= node["latency_seconds"]["count"]
+    text = render_prometheus(metrics)
+    assert f'esl_bridge_esl_commands_total{{node="{name}",kind="api"}}' in text
+    assert f'esl_bridge_esl_node_up{{node="{name}"}} 1' in text
+    assert "# TYPE esl_bridge_esl_command_latency_seconds histogram" in text
+    assert text.endswith("\n")
+    # command connections never subscribe; exactly one event connection does
+    assert len(fake_freeswitch.event_connections()) == 1
+    assert len(fake_freeswitch.command_connections()) == 2
+    assert fake_freeswitch.event_connections()[0].commands[-1].startswith(
+        "event plain BACKGROUND_JOB CHANNEL_CREATE CHANNEL_ANSWER CHANNEL_HANGUP_COMPLETE CUSTOM")
+
+
+def test_stop_closes_everything(fake_freeswitch, esl_pool_factory, greenlet_leak_check):
+    pool = esl_pool_factory([fake_freeswitch])
+    pool.stop()
+    assert fake_freeswitch.wait_for(lambda: not fake_freeswitch.connections)
+    with pytest.raises(NotConnected):
+        pool.api("status")
+    assert fake_freeswitch.received("exit")
+
+
+# ---------------------------------------------------------------------- faults
+
+
+def test_down_at_start_then_up(fake_freeswitch_factory, esl_pool_factory, greenlet_leak_check):
+    fake = fake_freeswitch_factory()
+    fake.stop()
+    pool = esl_pool_factory([fake], wait=False)
+    with pytest.raises(NotConnected) as info:
+        pool.api("status")
+    assert isinstance(info.value, FreeSwitchUnavailable)
+    assert fake.name in str(info.value) or info.value.node is None
+    gevent.sleep(0.1)
+    health = pool.health()[fake.name]
+    assert health["connected"] is False and health["connect_failures"] >= 2
+    assert "refused" in health["last_error"].lower()
+    fake.start()
+    assert pool.wait_connected(5.0)
+    assert pool.api("status").startswith("UP")
+    greenlet_leak_check.mark_steady()
+
+
+def test_killed_during_a_command(fake_freeswitch, esl_pool_factory, greenlet_leak_check):
+    pool = esl_pool_factory([fake_freeswitch], command_timeout=2.0)
+    steady = greenlet_leak_check.mark_steady()
+    slow = gevent.spawn(pool.api, "msleep 5000")
+    assert fake_freeswitch.wait_for("api msleep")
+    fake_freeswitch.kill_connections()
+    with pytest.raises(ConnectionLost):  # an error at once, not a timeout
+        slow.get(timeout=2.0)
+    assert pool.wait_connected(5.0)
+    assert pool.api("status").startswith("UP")
+    health = pool.health()[fake_freeswitch.name]
+    assert health["reconnects"] >= 3 and health["last_error"]
+    assert pool.metrics()["nodes"][fake_freeswitch.name]["reconnects"] == health["reconnects"]
+    assert steady
+    greenlet_leak_check.assert_steady()
+
+
+def test_hanging_reply_times_out_and_the_connection_is_replaced(
+        fake_freeswitch, esl_pool_factory, greenlet_leak_check):
+    pool = esl_pool_factory([fake_freeswitch], command_timeout=0.3)
+    greenlet_leak_check.mark_steady()
+    accepted = fake_freeswitch.accepted
+    fake_freeswitch.hang("api status", times=1)
+    started = time.monotonic()
+    with pytest.raises(CommandTimeout) as info:
+        pool.api("status")
+    assert time.monotonic() - started < 0.3 + 1.0  # within its timeout, generous slack
+    assert info.value.node == fake_freeswitch.name
+    assert pool.wait_connected(5.0)
+    assert fake_freeswitch.accepted == accepted + 1  # a new connection replaced the hung one
+    assert pool.api("status").startswith("UP")
+    node = pool.metrics()["nodes"][fake_freeswitch.name]
+    assert node["timeouts"]["api"] == 1 and node["failures"]["api"] == 1
+    greenlet_leak_check.assert_steady()
+
+
+def test_restart_under_concurrent_load(fake_freeswitch, esl_pool_factory, greenlet_leak_check):
+    timeout = 0.5
+    pool = esl_pool_factory([fake_freeswitch], command_timeout=timeout, pool_size=4)
+    greenlet_leak_check.mark_steady()
+    outcomes: list[tuple[str, float]] = []
+    stop = gevent.event.Event()
+
+    def caller() -> None:
+        while not stop.is_set():
+            started = time.monotonic()
+            try:
+                pool.api("msleep 2")
+                outcomes.append(("ok", time.monotonic() - started))
+            except FreeSwitchUnavailable as exc:
+                outcomes.append((type(exc).__name__, time.monotonic() - started))
+                gevent.sleep(0.005)
+
+    callers = [gevent.spawn(caller) for _ in range(16)]
+    gevent.sleep(0.1)
+    fake_freeswitch.restart(down_for=0.2)
+    restarted = len(outcomes)
+    gevent.sleep(0.4)
+    stop.set()
+    gevent.joinall(callers, raise_error=True)
+    failures = [kind for kind, _ in outcomes if kind != "ok"]
+    assert failures, "the restart was not felt"
+    assert set(failures) <= {"NotConnected", "ConnectionLost", "CommandTimeout"}
+    assert any(kind == "ok" for kind, _ in outcomes[restarted:]), "no recovery"
+    # no caller waited past its timeout (generous slack for a loaded machine)
+    assert max(elapsed for _, elapsed in outcomes) < timeout + 1.0
+    assert pool.wait_connected(5.0)
+    greenlet_leak_check.assert_steady()
+
+
+def test_malformed_frames_and_non_utf8_bytes(fake_freeswitch, esl_pool_factory,
+                                             greenlet_leak_check):
+    pool = esl_pool_factory([fake_freeswitch])
+    greenlet_leak_check.mark_steady()
+    name = fake_freeswitch.name
+    # survivable: a header line without ': ', a value that is not UTF-8, raw 0xff bytes
+    fake_freeswitch.inject(b"Content-Length: 45\nContent-Type: text/event-plain\n\n"
+                           b"Event-Name: CUSTOM\ngarbage line\nx: caf%E9\xff\n\n")
+    fake_freeswitch.inject(b"Content-Type: log/data\nContent-Length: 2\n\n\xff\xfe")
+    fake_freeswitch.api_handlers["latin"] = lambda fake, args: b"caf\xe9"
+    assert pool.api("latin") == "caf\ufffd"
+    fake_freeswitch.register("2001", "acme.test")
+    assert fake_freeswitch.wait_for(lambda: pool.registrations.lookup("2001", "acme.test"))
+    assert pool.health()[name]["reconnects"] == 0
+    # not survivable for that connection: a Content-Length that is not a number
+    fake_freeswitch.inject(b"Content-Type: text/event-plain\nContent-Length: x1\n\n")
+    assert fake_freeswitch.wait_for(lambda: pool.health()[name]["reconnects"] == 1)
+    assert pool.wait_connected(5.0)
+    assert pool.metrics()["nodes"][name]["malformed"] >= 4
+    fake_freeswitch.register("2002", "acme.test")
+    assert fake_freeswitch.wait_for(lambda: pool.registrations.lookup("2002", "acme.test"))
+    assert pool.api("status").startswith("UP")
+    greenlet_leak_check.assert_steady()
+
+
+def test_a_node_without_connections_fails_callers_at_once(
+        fake_freeswitch_factory, esl_pool_factory, greenlet_leak_check):
+    up, down = fake_freeswitch_factory(), fake_freeswitch_factory()
+    pool = esl_pool_factory([up, down], command_timeout=5.0)
+    down.stop()
+    assert up.wait_for(lambda: not pool.health()[down.name]["connected"])
+    started = time.monotonic()
+    with pytest.raises(NotConnected) as info:
+        pool.api("status", node=down.name)
+    assert time.monotonic() - started < 1.0  # at once, not after the 5 s timeout
+    assert info.value.node == down.name
+    for _ in range(4):  # without a node, only the live one is used
+        assert pool.api("version").startswith("FreeSWITCH")
+    up.stop()
+    assert up.wait_for(lambda: not pool.connected_nodes())
+    with pytest.raises(NotConnected) as info:
+        pool.api("status")
+    assert info.value.node is None and "no FreeSWITCH node is connected" in str(info.value)
+
+
+def test_waiters_are_released_when_the_last_connection_dies(
+        fake_freeswitch, esl_pool_factory, greenlet_leak_check):
+    pool = esl_pool_factory([fake_freeswitch], pool_size=1, command_timeout=5.0)
+    busy = gevent.spawn(pool.api, "msleep 5000")
+    assert fake_freeswitch.wait_for("api msleep")
+    waiting = gevent.spawn(pool.api, "status")
+    gevent.sleep(0.02)
+    assert not waiting.ready()
+    fake_freeswitch.refuse_connections()
+    fake_freeswitch.kill_connections()
+    with pytest.raises(ConnectionLost):
+        busy.get(timeout=2.0)
+    with pytest.raises(NotConnected):
+        waiting.get(timeout=2.0)
+
+
+def test_busy_connections_bound_the_wait(fake_freeswitch, esl_pool_factory):
+    pool = esl_pool_factory([fake_freeswitch], pool_size=1, command_timeout=0.1)
+    busy = gevent.spawn(pool.api, "msleep 400", timeout=5.0)
+    assert fake_freeswitch.wait_for("api msleep")
+    with pytest.raises(CommandTimeout) as info:
+        pool.api("status")
+    assert "busy" in str(info.value)
+    assert busy.get(timeout=5.0) == "+OK"
+    assert pool.health()[fake_freeswitch.name]["reconnects"] == 0  # busy is not broken
+
+
+# ---------------------------------------------------------------------- jobs
+
+
+def test_bgapi_uses_our_job_uuid(esl_pool, fake_freeswitch):
+    job_id = str(uuid.uuid4())
+    job = esl_pool.bgapi("status", job_uuid=job_id)
+    assert job.job_id == job_id and job.node == fake_freeswitch.name
+    result = job.wait(2.0)
+    assert result.ok and result.cause is None and result.body.startswith("UP 0 years")
+    assert fake_freeswitch.received("bgapi") == [f"bgapi status\nJob-UUID: {job_id}"]
+    assert esl_pool.metrics()["jobs"]["completed"] == 1
+
+
+def test_job_result_before_the_reply(esl_pool, fake_freeswitch):
+    fake_freeswitch.job_event_before_reply = True
+    job = esl_pool.bgapi("version")
+    assert job.ready()  # resolved before bgapi even returned: the waiter was registered first
+    assert job.wait(0).body.startswith("FreeSWITCH Version")
+
+
+def test_job_failure_cause(esl_pool):
+    result = esl_pool.bgapi("originate user/2001@acme.test &echo").wait(2.0)
+    assert not result.ok and result.cause == "USER_NOT_REGISTERED"
+    with pytest.raises(Exception) as info:
+        result.raise_for_cause()
+    assert info.value.cause == "USER_NOT_REGISTERED"
+
+
+def test_job_timeout_and_lost_event_connection(esl_pool, fake_freeswitch, greenlet_leak_check):
+    fake_freeswitch.register("2001", "acme.test", event=False)
+    fake_freeswitch.set_behaviour("2001", "acme.test", "hang")
+    job = esl_pool.bgapi("originate user/2001@acme.test &echo")
+    with pytest.raises(JobTimeout):
+        job.wait(0.1)
+    assert not job.ready()
+    for conn in fake_freeswitch.event_connections():
+        conn.close()
+    with pytest.raises(ConnectionLost) as info:
+        job.wait(2.0)
+    assert "event connection lost" in str(info.value)
+    assert esl_pool.metrics()["jobs"]["lost"] == 1
+    assert esl_pool.wait_connected(5.0)
+
+
+def test_bgapi_needs_the_event_connection(fake_freeswitch, esl_pool_factory):
+    pool = esl_pool_factory([fake_freeswitch])
+    fake_freeswitch.refuse_connections()
+    for conn in fake_freeswitch.event_connections():
+        conn.close()
+    assert fake_freeswitch.wait_for(
+        lambda: not pool.health()[fake_freeswitch.name]["event_connection"])
+    with pytest.raises(NotConnected) as info:
+        pool.bgapi("status")
+    assert "event connection" in str(info.value)
+    assert pool.api("status").startswith("UP")
+
+
+def test_forgotten_jobs_expire(fake_freeswitch, esl_pool_factory):
+    pool = esl_pool_factory([fake_freeswitch], job_ttl=0.2)
+    fake_freeswitch.register("2001", "acme.test", event=False)
+    fake_freeswitch.set_behaviour("2001", "acme.test", "hang")
+    job = pool.bgapi("originate user/2001@acme.test &echo")
+    with pytest.raises(JobTimeout) as info:
+        job.wait(5.0)
+    assert "expired" in str(info.value)
+    assert pool.metrics()["jobs"] == {"pending": 0, "completed": 0, "failed": 0, "lost": 0,
+                                      "expired": 1}
+
+
+def test_event_listeners(esl_pool, fake_freeswitch):
+    seen = []
+    esl_pool.add_event_listener(lambda node, event: seen.append((node, event.subclass)))
+    esl_pool.add_event_listener(lambda node, event: 1 / 0)  # a failing listener is logged
+    fake_freeswitch.register("2001", "acme.test")
+    assert fake_freeswitch.wait_for(lambda: seen)
+    assert seen == [(fake_freeswitch.name, "sofia::register")]
+    assert esl_pool.api("status").startswith("UP")
