@@ -1,0 +1,248 @@
+"""The actions in FreeSWITCH terms (esl_bridge.actions) against one or more test FreeSWITCHes."""
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from esl_bridge import actions, commands
+from esl_bridge.errors import FreeSwitchUnavailable, NotConnected, UnsafeValue
+
+REALM = "acme.test"
+VARS = {"esl_bridge_account_id": "fedcba9876543210fedcba9876543210",
+        "esl_bridge_device_id": "0123456789abcdef0123456789abcdef",
+        "esl_bridge_request_id": "req-1"}
+
+
+def quickcall(pool, user="2001", **kwargs):
+    values = dict(endpoints=[(user, REALM)], number="9196", context="default",
+                  cid_name="Bars Test", cid_number="15551112222", timeout=30, variables=VARS)
+    values.update(kwargs)
+    return actions.quickcall(pool, **values)
+
+
+# ---------------------------------------------------------------------- QuickCall
+
+
+def test_quickcall_answered(esl_pool, fake_freeswitch):
+    fake_freeswitch.register("2001", REALM, event=False)
+    call = quickcall(esl_pool)
+    assert call.node == fake_freeswitch.name and call.endpoints == [("2001", REALM)]
+    sent = fake_freeswitch.received("bgapi originate")[0]
+    assert sent == commands.bgapi(commands.originate(
+        call_id=call.call_id, endpoints=[("2001", REALM)], number="9196", context="default",
+        cid_name="Bars Test", cid_number="15551112222", variables=VARS), call.job_id)
+    result = call.wait(2.0)
+    assert result.ok and result.value == call.call_id and result.cause is None
+    assert call.call_id in fake_freeswitch.channels
+    assert call.to_dict() == {
+        "call_id": call.call_id, "job_id": call.job_id, "endpoint": "2001@acme.test",
+        "number": "9196", "cid_name": "Bars Test", "cid_number": "15551112222", "timeout": 30,
+        "auto_answer": True, "node": fake_freeswitch.name}
+    assert call.hangup(esl_pool) == "+OK"
+    assert fake_freeswitch.channels == {}
+
+
+@pytest.mark.parametrize("behaviour, registered, cause", [
+    (None, False, "USER_NOT_REGISTERED"),
+    ("unknown", False, "SUBSCRIBER_ABSENT"),
+    ("no_answer", True, "NO_ANSWER"),
+    ("busy", True, "USER_BUSY"),
+])
+def test_quickcall_failures(esl_pool, fake_freeswitch, behaviour, registered, cause):
+    if registered:
+        fake_freeswitch.register("2001", REALM, event=False)
+    if behaviour:
+        fake_freeswitch.set_behaviour("2001", REALM, behaviour)
+    call = quickcall(esl_pool, timeout=5)
+    result = call.wait(5.0)
+    assert not result.ok and result.cause == cause
+
+
+def test_quickcall_refuses_hostile_values_before_any_io(esl_pool, fake_freeswitch):
+    before = list(fake_freeswitch.commands)
+    for bad in (dict(number="9196 &system(id)"), dict(cid_name="Smith, John"),
+                dict(variables={"esl_bridge_request_id": "x\napi system id"}),
+                dict(endpoints=[("2001", "acme.test|user/1000@evil")]),
+                dict(context="default\n\nexit"), dict(job_id="not-a-uuid")):
+        with pytest.raises(UnsafeValue):
+            quickcall(esl_pool, **bad)
+    assert fake_freeswitch.commands == before
+
+
+def test_quickcall_without_freeswitch(fake_freeswitch, esl_pool_factory):
+    pool = esl_pool_factory([fake_freeswitch])
+    fake_freeswitch.stop()
+    assert fake_freeswitch.wait_for(lambda: not pool.connected_nodes())
+    with pytest.raises(FreeSwitchUnavailable):
+        quickcall(pool)
+
+
+def test_quickcall_runs_where_the_phone_is_registered(fake_freeswitch_factory, esl_pool_factory):
+    fs1, fs2 = fake_freeswitch_factory(), fake_freeswitch_factory()
+    pool = esl_pool_factory([fs1, fs2])
+    fs2.register("2001", REALM, event=False)
+    for _ in range(3):
+        call = quickcall(pool)
+        assert call.node == fs2.name and call.wait(2.0).ok
+    assert not fs1.received("bgapi")
+    # several endpoints: the node holding most of them, ringing only those
+    fs1.register("2002", REALM, event=False)
+    fs1.register("2003", REALM, event=False)
+    call = quickcall(pool, endpoints=[("2001", REALM), ("2002", REALM), ("2003", REALM)])
+    assert call.node == fs1.name
+    assert call.endpoints == [("2002", REALM), ("2003", REALM)]
+    parsed = fs1.parse_originate(fs1.received("bgapi")[-1].split("\n")[0].split(" ", 2)[2])
+    assert parsed[1] == ["user/2002@acme.test", "user/2003@acme.test"]
+    assert "sip_auto_answer" not in dict(parsed[0])  # two phones ring: no auto answer
+    assert call.wait(2.0).ok
+    # registered nowhere: FreeSWITCH's own answer
+    assert quickcall(pool, user="2009").wait(2.0).cause == "USER_NOT_REGISTERED"
+
+
+# ---------------------------------------------------------------------- check-sync
+
+
+def test_check_sync_goes_to_the_registrations_node_and_profile(
+        fake_freeswitch_factory, esl_pool_factory):
+    fs1, fs2 = fake_freeswitch_factory(), fake_freeswitch_factory()
+    pool = esl_pool_factory([fs1, fs2])
+    fs2.register("2001", REALM, profile="external")  # a profile learnt from the event
+    assert fs2.wait_for(lambda: pool.registrations.lookup("2001", REALM))
+    assert actions.check_sync(pool, "2001", REALM, "check-sync;reboot=false") == [fs2.name]
+    assert fs2.sent_events == [("NOTIFY", {
+        "profile": "external", "event-string": "check-sync;reboot=false", "user": "2001",
+        "host": REALM, "content-type": "application/simple-message-summary"})]
+    assert fs1.sent_events == []
+    # the profile was asked with xmlstatus, not trusted from the cache alone
+    assert "api sofia xmlstatus profile external user 2001@acme.test" in fs2.commands
+
+
+def test_check_sync_of_an_unregistered_phone_sends_nothing(esl_pool, fake_freeswitch, caplog):
+    caplog.set_level(logging.INFO, logger="esl_bridge")
+    assert actions.check_sync(esl_pool, "2001", REALM) == []
+    assert fake_freeswitch.sent_events == []
+    assert "not registered" in caplog.text
+
+
+def test_check_sync_refuses_a_hostile_event_string(esl_pool, fake_freeswitch):
+    fake_freeswitch.register("2001", REALM, event=False)
+    with pytest.raises(UnsafeValue):
+        actions.check_sync(esl_pool, "2001", REALM, "check-sync\ncontent-length: 5")
+    assert fake_freeswitch.sent_events == []
+
+
+# ---------------------------------------------------------------------- presence
+
+
+def test_presence_reset_and_set_go_to_every_node(fake_freeswitch_factory, esl_pool_factory):
+    fs1, fs2 = fake_freeswitch_factory(), fake_freeswitch_factory()
+    pool = esl_pool_factory([fs1, fs2])
+    assert actions.presence_reset(pool, "alice-static", realm=REALM) == [fs1.name, fs2.name]
+    expected = ("sendevent PRESENCE_IN\n" + commands.presence_reset("alice-static@acme.test")
+                .split("\n", 1)[1])
+    assert fs1.received("sendevent") == [expected] == fs2.received("sendevent")
+    assert actions.presence_set(pool, "alice-static@acme.test", "early") == [fs1.name, fs2.name]
+    name, headers = fs2.sent_events[-1]
+    assert name == "PRESENCE_IN" and headers["answer-state"] == "early"
+    assert headers["unique-id"] == commands.presence_dialog_id("alice-static@acme.test")
+    # one node down: skipped and logged; the other still gets it
+    fs1.stop()
+    assert fs2.wait_for(lambda: pool.connected_nodes() == [fs2.name])
+    assert actions.presence_reset(pool, "bob@acme.test") == [fs2.name]
+    fs2.stop()
+    assert fs2.wait_for(lambda: not pool.connected_nodes())
+    with pytest.raises(FreeSwitchUnavailable):
+        actions.presence_reset(pool, "bob@acme.test")
+    with pytest.raises(UnsafeValue):
+        actions.presence_reset(pool, "bob")  # no realm: nothing would be sent by FreeSWITCH
+
+
+# ---------------------------------------------------------------------- registrations
+
+
+def test_registered_and_registrations_across_nodes(fake_freeswitch_factory, esl_pool_factory):
+    fs1, fs2 = fake_freeswitch_factory(), fake_freeswitch_factory()
+    pool = esl_pool_factory([fs1, fs2], command_timeout=0.3)
+    fs1.register("2001", REALM, event=False, call_id="c1")
+    fs2.register("2001", REALM, event=False, call_id="c2")
+    fs2.register("2002", REALM, event=False)
+    fs2.register("2002", "other.test", event=False)
+    found = actions.registered(pool, "2001", REALM)
+    assert sorted((r.node, r.call_id, r.host) for r in found) == [
+        (fs1.name, "c1", "fs1"), (fs2.name, "c2", "fs2")]
+    assert all(r.profile == "internal" and r.contact.startswith('"" <sip:2001@') for r in found)
+    listing = actions.registrations(pool, REALM)
+    assert sorted((r.user, r.node) for r in listing) == [
+        ("2001", fs1.name), ("2001", fs2.name), ("2002", fs2.name)]
+    # a node that hangs is skipped (and logged); the listing says what it knows
+    fs1.hang("api sofia xmlstatus")
+    assert sorted(r.user for r in actions.registrations(pool, REALM)) == ["2001", "2002"]
+    fs2.hang("api sofia xmlstatus")
+    with pytest.raises(FreeSwitchUnavailable) as info:
+        actions.registrations(pool, REALM)
+    assert info.value.node is None
+    assert actions.registered(pool, "2001", REALM, cached=True)  # the cache still answers
+
+
+def test_registrations_when_the_only_node_is_down(fake_freeswitch, esl_pool_factory):
+    pool = esl_pool_factory([fake_freeswitch])
+    fake_freeswitch.stop()
+    assert fake_freeswitch.wait_for(lambda: not pool.connected_nodes())
+    with pytest.raises(NotConnected) as info:
+        actions.registrations(pool, REALM)
+    assert info.value.node == fake_freeswitch.name
+
+
+def test_the_cache_follows_register_unregister_expire_events(esl_pool, fake_freeswitch):
+    fake_freeswitch.register("2001", REALM, profile="internal", call_id="a")
+    fake_freeswitch.register("2002", REALM, profile="internal")
+    assert fake_freeswitch.wait_for(lambda: len(esl_pool.registrations.realm(REALM)) == 2)
+    reg = esl_pool.registrations.lookup("2001", REALM)[0]
+    assert (reg.node, reg.profile, reg.host, reg.call_id, reg.source) == (
+        fake_freeswitch.name, "internal", "fs1", "a", "event")
+    fake_freeswitch.unregister("2001", REALM)
+    assert fake_freeswitch.wait_for(lambda: not esl_pool.registrations.lookup("2001", REALM))
+    fake_freeswitch.expire("2002", REALM)
+    assert fake_freeswitch.wait_for(lambda: not esl_pool.registrations.realm(REALM))
+    assert esl_pool.registrations.events == 4
+
+
+def test_the_cache_is_refreshed_in_full(fake_freeswitch, esl_pool_factory):
+    fake_freeswitch.register("2001", REALM, event=False)  # registered before we connected
+    pool = esl_pool_factory([fake_freeswitch], registration_refresh=0.05)
+    assert fake_freeswitch.wait_for(lambda: pool.registrations.lookup("2001", REALM))
+    fake_freeswitch.register("2002", REALM, event=False)  # its event was missed
+    fake_freeswitch.expire("2001", REALM, event=False)
+    assert fake_freeswitch.wait_for(
+        lambda: [r.user for r in pool.registrations.realm(REALM)] == ["2002"])
+    assert fake_freeswitch.received("api sofia xmlstatus profile internal reg")
+
+
+# ---------------------------------------------------------------------- SPEC 6.5
+
+
+def test_flush_directory_cache_on_every_node(fake_freeswitch_factory, esl_pool_factory):
+    fs1, fs2 = fake_freeswitch_factory(), fake_freeswitch_factory()
+    pool = esl_pool_factory([fs1, fs2])
+    fs2.register("2001", REALM, event=False)
+    assert actions.flush_directory_cache(pool, "2001", REALM) == [fs1.name, fs2.name]
+    assert fs1.received("api xml_flush_cache") == ["api xml_flush_cache id 2001 acme.test"]
+    assert fs2.received("api xml_flush_cache") == ["api xml_flush_cache id 2001 acme.test"]
+    assert fs2.directory_cache == set()
+
+
+def test_retire_registration(fake_freeswitch_factory, esl_pool_factory):
+    fs1, fs2 = fake_freeswitch_factory(), fake_freeswitch_factory()
+    pool = esl_pool_factory([fs1, fs2])
+    fs2.register("2001", REALM)
+    assert fs2.wait_for(lambda: pool.registrations.lookup("2001", REALM))
+    assert actions.retire_registration(pool, "2001", REALM, "check-sync;reboot=false") == \
+        [fs2.name]
+    notify = commands.check_sync_notify(profile="internal", user="2001", realm=REALM,
+                                        event_string="check-sync;reboot=false")
+    sent = [c for c in fs2.commands if c.startswith(("sendevent", "api sofia profile"))]
+    assert sent == [notify, "api sofia profile internal flush_inbound_reg 2001@acme.test"]
+    assert fs2.registrations == [] and not fs1.sent_events
+    assert not pool.registrations.lookup("2001", REALM)
+    assert actions.retire_registration(pool, "2001", REALM) == []
