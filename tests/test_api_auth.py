@@ -236,8 +236,7 @@ def test_sub_account_token_is_refused_on_parent_and_siblings(api):
     assert api.get("devices").json()["data"] == [] and two.get("devices").json()["data"] == []
 
 
-@pytest.mark.parametrize("account_id", [secrets.token_hex(16), "nope", "0" * 31, "F" * 32,
-                                        secrets.token_hex(16) + "0"])
+@pytest.mark.parametrize("account_id", ["5f0c" * 8, "nope", "0" * 31, "F" * 32, "5f0c" * 8 + "0"])
 def test_unknown_or_malformed_account_id_is_403_not_404(api, account_id):
     for method, path in [("GET", ""), ("GET", "/devices"), ("GET", f"/devices/{secrets.token_hex(16)}"),
                          ("PUT", "/users")]:
