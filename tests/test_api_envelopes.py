@@ -293,3 +293,38 @@ def test_404_comes_before_validation(api):
     missing = secrets.token_hex(16)
     assert_error(api.patch(f"devices/{missing}", {"name": ""}), 404, "bad_identifier")
     assert_error(api.post(f"users/{missing}", {"first_name": ""}), 404, "bad_identifier")
+
+
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_every_endpoint_answers_under_both_versions(api, version):
+    """SPEC §1: each resource path exists under /v1 and /v2 with the same behaviour."""
+    user = api.create_user(username="bob", password="pa55-word")
+    device = api.create_device(owner_id=user["id"], hotdesk={"users": {user["id"]: {}}})
+    u, d = user["id"], device["id"]
+    calls = [
+        ("PUT", "/{v}/api_auth", {"api_key": api.api_key}, 201, None),
+        ("GET", "", None, 200, None), ("PATCH", "", {"x": 1}, 200, None),
+        ("POST", "", {"name": "acme", "realm": "acme.test"}, 200, None),
+        ("PUT", "", {"name": f"sub-{version}", "realm": f"sub-{version}.acme.test"}, 201, None),
+        ("GET", "api_key", None, 200, None),
+        ("GET", "users", None, 200, None), ("PUT", "users", {"first_name": "C", "last_name": "D"}, 201, None),
+        ("GET", f"users/{u}", None, 200, None), ("PATCH", f"users/{u}", {"x": 1}, 200, None),
+        ("POST", f"users/{u}", {"first_name": "Bob", "last_name": "B", "username": "bob"}, 200, None),
+        ("GET", f"users/{u}/devices", None, 200, [d]), ("GET", f"users/{u}/hotdesks", None, 200, [d]),
+        ("GET", "hotdesks", None, 200, [d]), ("GET", "users/hotdesks", None, 200, [d]),
+        ("GET", f"devices/{d}/hotdesks", None, 200, [u]),
+        ("GET", "devices", None, 200, [d]), ("PUT", "devices", {"name": "x"}, 201, None),
+        ("GET", f"devices/{d}", None, 200, None), ("PATCH", f"devices/{d}", {"x": 1}, 200, None),
+        ("POST", f"devices/{d}", {"name": "y", "owner_id": u}, 200, None),
+        ("DELETE", f"devices/{d}", None, 200, None), ("DELETE", f"users/{u}", None, 200, None),
+    ]
+    for method, path, data, status, contains in calls:
+        url = path.format(v=version) if path.startswith("/") else path
+        response = api.request(method, url, data, version=version)
+        assert response.status_code == status, (method, path, response.text)
+        body = response.json()
+        assert body["status"] == "success" and body["request_id"] == response.headers["X-Request-ID"]
+        if contains is not None:
+            assert all(ident in response.text for ident in contains), (path, response.text)
+        if isinstance(body["data"], list):
+            assert ("page_size" in body) == (version == "v2" and path in ("users", "devices")), path
