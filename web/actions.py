@@ -101,9 +101,11 @@ def quickcall_params(number: str) -> QuickcallParams:
     timeout = QUICKCALL_DEFAULT_TIMEOUT
     if "timeout" in args:
         raw = args["timeout"]
-        if not raw.isdigit():
+        # str.isdigit() alone also accepts '²' and other scripts' digits (int() then fails or
+        # reads them), and int() refuses more than 4300 digits: both were a 500.
+        if not (raw.isascii() and raw.isdigit()):
             add_error(errors, "timeout", "type", "timeout must be a whole number of seconds", target="integer")
-        elif int(raw) > QUICKCALL_MAX_TIMEOUT:
+        elif len(raw.lstrip("0")) > 3 or int(raw) > QUICKCALL_MAX_TIMEOUT:
             add_error(errors, "timeout", "maximum", f"timeout must be at most {QUICKCALL_MAX_TIMEOUT}",
                       target=QUICKCALL_MAX_TIMEOUT)
         elif int(raw) > 3:
