@@ -15,7 +15,9 @@ def listing_query() -> ListQuery:
     args = {k: v for k, v in request.args.items() if k != "auth_token"}
     query = ListQuery.from_args(args)
     if g.get("api_version") == "v1":
+        # Not paginated means the whole listing: a start_key would cut it short unannounced.
         query.paginate = False
+        query.start_key = None
     return query
 
 
