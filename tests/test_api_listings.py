@@ -80,6 +80,13 @@ def test_v1_listings_are_not_paginated(api):
     assert [r["id"] for r in users["data"]] == [api.admin_id] and "page_size" not in users
 
 
+def test_v1_ignores_start_key(api):
+    """v1 has no pagination: a start_key must not silently cut the listing short."""
+    ids = sorted(make_devices(api, 4))
+    body = api.get("devices", version="v1", params={"start_key": ids[2]}).json()
+    assert sorted(r["id"] for r in body["data"]) == ids
+
+
 def test_a_page_changes_when_a_device_is_added_between_pages(api):
     """A row created behind the cursor is not repeated; every original row is still seen once."""
     ids = make_devices(api, 5)
