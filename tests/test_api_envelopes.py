@@ -209,6 +209,22 @@ def test_chunked_body_over_one_mib_is_413(api):
     assert api.get("devices").json()["data"] == []
 
 
+@pytest.mark.parametrize("size", [200, MIB])
+def test_chunked_body_up_to_one_mib_is_accepted(api, size):
+    head = b'{"data": {"name": "chunked", "pad": "'
+    pad = size - len(head) - 3
+
+    def chunks():
+        yield head
+        for start in range(0, pad, 65536):
+            yield b"a" * min(65536, pad - start)
+        yield b'"}}'
+
+    response = api.put("devices", raw=chunks())
+    assert response.status_code == 201, response.text[:300]
+    assert len(response.json()["data"]["pad"]) == pad
+
+
 def test_body_just_under_one_mib_is_accepted(api):
     head = '{"data": {"name": "x", "pad": "'
     raw = head + "a" * (MIB - len(head) - 3) + '"}}'
