@@ -246,7 +246,8 @@ def _presence_request() -> str | None:
         return None
     data = body.get("data")
     if isinstance(data, dict):
-        if data == {"reset": True} or data == {"action": "reset"}:
+        # `is True`: a dict comparison would also take {"reset": 1} (1 == True in Python).
+        if (set(data) == {"reset"} and data["reset"] is True) or data == {"action": "reset"}:
             return None
         if data.get("action") == "set" and set(data) == {"action", "state"}:
             if data["state"] in PRESENCE_STATES:
