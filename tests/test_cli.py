@@ -234,8 +234,8 @@ def wait_until_up(process: subprocess.Popen, url: str, **kw) -> requests.Respons
     pytest.fail(f"esl-bridge serve did not answer on {url}")
 
 
-def stop(process: subprocess.Popen) -> tuple[int, str]:
-    process.send_signal(signal.SIGTERM)
+def stop(process: subprocess.Popen, signum: int = signal.SIGTERM) -> tuple[int, str]:
+    process.send_signal(signum)
     try:
         _, err = process.communicate(timeout=30)
     except subprocess.TimeoutExpired:
@@ -254,7 +254,8 @@ def spawn(*argv: str, cwd: Path) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=clean_env(), cwd=cwd)
 
 
-def test_serve_answers_and_stops_cleanly_on_sigterm(database_url, tmp_path, capsys):
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_serve_answers_and_stops_cleanly_on_a_signal(database_url, tmp_path, capsys, signum):
     code, out, _ = run_init(capsys, "--database-url", database_url, "--account-name", "a", "--realm", "a.test")
     account_id, key = printed(out)
     port = free_port()
@@ -265,7 +266,7 @@ def test_serve_answers_and_stops_cleanly_on_sigterm(database_url, tmp_path, caps
         client = client_for(base, account_id, key, realm="a.test")
         assert client.put("devices", {"name": "desk"}).status_code == 201
     finally:
-        returncode, err = stop(process)
+        returncode, err = stop(process, signum)
     assert returncode == 0, err[-3000:]
     assert "Traceback" not in err
 
