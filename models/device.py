@@ -11,6 +11,7 @@ from models import documents as docs
 from models.db import database
 from models.documents import Document, ListQuery, Page
 from models.errors import ValidationFailed
+from models.prepared import Prepared
 from models.tables import AccountRow, DeviceRow, HotdeskRow, UserRow
 from models.validation import Errors, add_error, validate, with_defaults
 
@@ -189,21 +190,27 @@ def listing_row(ident: str, doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_devices(account_id: str, query: ListQuery) -> Page:
-    select = DeviceRow.select(DeviceRow.id, DeviceRow.doc).where(DeviceRow.account_id == account_id)
-    return docs.list_page(select, DeviceRow, query, listing_row)
+    return docs.list_page(DeviceRow, account_id, query, listing_row)
+
+
+def _of_user(user_id: Any) -> peewee.SelectQuery:
+    """Ids of the devices a user owns or is hotdesked into: two indexed lookups. (With `owner_id
+    = U OR id IN (hotdesked)` beside the account, SQLite walks the whole account instead.)"""
+    owned = DeviceRow.alias("owned")
+    return (owned.select(owned.id).where(owned.owner_id == user_id)
+            | HotdeskRow.select(HotdeskRow.device_id).where(HotdeskRow.user_id == user_id))
+
+
+_USER_DEVICE_ROWS = Prepared(lambda account_id, user_id: (
+    DeviceRow.select(DeviceRow.id, DeviceRow.doc, DeviceRow.owner_id)
+    .where((DeviceRow.account_id == account_id) & DeviceRow.id.in_(_of_user(user_id)))
+    .order_by(DeviceRow.id)))
 
 
 def user_device_rows(account_id: str, user_id: str) -> list[dict[str, Any]]:
     """SPEC §5: one row per device the user owns or is hotdesked into, with `hotdesked`."""
-    hotdesked = HotdeskRow.select(HotdeskRow.device_id).where(HotdeskRow.user_id == user_id)
-    rows = (
-        DeviceRow.select(DeviceRow.id, DeviceRow.doc, DeviceRow.owner_id)
-        .where(DeviceRow.account_id == account_id)
-        .where((DeviceRow.owner_id == user_id) | DeviceRow.id.in_(hotdesked))
-        .order_by(DeviceRow.id)
-    )
     out = []
-    for row in rows:
+    for row in _USER_DEVICE_ROWS.rows(account_id, user_id):
         item = listing_row(row.id, docs.decode(row.doc))
         item.pop("username")
         item["hotdesked"] = row.owner_id != user_id
@@ -213,11 +220,9 @@ def user_device_rows(account_id: str, user_id: str) -> list[dict[str, Any]]:
 
 def user_devices(account_id: str, user_id: str) -> list[Document]:
     """Full documents of the devices a user owns or is hotdesked into."""
-    hotdesked = HotdeskRow.select(HotdeskRow.device_id).where(HotdeskRow.user_id == user_id)
     rows = (
         DeviceRow.select()
-        .where(DeviceRow.account_id == account_id)
-        .where((DeviceRow.owner_id == user_id) | DeviceRow.id.in_(hotdesked))
+        .where((DeviceRow.account_id == account_id) & DeviceRow.id.in_(_of_user(user_id)))
         .order_by(DeviceRow.id)
     )
     return [docs.to_document(row) for row in rows]
@@ -249,18 +254,26 @@ class DirectoryEntry:
     owner: Document | None
 
 
-def directory_entry(realm: str, username: str) -> DirectoryEntry | None:
-    """The device with SIP `username@realm`, its account and owner, in one indexed query."""
+def _directory_query(realm: Any, username: Any) -> peewee.ModelSelect:
     owner_alias = UserRow.alias()
-    row = (
+    return (
         DeviceRow.select(DeviceRow, AccountRow, owner_alias)
         .join(AccountRow, on=(DeviceRow.account_id == AccountRow.id), attr="account_row")
         .switch(DeviceRow)
         .join(owner_alias, peewee.JOIN.LEFT_OUTER, on=(DeviceRow.owner_id == owner_alias.id),
               attr="owner_row")
-        .where((DeviceRow.realm == realm.lower()) & (DeviceRow.sip_username_lc == username.lower()))
-        .first()
+        .where((DeviceRow.realm == realm) & (DeviceRow.sip_username_lc == username))
+        .limit(1)
     )
+
+
+# FreeSWITCH asks on every REGISTER, SUBSCRIBE and INVITE: prepared, peewee builds it once.
+_DIRECTORY = Prepared(_directory_query)
+
+
+def directory_entry(realm: str, username: str) -> DirectoryEntry | None:
+    """The device with SIP `username@realm`, its account and owner, in one indexed query."""
+    row = _DIRECTORY.first(realm.lower(), username.lower())
     if row is None:
         return None
     owner = row.owner_row if getattr(row, "owner_row", None) is not None and row.owner_row.id else None

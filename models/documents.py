@@ -14,6 +14,7 @@ from typing import Any
 import peewee
 
 from models.errors import Conflict, NotFound, StaleRevision, ValidationFailed
+from models.prepared import Prepared
 from models.tables import DocumentTable
 
 ID_RE = re.compile(r"^[0-9a-f]{32}\Z")
@@ -170,14 +171,30 @@ def delete_document(table: type[DocumentTable], current: Document) -> None:
         raise Conflict(f"{table.__name__} {current.id} changed underneath")
 
 
+_FETCH: dict[tuple[type[DocumentTable], bool], Prepared] = {}
+
+
+def _prepared_fetch(table: type[DocumentTable], of_account: bool) -> Prepared:
+    """The prepared lookup by id (and account): most requests make one."""
+    found = _FETCH.get((table, of_account))
+    if found is None:
+        if of_account:
+            found = Prepared(lambda ident, account_id: table.select().where(
+                (table.id == ident) & (table.account_id == account_id)).limit(1))
+        else:
+            found = Prepared(lambda ident: table.select().where(table.id == ident).limit(1))
+        _FETCH[(table, of_account)] = found
+    return found
+
+
 def fetch(table: type[DocumentTable], ident: str, account_id: str | None = None) -> Document:
     """The document `ident` (of `account_id` when given), or NotFound."""
     if not is_id(ident):
         raise NotFound(ident)
-    query = table.select().where(table.id == ident)
-    if account_id is not None:
-        query = query.where(table.account_id == account_id)
-    row = query.first()
+    if account_id is None:
+        row = _prepared_fetch(table, False).first(ident)
+    else:
+        row = _prepared_fetch(table, True).first(ident, account_id)
     if row is None:
         raise NotFound(ident)
     return to_document(row)
@@ -277,12 +294,12 @@ class Page:
 
 
 def list_page(
-    select: peewee.ModelSelect,
     table: type[DocumentTable],
+    account_id: str,
     query: ListQuery,
     to_row: Callable[[str, dict[str, Any]], dict[str, Any]],
 ) -> Page:
-    """One page of `select` in id order, filtered, each document turned into a listing row.
+    """One page of the account's documents in id order, filtered, each turned into a listing row.
 
     Without filters this is one indexed range query of `page_size + 1` rows. Filters look inside
     the JSON documents, so they are applied here, batch by batch, until the page is full.
@@ -290,7 +307,7 @@ def list_page(
     limit = query.page_size if query.paginate else None
     rows: list[dict[str, Any]] = []
     next_key: str | None = None
-    for ident, doc in _scan(select, table, query.start_key, limit, bool(query.filters)):
+    for ident, doc in _scan(table, account_id, query.start_key, limit, bool(query.filters)):
         if query.filters and not all(f(doc) for f in query.filters):
             continue
         if limit is not None and len(rows) == limit:
@@ -300,19 +317,41 @@ def list_page(
     return Page(rows=rows, next_start_key=next_key, start_key=query.start_key)
 
 
+_SCAN: dict[tuple[type[DocumentTable], str], Prepared] = {}
+
+
+def _prepared_scan(table: type[DocumentTable], start: str) -> Prepared:
+    """(id, doc) of an account in id order, `limit` rows from the start (`start` is "") or
+    from a key on (">=" the first batch, ">" the next ones)."""
+    found = _SCAN.get((table, start))
+    if found is None:
+        def build(account_id: Any, limit: Any, cursor: Any = None) -> peewee.ModelSelect:
+            scope = table.account_id == account_id
+            if start == ">=":
+                scope = scope & (table.id >= cursor)
+            elif start == ">":
+                scope = scope & (table.id > cursor)
+            return table.select(table.id, table.doc).where(scope).order_by(table.id).limit(limit)
+
+        found = _SCAN[(table, start)] = Prepared(build, arity=2 if start == "" else 3)
+    return found
+
+
 def _scan(
-    select: peewee.ModelSelect, table: type[DocumentTable], start: str | None,
+    table: type[DocumentTable], account_id: str, start: str | None,
     limit: int | None, filtered: bool,
 ) -> Iterator[tuple[str, dict[str, Any]]]:
     batch = _BATCH if (filtered or limit is None) else limit + 1
     cursor = start
     first = True
     while True:
-        q = select.order_by(table.id)
-        if cursor is not None:
-            q = q.where(table.id >= cursor) if first else q.where(table.id > cursor)
+        # Plain driver tuples: both columns are text, peewee's per-field conversion adds nothing.
+        if cursor is None:
+            found = _prepared_scan(table, "").tuples(account_id, batch)
+        else:
+            found = _prepared_scan(table, ">=" if first else ">").tuples(account_id, batch, cursor)
         got = 0
-        for ident, text in q.limit(batch).tuples():
+        for ident, text in found:
             got += 1
             cursor = ident
             yield ident, decode(text)

@@ -6,6 +6,7 @@ import secrets
 import time
 from dataclasses import dataclass
 
+from models.prepared import Prepared
 from models.tables import AccountRow, TokenRow
 
 IDLE_SECONDS = 3600
@@ -34,11 +35,17 @@ def issue_token(account_id: str, user_id: str | None, method: str) -> str:
     return token
 
 
+# Every API request looks its token up: prepared, not rebuilt by peewee each time.
+_BY_TOKEN = Prepared(lambda token: TokenRow.select().where(TokenRow.token == token).limit(1))
+_ACCOUNT_BY_KEY = Prepared(
+    lambda key: AccountRow.select(AccountRow.id).where(AccountRow.api_key == key).limit(1))
+
+
 def identify(token: str, now: float | None = None) -> Identity | None:
     """The identity behind a token or an account API key (Kazoo's QuickCall accepts either)."""
     now = time.time() if now is None else now
     if _TOKEN_RE.match(token):
-        row = TokenRow.get_or_none(TokenRow.token == token)
+        row = _BY_TOKEN.first(token)
         if row is not None:
             if now - row.last_used > IDLE_SECONDS:
                 TokenRow.delete().where(TokenRow.token == token).execute()
@@ -47,7 +54,7 @@ def identify(token: str, now: float | None = None) -> Identity | None:
                 TokenRow.update(last_used=now).where(TokenRow.token == token).execute()
             return Identity(row.account_id, row.user_id, row.method)
     if _API_KEY_RE.match(token):
-        account = AccountRow.select(AccountRow.id).where(AccountRow.api_key == token).first()
+        account = _ACCOUNT_BY_KEY.first(token)
         if account is not None:
             return Identity(account.id, None, "api_key")
     return None

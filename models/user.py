@@ -143,8 +143,7 @@ def listing_row(ident: str, doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def list_users(account_id: str, query: ListQuery) -> Page:
-    select = UserRow.select(UserRow.id, UserRow.doc).where(UserRow.account_id == account_id)
-    return docs.list_page(select, UserRow, query, listing_row)
+    return docs.list_page(UserRow, account_id, query, listing_row)
 
 
 def users_by_ids(account_id: str, ids: list[str]) -> dict[str, Document]:
