@@ -1,0 +1,305 @@
+"""FreeSWITCH faults seen over HTTP (SPEC §6 "nothing hangs", §8, issue 4 item 1) and
+`/health` and `/metrics` (§8): absent at start, hung or stopped mid-request, restarted, with
+bounded answers, recovery without restarting esl-bridge, and no greenlet left behind."""
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import gevent
+import pytest
+import requests
+from fixtures_web import assert_error, client_for, make_account
+from test_actions_support import Bridge, bridge_fixture, wait_until
+
+from web.server import BridgeServer
+
+QUICKCALL = "/v2/accounts/<account_id>/devices/<device_id>/quickcall/<number>"
+SLACK = 2.0  # generous: these bounds say "in time", not "fast"
+
+
+@pytest.fixture
+def bridge(greenlet_leak_check, start_bridge, fake_freeswitch_factory, esl_pool_factory) -> Iterator[Bridge]:
+    bridge_ = next(bridge_fixture(start_bridge, fake_freeswitch_factory, esl_pool_factory,
+                                  command_timeout=0.3))
+    bridge_.device("2001")
+    bridge_.register(bridge_.fs1, "2001")
+    bridge_.mark()
+    greenlet_leak_check.mark_steady()
+    yield bridge_
+    bridge_.api.session.close()
+
+
+@pytest.fixture
+def bridge2(greenlet_leak_check, start_bridge, fake_freeswitch_factory, esl_pool_factory) -> Iterator[Bridge]:
+    yield from bridge_fixture(start_bridge, fake_freeswitch_factory, esl_pool_factory, nodes=2)
+
+
+def device_id(bridge: Bridge) -> str:
+    [row] = bridge.api.get("devices", params={"filter_sip.username": "2001"}).json()["data"]
+    return row["id"]
+
+
+def timed(call: Callable[[], requests.Response]) -> tuple[requests.Response, float]:
+    started = time.monotonic()
+    response = call()
+    return response, time.monotonic() - started
+
+
+def assert_503(response: requests.Response, node: str | None = None) -> dict[str, Any]:
+    """SPEC §2's 503; `node` names the node, or "all" when no node at all could be picked."""
+    body = assert_error(response, 503, "freeswitch_unavailable")
+    assert isinstance(body["data"]["message"], str) and body["data"]["message"]
+    if node is not None:
+        assert body["data"]["node"] in (node, "all"), body
+    return body
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            values[key] = float(value)
+    return values
+
+
+def delta(before: dict[str, float], after: dict[str, float], key: str) -> float:
+    return after.get(key, 0.0) - before.get(key, 0.0)
+
+
+# --- FreeSWITCH absent when esl-bridge starts -----------------------------------------------------
+
+def test_freeswitch_absent_at_start_then_started(greenlet_leak_check, start_bridge: Callable[..., BridgeServer],
+                                                 fake_freeswitch_factory) -> None:
+    fake = fake_freeswitch_factory()
+    fake.stop(notice=False)  # its port is free: nothing listens there yet
+    server = start_bridge(freeswitch=(fake.node,), command_timeout=0.5, pool_size=2)
+    account_id, key, admin_id = make_account()
+    api = client_for(server.url, account_id, key, admin_id)  # type: ignore[attr-defined]
+    # Documents are served.
+    device = api.create_device(name="phone", sip={"username": "2001", "password": "secret-pass"})
+    assert api.get(f"devices/{device['id']}").status_code == 200
+    assert api.get("devices").json()["data"][0]["id"] == device["id"]
+    # Actions answer 503 within their timeout.
+    for method, path in [("GET", f"devices/{device['id']}/quickcall/9196"),
+                         ("POST", f"devices/{device['id']}/quickcall/9196"),
+                         ("POST", f"devices/{device['id']}/sync"),
+                         ("POST", f"devices/{device['id']}/presence"),
+                         ("GET", "devices/status")]:
+        response, elapsed = timed(lambda m=method, p=path: api.request(m, p))
+        assert_503(response, fake.name)
+        assert elapsed < 0.5 + SLACK, (path, elapsed)
+    health = api.session.get(f"{server.url}/health").json()["data"]  # type: ignore[attr-defined]
+    assert health["database"]["ok"] is True and health["freeswitch_connected"] is False
+    assert health["freeswitch"][fake.name]["connected"] is False
+    assert health["freeswitch"][fake.name]["last_error"]
+    assert fake.commands == []
+    # FreeSWITCH comes up: the pool started at boot connects by itself.
+    fake.start()
+    assert server.pool.wait_connected(10), server.pool.health()
+    fake.register("2001", "acme.test")
+    response = api.post(f"devices/{device['id']}/quickcall/9196")
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["status"] == "answered"
+    assert len(fake.received("bgapi originate")) == 1
+    api.session.close()
+
+
+def test_no_pool_configured_is_503(start_bridge: Callable[..., BridgeServer]) -> None:
+    server = start_bridge()
+    account_id, key, admin_id = make_account()
+    api = client_for(server.url, account_id, key, admin_id)  # type: ignore[attr-defined]
+    device = api.create_device(name="phone", sip={"username": "2001", "password": "secret-pass"})
+    assert_503(api.get(f"devices/{device['id']}/quickcall/9196"))
+    assert_503(api.post(f"devices/{device['id']}/presence"))
+    assert api.patch(f"devices/{device['id']}", {"enabled": False}).status_code == 200
+    api.session.close()
+
+
+# --- hung or stopped mid-request ------------------------------------------------------------------
+
+@pytest.mark.parametrize("method, path, prefix", [
+    ("GET", "quickcall/9196", "bgapi originate"),
+    ("POST", "quickcall/9196", "bgapi originate"),
+    ("POST", "sync", "sendevent NOTIFY"),
+    ("POST", "sync", "api sofia xmlstatus profile internal user"),
+    ("POST", "presence", "sendevent PRESENCE_IN"),
+    ("GET", "/status", "api sofia xmlstatus profile internal user @"),
+])
+def test_hung_freeswitch_is_503_within_the_command_timeout(greenlet_leak_check, bridge: Bridge, method: str,
+                                                           path: str, prefix: str) -> None:
+    bridge.fs1.hang(prefix)
+    url = "devices/status" if path == "/status" else f"devices/{device_id(bridge)}/{path}"
+    response, elapsed = timed(lambda: bridge.api.request(method, url))
+    assert_503(response, bridge.fs1.name)
+    timeout = bridge.pool.command_timeout
+    assert timeout * 0.9 <= elapsed < timeout + SLACK, elapsed
+    assert bridge.fs1.received(prefix)
+    # The hung connection is replaced; the next request works once FreeSWITCH answers again.
+    bridge.fs1.clear_faults()
+    assert bridge.pool.wait_connected(5)
+    assert bridge.api.request(method, url).status_code == 200
+    greenlet_leak_check.assert_steady()
+
+
+@pytest.mark.parametrize("how", ["stop", "stop_silently", "kill_connections"])
+def test_freeswitch_stopped_while_a_post_quickcall_waits(greenlet_leak_check, bridge: Bridge, how: str) -> None:
+    bridge.fs1.set_behaviour("2001", "acme.test", "hang")  # rings until FreeSWITCH goes away
+    fake = bridge.fs1
+
+    def stop_when_ringing() -> None:
+        assert fake.wait_for(lambda: fake.channels, timeout=5)
+        if how == "stop":
+            fake.stop()
+        elif how == "stop_silently":
+            fake.stop(notice=False)
+        else:
+            fake.kill_connections()
+
+    stopper = gevent.spawn(stop_when_ringing)
+    response, elapsed = timed(lambda: bridge.quickcall(device_id(bridge), "9196", method="POST"))
+    stopper.get(timeout=5)
+    assert_503(response, fake.name)
+    assert elapsed < bridge.pool.command_timeout + SLACK, elapsed  # not the 30 s ring timeout
+    assert len(fake.received("bgapi originate")) == 1
+
+
+def test_freeswitch_stopped_while_a_command_hangs(greenlet_leak_check, bridge: Bridge) -> None:
+    fake = bridge.fs1
+    fake.hang("sendevent")
+    stopper = gevent.spawn(lambda: (fake.wait_for("sendevent", timeout=5), fake.stop()))
+    response, elapsed = timed(lambda: bridge.api.post(f"devices/{device_id(bridge)}/presence"))
+    stopper.get(timeout=5)
+    assert_503(response, fake.name)
+    assert elapsed < bridge.pool.command_timeout + SLACK
+
+
+def test_restart_recovers_without_restarting_esl_bridge(greenlet_leak_check, bridge: Bridge) -> None:
+    fake = bridge.fs1
+    ident = device_id(bridge)
+    before = parse_metrics(bridge.metrics())
+    fake.restart(down_for=0.2)
+    assert bridge.pool.wait_connected(5), bridge.pool.health()
+    response = bridge.quickcall(ident, "9196", method="POST")
+    assert response.status_code == 200, response.text
+    assert bridge.api.post(f"devices/{ident}/sync").status_code == 200
+    assert len(fake.received("bgapi originate")) == 1 and len(fake.received("sendevent NOTIFY")) == 1
+    health = bridge.health()["freeswitch"][fake.name]
+    assert health["connected"] is True and health["connections"] == bridge.pool.pool_size
+    assert health["reconnects"] >= bridge.pool.pool_size + 1  # every connection came back
+    after = parse_metrics(bridge.metrics())
+    assert delta(before, after, f'esl_bridge_esl_reconnects_total{{node="{fake.name}"}}') >= bridge.pool.pool_size + 1
+    greenlet_leak_check.assert_steady()
+
+
+def test_restart_while_down_actions_are_503_then_work(greenlet_leak_check, bridge: Bridge) -> None:
+    fake = bridge.fs1
+    ident = device_id(bridge)
+    fake.stop()
+    assert wait_until(lambda: not bridge.pool.connected_nodes())
+    response, elapsed = timed(lambda: bridge.quickcall(ident, "9196"))
+    assert_503(response, fake.name)
+    assert elapsed < SLACK  # no live connection: at once
+    fake.start()
+    assert bridge.pool.wait_connected(5)
+    assert bridge.quickcall(ident, "9196").status_code == 200
+    greenlet_leak_check.assert_steady()
+
+
+# --- /health ----------------------------------------------------------------------------------------
+
+def test_health_reports_the_database_and_each_node(bridge2: Bridge) -> None:
+    bridge = bridge2
+    data = bridge.health()
+    assert data["database"] == {"ok": True}
+    assert data["freeswitch_connected"] is True
+    assert set(data["freeswitch"]) == {bridge.fs1.name, bridge.fs2.name}
+    for node in data["freeswitch"].values():
+        assert node["connected"] is True
+        assert node["connections"] == bridge.pool.pool_size
+        assert node["last_error"] is None
+    bridge.fs2.stop()
+    assert wait_until(lambda: bridge.fs2.name not in bridge.pool.connected_nodes())
+    data = bridge.health()
+    assert data["freeswitch_connected"] is True
+    down = data["freeswitch"][bridge.fs2.name]
+    assert down["connected"] is False and down["connections"] == 0 and down["last_error"]
+    assert data["freeswitch"][bridge.fs1.name]["connected"] is True
+    bridge.fs1.stop()
+    assert wait_until(lambda: not bridge.pool.connected_nodes())
+    response = bridge.api.session.get(f"{bridge.url}/health")
+    assert response.status_code == 200  # documents are still served
+    assert response.json()["data"]["freeswitch_connected"] is False
+    bridge.fs2.start()
+    assert bridge.pool.wait_connected(5, nodes=[bridge.fs2.name])
+    assert bridge.health()["freeswitch"][bridge.fs2.name]["connected"] is True
+
+
+def test_health_needs_no_token_and_sends_nothing(bridge: Bridge) -> None:
+    response = requests.get(f"{bridge.url}/health", timeout=10)
+    assert response.status_code == 200 and response.json()["status"] == "success"
+    assert bridge.sent() == []
+
+
+# --- /metrics ---------------------------------------------------------------------------------------
+
+def test_metrics_count_requests_latencies_and_esl_commands(bridge: Bridge) -> None:
+    node = bridge.fs1.name
+    ident = device_id(bridge)
+    before = parse_metrics(bridge.metrics())
+    assert bridge.quickcall(ident, "9196").status_code == 200
+    assert bridge.quickcall(ident, "9196", "timeout=999").status_code == 400
+    assert bridge.api.post(f"devices/{ident}/presence").status_code == 200
+    after = parse_metrics(bridge.metrics())
+    requests_total = 'esl_bridge_http_requests_total{{endpoint="{}",method="{}",status="{}"}}'
+    assert delta(before, after, requests_total.format(QUICKCALL, "GET", 200)) == 1
+    assert delta(before, after, requests_total.format(QUICKCALL, "GET", 400)) == 1
+    presence = "/v2/accounts/<account_id>/devices/<device_id>/presence"
+    assert delta(before, after, requests_total.format(presence, "POST", 200)) == 1
+    labels = f'endpoint="{QUICKCALL}",method="GET"'
+    assert delta(before, after, f"esl_bridge_http_request_seconds_count{{{labels}}}") == 2
+    assert delta(before, after, f"esl_bridge_http_request_seconds_sum{{{labels}}}") > 0
+    assert delta(before, after, f'esl_bridge_http_request_seconds_bucket{{{labels},le="+Inf"}}') == 2
+    assert delta(before, after, f'esl_bridge_esl_commands_total{{node="{node}",kind="bgapi"}}') == 1
+    assert delta(before, after, f'esl_bridge_esl_commands_total{{node="{node}",kind="sendevent"}}') == 1
+    assert delta(before, after, f'esl_bridge_esl_command_failures_total{{node="{node}",kind="bgapi"}}') == 0
+    assert delta(before, after, f'esl_bridge_esl_command_latency_seconds_count{{node="{node}"}}') >= 2
+    assert after[f'esl_bridge_esl_node_up{{node="{node}"}}'] == 1
+
+
+def test_metrics_count_failures_and_timeouts(bridge: Bridge) -> None:
+    node = bridge.fs1.name
+    ident = device_id(bridge)
+    before = parse_metrics(bridge.metrics())
+    bridge.fs1.hang("bgapi")
+    assert bridge.quickcall(ident, "9196").status_code == 503
+    bridge.fs1.clear_faults()
+    after = parse_metrics(bridge.metrics())
+    assert delta(before, after, f'esl_bridge_esl_command_failures_total{{node="{node}",kind="bgapi"}}') == 1
+    assert delta(before, after, f'esl_bridge_esl_command_timeouts_total{{node="{node}",kind="bgapi"}}') == 1
+    assert delta(before, after, f'esl_bridge_esl_commands_total{{node="{node}",kind="bgapi"}}') == 0
+    status_503 = f'esl_bridge_http_requests_total{{endpoint="{QUICKCALL}",method="GET",status="503"}}'
+    assert delta(before, after, status_503) == 1
+    bridge.fs1.stop()
+    assert wait_until(lambda: not bridge.pool.connected_nodes())
+    down = parse_metrics(bridge.metrics())
+    assert down[f'esl_bridge_esl_node_up{{node="{node}"}}'] == 0
+    assert down[f'esl_bridge_esl_connections{{node="{node}"}}'] == 0
+
+
+def test_metrics_are_prometheus_text(bridge: Bridge) -> None:
+    text = bridge.metrics()
+    sample = re.compile(r'[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"\\\n]*",?)*\})? (-?[0-9.e+-]+|[+-]Inf|NaN)')
+    for line in text.splitlines():
+        if line.startswith("# "):
+            assert re.fullmatch(r"# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+", line), line
+        else:
+            assert sample.fullmatch(line), line
+    families = set(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
+    assert ("esl_bridge_http_requests_total", "counter") in families
+    assert ("esl_bridge_http_request_seconds", "histogram") in families
+    assert ("esl_bridge_esl_reconnects_total", "counter") in families
+    assert bridge.sent() == []
