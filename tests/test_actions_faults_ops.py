@@ -9,11 +9,13 @@ from collections.abc import Callable, Iterator
 from typing import Any
 
 import gevent
+import peewee
 import pytest
 import requests
 from fixtures_web import assert_error, client_for, make_account
 from test_actions_support import Bridge, bridge_fixture, wait_until
 
+from models import db
 from web.server import BridgeServer
 
 QUICKCALL = "/v2/accounts/<account_id>/devices/<device_id>/quickcall/<number>"
@@ -303,3 +305,62 @@ def test_metrics_are_prometheus_text(bridge: Bridge) -> None:
     assert ("esl_bridge_http_request_seconds", "histogram") in families
     assert ("esl_bridge_esl_reconnects_total", "counter") in families
     assert bridge.sent() == []
+
+
+def test_health_reports_a_database_failure(bridge: Bridge, monkeypatch: pytest.MonkeyPatch) -> None:
+    real = db.database.obj.execute_sql
+
+    def failing(sql: str, params: Any = None) -> Any:
+        if sql == "SELECT 1":
+            raise peewee.OperationalError("disk I/O error")
+        return real(sql, params)
+
+    monkeypatch.setattr(db.database.obj, "execute_sql", failing)
+    response = requests.get(f"{bridge.url}/health", timeout=10)
+    assert response.status_code == 503, response.text
+    data = response.json()["data"]
+    assert data["database"]["ok"] is False and "disk I/O error" in data["database"]["error"]
+    assert data["freeswitch"][bridge.fs1.name]["connected"] is True
+    monkeypatch.undo()
+    assert requests.get(f"{bridge.url}/health", timeout=10).status_code == 200
+
+
+# --- one node of two down ---------------------------------------------------------------------------
+
+def test_quickcall_with_one_node_down_runs_on_the_other(bridge2: Bridge) -> None:
+    bridge = bridge2
+    device = bridge.device("2001")
+    bridge.register(bridge.fs2, "2001")
+    bridge.fs1.stop()
+    assert wait_until(lambda: bridge.fs1.name not in bridge.pool.connected_nodes())
+    bridge.mark()
+    response = bridge.quickcall(device["id"], "9196", method="POST")
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["node"] == bridge.fs2.name
+    assert [c.split(" ", 2)[:2] for c in bridge.sent(bridge.fs2)] == [["api", "sofia"], ["bgapi", "originate"]]
+
+
+def test_side_effects_with_one_node_down_still_reach_the_other(bridge2: Bridge) -> None:
+    bridge = bridge2
+    device = bridge.device("2001")
+    bridge.register(bridge.fs2, "2001")
+    bridge.fs1.stop()
+    assert wait_until(lambda: bridge.fs1.name not in bridge.pool.connected_nodes())
+    bridge.mark()
+    assert bridge.api.patch(f"devices/{device['id']}", {"enabled": False}).status_code == 200
+    bridge.settle()
+    assert [c.split("\n")[0] for c in bridge.sent(bridge.fs2)] == [
+        "api xml_flush_cache id 2001 acme.test",
+        "api sofia xmlstatus profile internal user 2001@acme.test",
+        "sendevent NOTIFY",
+        "api sofia profile internal flush_inbound_reg 2001@acme.test",
+    ]
+    assert bridge.sent(bridge.fs1) == []
+
+
+def test_get_quickcall_jobs_do_not_pile_up(bridge: Bridge) -> None:
+    ident = device_id(bridge)
+    for _ in range(5):
+        assert bridge.quickcall(ident, "9196").status_code == 200
+    assert wait_until(lambda: parse_metrics(bridge.metrics())["esl_bridge_esl_jobs_pending"] == 0)
+    assert len(bridge.fs1.received("bgapi originate")) == 5
