@@ -100,6 +100,10 @@ class EslConnection(InboundESL):
         self._pending: gevent.event.AsyncResult | None = None
         self._is_closed = False
         self._exiting = False
+        # Bookkeeping of the pool that lends this connection out (not used here).
+        self.in_use = False
+        self.retiring = False
+        self.last_used = 0.0
 
     # ------------------------------------------------------------------ connecting
 

@@ -116,6 +116,8 @@ class _NodeState:
         self.name = node.name
         self.idle: gevent.queue.Queue = gevent.queue.Queue()
         self.live: set[EslConnection] = set()
+        self.overflow: set[EslConnection] = set()
+        self.opening = 0  # overflow connections being opened
         self.event_conn: EslConnection | None = None
         self.waiters = 0
         self.last_error: str | None = None
@@ -129,6 +131,10 @@ class _NodeState:
         """Live command connections (a closed one may linger in ``live`` for a moment, until
         its slot notices)."""
         return sum(1 for conn in self.live if conn.alive)
+
+    def up(self) -> bool:
+        """At least one live command connection (stops at the first)."""
+        return any(conn.alive for conn in self.live)
 
     def wake_waiters(self) -> None:
         for _ in range(self.waiters):
@@ -148,6 +154,10 @@ class EslPool:
             at ``max``, times a random factor in [0.5, 1] (jitter).
         registration_refresh: seconds between full refreshes of the registration cache.
         job_ttl: seconds after which a job that never reported is dropped (``JobTimeout``).
+        max_overflow: extra command connections a node may open when every connection has been
+            busy for ``overflow_after`` seconds (slow commands hold theirs, as ``msleep`` or a
+            big ``xmlstatus`` do); each is closed again after ``overflow_idle`` seconds unused.
+            They are not reconnected: under load new ones are opened instead. 0 disables.
     """
 
     def __init__(
@@ -162,6 +172,9 @@ class EslPool:
         reconnect_max: float = 30.0,
         registration_refresh: float = 300.0,
         job_ttl: float = 900.0,
+        max_overflow: int | None = None,
+        overflow_after: float = 0.005,
+        overflow_idle: float = 30.0,
     ) -> None:
         parsed = [n if isinstance(n, Node) else Node.parse(n) for n in nodes]
         if not parsed:
@@ -181,6 +194,9 @@ class EslPool:
         self.reconnect_max = reconnect_max
         self.registration_refresh = registration_refresh
         self.job_ttl = job_ttl
+        self.max_overflow = pool_size if max_overflow is None else max(0, max_overflow)
+        self.overflow_after = overflow_after
+        self.overflow_idle = overflow_idle
         self.jobs = JobRegistry()
         self.registrations = RegistrationCache()
         self._states = {node.name: _NodeState(node) for node in parsed}
@@ -251,7 +267,7 @@ class EslPool:
                     ready &= (state.alive() >= self.pool_size and state.event_conn is not None
                               and state.event_conn.alive)
                 else:
-                    ready &= state.alive() > 0
+                    ready &= state.up()
             if ready:
                 return True
             if time.monotonic() >= deadline:
@@ -392,7 +408,7 @@ class EslPool:
                 if time.monotonic() >= next_refresh:
                     next_refresh = time.monotonic() + self.registration_refresh
                     for state in self._states.values():
-                        if state.alive() and state.event_conn is not None:
+                        if state.up() and state.event_conn is not None:
                             self._spawn_helper(self._refresh_node, state)
             except Exception:
                 log.exception("ESL pool: housekeeping failed")
@@ -422,7 +438,7 @@ class EslPool:
     def refresh_registrations(self) -> None:
         """Refresh the registration cache of every connected node now (blocking)."""
         self.fan_out(lambda name: self._refresh_node(self._states[name]),
-                     [n for n, s in self._states.items() if s.alive()])
+                     [n for n, s in self._states.items() if s.up()])
 
     # ------------------------------------------------------------------ commands
 
@@ -432,7 +448,7 @@ class EslPool:
 
     def connected_nodes(self) -> list[str]:
         """Nodes with at least one live command connection."""
-        return [name for name, state in self._states.items() if state.alive()]
+        return [name for name, state in self._states.items() if state.up()]
 
     def pick_node(self) -> str:
         """A connected node (round robin); ``NotConnected`` if none is up."""
@@ -450,32 +466,85 @@ class EslPool:
         return state
 
     def _acquire(self, state: _NodeState, timeout: float) -> EslConnection:
+        """An idle live connection of ``state``, waiting at most ``timeout``.
+
+        After ``overflow_after`` seconds of waiting, an overflow connection is opened in the
+        background (if allowed); whichever connection frees first is taken.
+        """
         deadline = time.monotonic() + timeout
+        idle = state.idle
+        asked_overflow = False
         while True:
-            if not state.alive() or self._stopping.is_set():
+            if not state.live or self._stopping.is_set():
                 raise NotConnected("no live connection to FreeSWITCH", state.name)
             try:
-                item = state.idle.get_nowait()
+                item = idle.get_nowait()
             except gevent.queue.Empty:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise CommandTimeout(
-                        f"all {state.alive()} connections stayed busy for {timeout:g} s",
-                        state.name) from None
+                    raise self._busy(state, timeout) from None
+                wait = remaining
+                if not asked_overflow and self._may_overflow(state):
+                    wait = min(remaining, self.overflow_after)
                 state.waiters += 1
                 try:
-                    item = state.idle.get(timeout=remaining)
+                    item = idle.get(timeout=wait)
                 except gevent.queue.Empty:
-                    raise CommandTimeout(
-                        f"all {state.alive()} connections stayed busy for {timeout:g} s",
-                        state.name) from None
+                    if wait < remaining:
+                        asked_overflow = True
+                        if self._may_overflow(state):
+                            state.opening += 1
+                            self._spawn_helper(self._overflow_slot, state)
+                        continue
+                    raise self._busy(state, timeout) from None
                 finally:
                     state.waiters -= 1
             if item is _WAKE:
                 continue
-            if item.alive:
+            if item.alive and not item.retiring:
+                item.in_use = True
                 return item
-            # died while idle; its slot is already replacing it
+            # died (or is retiring) while idle; its slot replaces it if it is a slot's
+
+    def _busy(self, state: _NodeState, timeout: float) -> CommandTimeout:
+        return CommandTimeout(f"all {state.alive()} connections stayed busy for {timeout:g} s",
+                              state.name)
+
+    def _may_overflow(self, state: _NodeState) -> bool:
+        return (len(state.overflow) + state.opening < self.max_overflow
+                and not self._stopping.is_set())
+
+    def _overflow_slot(self, state: _NodeState) -> None:
+        """Open one overflow connection, lend it out, close it once unused for a while."""
+        try:
+            conn = self._connect(state, 1, event=False)
+        finally:
+            state.opening -= 1
+        if conn is None:
+            return
+        if self._stopping.is_set():
+            conn.stop(timeout=min(self.command_timeout, 1.0))
+            return
+        conn.last_used = time.monotonic()
+        state.overflow.add(conn)
+        state.live.add(conn)
+        state.idle.put(conn)
+        log.debug("ESL %s: overflow connection opened (%d)", state.name, len(state.overflow))
+        try:
+            while not self._stopping.is_set() and conn.alive:
+                gevent.wait([conn.closed, self._stopping], count=1,
+                            timeout=max(self.overflow_idle / 4, 0.01))
+                if (conn.alive and not conn.in_use
+                        and time.monotonic() - conn.last_used >= self.overflow_idle):
+                    # No yield between this check and the flag: a caller cannot take it now.
+                    conn.retiring = True
+                    break
+        finally:
+            state.overflow.discard(conn)
+            state.live.discard(conn)
+            if not state.live:
+                state.wake_waiters()
+            conn.stop(timeout=min(self.command_timeout, 1.0))
 
     def execute(self, text: str, *, node: str | None = None, timeout: float | None = None
                 ) -> tuple[str, Frame]:
@@ -486,25 +555,28 @@ class EslPool:
         ``timeout`` (default ``command_timeout``), ``ConnectionLost`` when the connection died.
         """
         state = self._state(node)
-        timeout = self.command_timeout if timeout is None else timeout
+        if timeout is None:
+            timeout = self.command_timeout
         kind = kind_of(text)
-        counters = state.counters
         started = time.monotonic()
         try:
             conn = self._acquire(state, timeout)
             try:
                 frame = conn.execute(text, max(timeout - (time.monotonic() - started), 0.001))
             finally:
+                conn.in_use = False
                 if conn.alive:
+                    conn.last_used = time.monotonic()
                     state.idle.put(conn)
         except EslError as exc:
+            counters = state.counters
             counters.failures[kind] += 1
             if isinstance(exc, FreeSwitchTimeout):
                 counters.timeouts[kind] += 1
             if isinstance(exc, FreeSwitchUnavailable):
                 state.last_error = str(exc)
             raise
-        counters.observe(kind, time.monotonic() - started)
+        state.counters.observe(kind, time.monotonic() - started)
         return state.name, frame
 
     def api(self, command: str, *, node: str | None = None, timeout: float | None = None) -> str:
@@ -590,15 +662,16 @@ class EslPool:
         for name, state in self._states.items():
             event_conn = state.event_conn
             report[name] = {
-                "connected": state.alive() > 0,
+                "connected": state.up(),
                 "connections": state.alive(),
+                "overflow": sum(1 for conn in state.overflow if conn.alive),
                 "event_connection": event_conn is not None and event_conn.alive,
                 "last_error": state.last_error,
                 "reconnects": state.counters.reconnects,
                 "connect_failures": state.counters.connect_failures,
                 "pool_size": self.pool_size,
                 "idle": sum(1 for item in list(state.idle.queue)
-                            if item is not _WAKE and item.alive),
+                            if item is not _WAKE and item.alive and not item.retiring),
             }
         return report
 

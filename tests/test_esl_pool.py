@@ -59,9 +59,9 @@ def test_commands_health_and_metrics(esl_pool, fake_freeswitch):
     reply = esl_pool.sendevent("sendevent CUSTOM\nEvent-Subclass: x::y")
     assert reply.startswith("+OK ")
     health = esl_pool.health()
-    assert health == {name: {"connected": True, "connections": 2, "event_connection": True,
-                             "last_error": None, "reconnects": 0, "connect_failures": 0,
-                             "pool_size": 2, "idle": 2}}
+    assert health == {name: {"connected": True, "connections": 2, "overflow": 0,
+                             "event_connection": True, "last_error": None, "reconnects": 0,
+                             "connect_failures": 0, "pool_size": 2, "idle": 2}}
     metrics = esl_pool.metrics()
     node = metrics["nodes"][name]
     assert node["commands"]["api"] >= 2 and node["commands"]["sendevent"] == 1
@@ -147,7 +147,8 @@ def test_hanging_reply_times_out_and_the_connection_is_replaced(
 
 def test_restart_under_concurrent_load(fake_freeswitch, esl_pool_factory, greenlet_leak_check):
     timeout = 0.5
-    pool = esl_pool_factory([fake_freeswitch], command_timeout=timeout, pool_size=4)
+    pool = esl_pool_factory([fake_freeswitch], command_timeout=timeout, pool_size=4,
+                            overflow_idle=0.1)
     greenlet_leak_check.mark_steady()
     outcomes: list[tuple[str, float]] = []
     stop = gevent.event.Event()
@@ -226,7 +227,8 @@ def test_a_node_without_connections_fails_callers_at_once(
 
 def test_waiters_are_released_when_the_last_connection_dies(
         fake_freeswitch, esl_pool_factory, greenlet_leak_check):
-    pool = esl_pool_factory([fake_freeswitch], pool_size=1, command_timeout=5.0)
+    pool = esl_pool_factory([fake_freeswitch], pool_size=1, command_timeout=5.0,
+                            max_overflow=0)
     busy = gevent.spawn(pool.api, "msleep 5000")
     assert fake_freeswitch.wait_for("api msleep")
     waiting = gevent.spawn(pool.api, "status")
@@ -241,7 +243,8 @@ def test_waiters_are_released_when_the_last_connection_dies(
 
 
 def test_busy_connections_bound_the_wait(fake_freeswitch, esl_pool_factory):
-    pool = esl_pool_factory([fake_freeswitch], pool_size=1, command_timeout=0.1)
+    pool = esl_pool_factory([fake_freeswitch], pool_size=1, command_timeout=0.1,
+                            max_overflow=0)
     busy = gevent.spawn(pool.api, "msleep 400", timeout=5.0)
     assert fake_freeswitch.wait_for("api msleep")
     with pytest.raises(CommandTimeout) as info:
@@ -249,6 +252,30 @@ def test_busy_connections_bound_the_wait(fake_freeswitch, esl_pool_factory):
     assert "busy" in str(info.value)
     assert busy.get(timeout=5.0) == "+OK"
     assert pool.health()[fake_freeswitch.name]["reconnects"] == 0  # busy is not broken
+
+
+def test_overflow_connections_serve_callers_while_slow_commands_hold_the_pool(
+        fake_freeswitch, esl_pool_factory, greenlet_leak_check):
+    pool = esl_pool_factory([fake_freeswitch], pool_size=2, max_overflow=2, overflow_idle=0.1,
+                            command_timeout=5.0)
+    greenlet_leak_check.mark_steady()
+    name = fake_freeswitch.name
+    slow = [gevent.spawn(pool.api, "msleep 800") for _ in range(2)]
+    assert fake_freeswitch.wait_for(lambda: len(fake_freeswitch.received("api msleep")) == 2)
+    # both connections are held: a fast caller gets an overflow connection, not a wait
+    assert pool.api("status").startswith("UP")
+    assert not any(g.ready() for g in slow)
+    assert pool.health()[name]["overflow"] == 1
+    more = [gevent.spawn(pool.api, "msleep 300") for _ in range(4)]
+    assert fake_freeswitch.wait_for(lambda: pool.health()[name]["overflow"] == 2)
+    gevent.joinall(slow + more, raise_error=True)
+    assert pool.health()[name]["connections"] <= 4  # never more than pool_size + max_overflow
+    # unused overflow connections are closed again; the steady pool stays
+    assert fake_freeswitch.wait_for(lambda: pool.health()[name]["overflow"] == 0, timeout=3.0)
+    assert pool.health()[name]["connections"] == 2
+    assert pool.health()[name]["reconnects"] == 0
+    assert pool.api("status").startswith("UP")
+    greenlet_leak_check.assert_steady()
 
 
 # ---------------------------------------------------------------------- jobs
