@@ -110,12 +110,12 @@ def test_control_benign_values_do_reach_freeswitch(bridge: Bridge) -> None:
     assert len(bridge.sent()) == 1
 
 
-@pytest.mark.parametrize("method", ["GET", "POST"])
 @pytest.mark.parametrize("value", HOSTILE_CID_NAME)
-def test_hostile_cid_name(bridge: Bridge, value: str, method: str) -> None:
-    response = bridge.quickcall(device_id(bridge), "9196", f"cid-name={value}", method=method)
-    assert_invalid(response, "cid-name:" + ("minLength" if value == "" else
-                                            "maxLength" if len(value) == 36 else "pattern"), exact=True)
+def test_hostile_cid_name(bridge: Bridge, value: str) -> None:
+    for method in ("GET", "POST"):
+        response = bridge.quickcall(device_id(bridge), "9196", f"cid-name={value}", method=method)
+        assert_invalid(response, "cid-name:" + ("minLength" if value == "" else
+                                                "maxLength" if len(value) == 36 else "pattern"), exact=True)
     assert_nothing_sent(bridge)
 
 
@@ -127,11 +127,11 @@ def test_hostile_cid_number(bridge: Bridge, value: str) -> None:
     assert_nothing_sent(bridge)
 
 
-@pytest.mark.parametrize("number_filter", ["", "number_filter=false"])
 @pytest.mark.parametrize("value", HOSTILE_NUMBER)
-def test_hostile_number(bridge: Bridge, value: str, number_filter: str) -> None:
-    response = bridge.quickcall(device_id(bridge), value, number_filter)
-    assert_invalid(response, "number:pattern", exact=True)
+def test_hostile_number(bridge: Bridge, value: str) -> None:
+    for number_filter in ("", "number_filter=false", "number_filter=true"):
+        response = bridge.quickcall(device_id(bridge), value, number_filter)
+        assert_invalid(response, "number:pattern", exact=True)
     assert_nothing_sent(bridge)
 
 
