@@ -420,6 +420,11 @@ class EslPool:
 
     def _refresh_node(self, state: _NodeState) -> None:
         """Full refresh of the registration cache for one node, profile by profile."""
+        # The event connection may come up before the command connections do.
+        deadline = time.monotonic() + self.connect_timeout
+        while not state.up() and time.monotonic() < deadline:
+            if self._stopping.wait(0.005):
+                return
         for profile in self.profiles_for(state.name):
             if self._stopping.is_set():
                 return
@@ -573,7 +578,8 @@ class EslPool:
             counters.failures[kind] += 1
             if isinstance(exc, FreeSwitchTimeout):
                 counters.timeouts[kind] += 1
-            if isinstance(exc, FreeSwitchUnavailable):
+            if isinstance(exc, FreeSwitchUnavailable) and not isinstance(exc, NotConnected):
+                # NotConnected is a consequence; its cause is already the slot's last error.
                 state.last_error = str(exc)
             raise
         state.counters.observe(kind, time.monotonic() - started)
