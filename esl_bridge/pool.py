@@ -202,6 +202,7 @@ class EslPool:
         self._states = {node.name: _NodeState(node) for node in parsed}
         if len(self._states) != len(parsed):
             raise ValueError("a FreeSWITCH node is listed twice")
+        self._single = next(iter(self._states.values())) if len(parsed) == 1 else None
         self._listeners: list[Callable[[str, Event], None]] = []
         self._greenlets: list[gevent.Greenlet] = []
         self._helpers: set[gevent.Greenlet] = set()
@@ -464,6 +465,8 @@ class EslPool:
         return up[next(self._round_robin) % len(up)]
 
     def _state(self, node: str | None) -> _NodeState:
+        if node is None and self._single is not None:
+            return self._single  # one node: no choice to make (it fails in _acquire if down)
         name = node if node is not None else self.pick_node()
         state = self._states.get(name)
         if state is None:

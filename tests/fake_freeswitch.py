@@ -35,7 +35,7 @@ Faults: ``slow(prefix, seconds)``, ``hang(prefix)``, ``drop_mid_reply(prefix)`` 
 (live connections stay); ``kill_connections()`` cuts every connection without a word;
 ``stop()`` sends the shutdown notice then closes (``stop(notice=False)`` = killed);
 ``start()`` again reuses the same port; ``restart(down_for)``; ``hang_on_connect`` (no
-``auth/request``); ``inject(raw bytes)`` to event connections or all connections;
+``auth/request``); ``stall_reads`` (reads nothing, so big writes block); ``inject(raw bytes)`` to event connections or all connections;
 ``job_event_before_reply`` makes ``BACKGROUND_JOB`` arrive before the ``bgapi`` reply;
 ``api_handlers[name] = fn(fake, args) -> str | bytes`` adds or replaces an api command.
 
@@ -115,6 +115,8 @@ def disconnect_notice(body: str) -> bytes:
     return b"Content-Type: text/disconnect-notice\nContent-Length: %d\n\n" % len(data) + data
 
 
+#: mod_event_socket's read_packet ends a command at 10 MiB (max_len)
+MAX_COMMAND = 10485760
 GOODBYE = "Disconnected, goodbye.\nSee you at ClueCon! http://www.cluecon.com/\n"
 SHUTDOWN = "The system is being shut down.\n"
 AUTH_REQUEST = b"Content-Type: auth/request\n\n"
@@ -300,6 +302,8 @@ class FakeConnection:
         recv = self.sock.recv
         try:
             while not self.closed.is_set():
+                while self.fake.stall_reads and not self.closed.is_set():
+                    gevent.sleep(0.005)
                 data = bytearray()
                 while not data.endswith(b"\n\n"):
                     byte = recv(1)
@@ -308,6 +312,14 @@ class FakeConnection:
                     if not data and byte in b"\r\n":
                         continue  # FreeSWITCH skips blank lines before a command
                     data += byte
+                    if len(data) % 4096 == 0:
+                        # FreeSWITCH reads on its own thread; this reader must let the rest
+                        # of the process run while a huge command trickles in.
+                        gevent.sleep(0)
+                        while self.fake.stall_reads and not self.closed.is_set():
+                            gevent.sleep(0.005)
+                        if len(data) >= MAX_COMMAND:
+                            break  # as read_packet: a command ends at its size limit
                 text = data.decode("utf-8", "replace").replace("\r", "")
                 lines = [line for line in text.split("\n") if line]
                 body = b""
@@ -407,6 +419,8 @@ class FakeFreeSwitch:
         self.faults: list[Fault] = []
         self.connections: list[FakeConnection] = []
         self.hang_on_connect = False
+        #: stop reading from every connection (clients' writes then block once buffers fill)
+        self.stall_reads = False
         self.job_event_before_reply = False
         self.accepted = 0
         self.api_handlers: dict[str, Callable[[FakeFreeSwitch, str], str | bytes]] = {

@@ -88,6 +88,16 @@ def test_a_hanging_command_times_out_and_closes_the_connection(conn, fake_freesw
         conn.api("version")
 
 
+def test_a_write_that_cannot_complete_times_out(conn, fake_freeswitch, greenlet_leak_check):
+    fake_freeswitch.stall_reads = True
+    huge = "sendevent CUSTOM\nx: " + "y" * (64 * 1024 * 1024)
+    started = time.monotonic()
+    with pytest.raises(CommandTimeout):
+        conn.execute(huge, timeout=0.2)
+    assert time.monotonic() - started < 0.2 + 1.0  # within its timeout, generous slack
+    assert not conn.alive
+
+
 def test_one_command_in_flight_per_connection(conn, fake_freeswitch):
     fake_freeswitch.api_handlers["echo"] = lambda fake, args: (gevent.sleep(0.005), args)[1]
     replies = {}
