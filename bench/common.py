@@ -187,9 +187,23 @@ def _pin(pid: int, cpu: int) -> bool:
     return True
 
 
+@dataclass
+class Server:
+    port: int
+    pid: int
+
+    def cpu_seconds(self) -> float | None:
+        """CPU time (user + system) the server process has used, where /proc tells."""
+        try:
+            fields = Path(f"/proc/{self.pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 @contextmanager
-def server_process(url: str) -> Iterator[int]:
-    """Run `bench/server.py` over the database at `url`; yields its port."""
+def server_process(url: str) -> Iterator[Server]:
+    """Run `bench/server.py` over the database at `url`."""
     proc = subprocess.Popen(
         [sys.executable, str(BENCH_DIR / "server.py"), "--database-url", url,
          "--freeswitch-secret", FREESWITCH_SECRET],
@@ -199,7 +213,7 @@ def server_process(url: str) -> Iterator[int]:
         line = proc.stdout.readline() if proc.stdout else ""
         if not line:
             raise RuntimeError(f"the server process ended before listening (exit {proc.wait()})")
-        yield json.loads(line)["port"]
+        yield Server(json.loads(line)["port"], proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
@@ -301,6 +315,7 @@ class Tally:
     requests: int = 0
     errors: int = 0
     seconds: float = 0.0
+    cpu_seconds: float | None = 0.0  # of the server, None where it cannot be read
     latencies: list[float] = field(default_factory=list)
 
     def percentile(self, q: float) -> float:
@@ -311,6 +326,8 @@ class Tally:
         return {"rps": round(self.requests / self.seconds, 1) if self.seconds else 0.0,
                 "p50_ms": round(self.percentile(0.50) * 1000, 3),
                 "p99_ms": round(self.percentile(0.99) * 1000, 3),
+                "cpu_us_per_request": (round(self.cpu_seconds / self.requests * 1e6, 1)
+                                       if self.cpu_seconds is not None and self.requests else None),
                 "requests": self.requests, "errors": self.errors}
 
 
@@ -379,14 +396,21 @@ def bare_target() -> Target:
                   lambda status, body: status == 200 and b'"ok":true' in body)
 
 
-def measure(port: int, targets: list[Target], opts: Options) -> dict[str, dict[str, Any]]:
+def measure(server: Server, targets: list[Target], opts: Options) -> dict[str, dict[str, Any]]:
     """Warm every target up, then measure them round-robin; the figures with ratios to bare."""
     for target in targets:
-        run_load(port, target, opts.warmup, opts.concurrency)
+        run_load(server.port, target, opts.warmup, opts.concurrency)
     tallies = {t.name: Tally() for t in targets}
     for _ in range(opts.rounds):
         for target in targets:
-            run_load(port, target, opts.duration, opts.concurrency, tallies[target.name])
+            tally = tallies[target.name]
+            cpu_before = server.cpu_seconds()
+            run_load(server.port, target, opts.duration, opts.concurrency, tally)
+            cpu_after = server.cpu_seconds()
+            if cpu_before is None or cpu_after is None or tally.cpu_seconds is None:
+                tally.cpu_seconds = None
+            else:
+                tally.cpu_seconds += cpu_after - cpu_before
     figures = {name: tally.summary() for name, tally in tallies.items()}
     bare_rps = figures["bare"]["rps"]
     for item in figures.values():
@@ -420,13 +444,14 @@ def run(name: str, opts: Options,
             seeding[str(size)] = round(seeded.seconds, 1)
             print(f"# seeded {size} devices and {len(seeded.user_ids)} users in {seeded.seconds:.1f} s",
                   file=sys.stderr, flush=True)
-            with server_process(seeded.url) as port:
+            with server_process(seeded.url) as server:
                 own_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
                 _pin(0, 1)
                 try:
-                    targets = [bare_target(), *make_targets(port, seeded, random.Random(size))]
+                    targets = [bare_target(),
+                               *make_targets(server.port, seeded, random.Random(size))]
                     labels.update({t.name: t.label for t in targets})
-                    results[str(size)] = measure(port, targets, opts)
+                    results[str(size)] = measure(server, targets, opts)
                 finally:
                     if own_cpus is not None:
                         os.sched_setaffinity(0, own_cpus)
@@ -473,22 +498,28 @@ def report(name: str, opts: Options, results: dict[str, dict[str, dict[str, Any]
           f"Python {info['python']}, concurrency {opts.concurrency}, {opts.rounds} rounds x "
           f"{opts.duration:g} s per endpoint after {opts.warmup:g} s warm-up")
     print()
-    print(f"{'devices':>8}  {'endpoint':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x bare':>7}")
+    print(f"{'devices':>8}  {'endpoint':<44} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'x bare':>7}"
+          f" {'CPU us/req':>11}")
     for size, figures in results.items():
         for target, item in figures.items():
+            cpu = item["cpu_us_per_request"]
             print(f"{int(size):>8}  {labels[target]:<44} {item['rps']:>9.1f} {item['p50_ms']:>8.2f} "
-                  f"{item['p99_ms']:>8.2f} {item['ratio_to_bare']:>7.2f}")
+                  f"{item['p99_ms']:>8.2f} {item['ratio_to_bare']:>7.2f} "
+                  f"{'-' if cpu is None else format(cpu, '.0f'):>11}")
+    print(f"{'':>8}  (CPU us/req: the server process's CPU time per request)")
     if scaling:
         small, large = min(opts.sizes), max(opts.sizes)
         print()
         print(f"{'':>8}  {'scaling ' + format(small, ',') + ' -> ' + format(large, ',') + ' devices':<44} "
-              f"{'req/s ' + 'small/large':>18} {'p99 large/small':>17}")
+              f"{'req/s small/large':>18} {'p99 large/small':>17}")
         for target, item in scaling.items():
             print(f"{'':>8}  {labels[target]:<44} {item['rps_small_over_large']:>18.2f} "
                   f"{item['p99_large_over_small']:>17.2f}")
     print()
-    print(f"targets (each >= {MIN_RATIO_TO_BARE}x bare, {max(opts.sizes):,} within {MAX_SCALING}x of "
-          f"{min(opts.sizes):,}): {'met' if not misses else 'MISSED: ' + '; '.join(misses)}")
+    scope = (f", {max(opts.sizes):,} within {MAX_SCALING}x of {min(opts.sizes):,}"
+             if len(opts.sizes) > 1 else "")
+    print(f"targets (each >= {MIN_RATIO_TO_BARE}x bare{scope}): "
+          f"{'met' if not misses else 'MISSED: ' + '; '.join(misses)}")
     print(json.dumps({
         "benchmark": name,
         "machine": info,

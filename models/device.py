@@ -255,30 +255,43 @@ class DirectoryEntry:
 
 
 def _directory_query(realm: Any, username: Any) -> peewee.ModelSelect:
-    owner_alias = UserRow.alias()
+    owner = UserRow.alias()
     return (
-        DeviceRow.select(DeviceRow, AccountRow, owner_alias)
-        .join(AccountRow, on=(DeviceRow.account_id == AccountRow.id), attr="account_row")
+        DeviceRow.select(DeviceRow.id, DeviceRow.doc, DeviceRow.rev_n, DeviceRow.rev_hash,
+                         DeviceRow.account_id, AccountRow.doc, AccountRow.rev_n, AccountRow.rev_hash,
+                         owner.id, owner.doc, owner.rev_n, owner.rev_hash)
+        .join(AccountRow, on=(DeviceRow.account_id == AccountRow.id))
         .switch(DeviceRow)
-        .join(owner_alias, peewee.JOIN.LEFT_OUTER, on=(DeviceRow.owner_id == owner_alias.id),
-              attr="owner_row")
+        .join(owner, peewee.JOIN.LEFT_OUTER, on=(DeviceRow.owner_id == owner.id))
         .where((DeviceRow.realm == realm) & (DeviceRow.sip_username_lc == username))
         .limit(1)
     )
 
 
-# FreeSWITCH asks on every REGISTER, SUBSCRIBE and INVITE: prepared, peewee builds it once.
+# FreeSWITCH asks on every REGISTER, SUBSCRIBE and INVITE: prepared (peewee builds the SQL once)
+# and only the columns a Document needs, read as plain tuples.
 _DIRECTORY = Prepared(_directory_query)
 
 
+def _read_only(ident: str, doc: str, rev_n: int, rev_hash: str, account_id: str | None) -> Document:
+    return Document(id=ident, doc=docs.decode(doc), revision=f"{rev_n}-{rev_hash}",
+                    account_id=account_id)
+
+
 def directory_entry(realm: str, username: str) -> DirectoryEntry | None:
-    """The device with SIP `username@realm`, its account and owner, in one indexed query."""
-    row = _DIRECTORY.first(realm.lower(), username.lower())
+    """The device with SIP `username@realm`, its account and owner, in one indexed query.
+
+    The documents carry no table row: fetch one again to write it.
+    """
+    row = next(_DIRECTORY.tuples(realm.lower(), username.lower()), None)
     if row is None:
         return None
-    owner = row.owner_row if getattr(row, "owner_row", None) is not None and row.owner_row.id else None
-    return DirectoryEntry(device=docs.to_document(row), account=docs.to_document(row.account_row),
-                          owner=docs.to_document(owner) if owner is not None else None)
+    device_id, device_doc, device_n, device_hash, account_id = row[:5]
+    owner_id = row[8]
+    return DirectoryEntry(
+        device=_read_only(device_id, device_doc, device_n, device_hash, account_id),
+        account=_read_only(account_id, *row[5:8], None),
+        owner=_read_only(owner_id, *row[9:12], account_id) if owner_id is not None else None)
 
 
 def static_presence_id(doc: dict[str, Any], account_realm: str) -> str | None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from typing import Any
 
 import peewee
@@ -17,6 +18,19 @@ import peewee
 from models.db import database
 
 _MARK = "\x00prepared-arg-{}\x00"
+
+
+@dataclass
+class _Compiled:
+    query: peewee.BaseQuery
+    sql: str
+    slots: list[tuple[int | None, Any]]  # (index of the value, or None: this constant)
+    # What peewee's row builder worked out from the first cursor (columns, converters, joins):
+    # the same for every run of the same SQL, and as costly to redo as running the lookup.
+    row_builder: dict[str, Any] | None = field(default=None)
+
+    def params(self, values: tuple[Any, ...]) -> list[Any]:
+        return [values[i] if i is not None else constant for i, constant in self.slots]
 
 
 class Prepared:
@@ -30,9 +44,9 @@ class Prepared:
     def __init__(self, build: Callable[..., peewee.BaseQuery], arity: int | None = None):
         self._build = build
         self._arity = len(inspect.signature(build).parameters) if arity is None else arity
-        self._compiled: dict[type, tuple[peewee.BaseQuery, str, list[tuple[int | None, Any]]]] = {}
+        self._compiled: dict[type, _Compiled] = {}
 
-    def _compile(self) -> tuple[peewee.BaseQuery, str, list[tuple[int | None, Any]]]:
+    def _compile(self) -> _Compiled:
         backend = type(database.obj)
         found = self._compiled.get(backend)
         if found is None:
@@ -43,21 +57,29 @@ class Prepared:
             missing = set(marks.values()) - {i for i, _ in slots if i is not None}
             if missing:
                 raise ValueError(f"prepared query lost its parameters {sorted(missing)}: {sql}")
-            found = self._compiled[backend] = (query, sql, slots)
+            found = self._compiled[backend] = _Compiled(query, sql, slots)
         return found
 
     def rows(self, *values: Any) -> Iterator[Any]:
         """The rows, as the query itself would return them (model instances, tuples, ...)."""
-        query, sql, slots = self._compile()
-        params = [values[i] if i is not None else constant for i, constant in slots]
-        return iter(query._get_cursor_wrapper(database.execute_sql(sql, params)))
+        compiled = self._compile()
+        wrapper = compiled.query._get_cursor_wrapper(
+            database.execute_sql(compiled.sql, compiled.params(values)))
+        if compiled.row_builder is None:
+            before = dict(vars(wrapper))
+            wrapper.initialize()
+            compiled.row_builder = {key: value for key, value in vars(wrapper).items()
+                                    if key not in before or before[key] is not value}
+        else:
+            vars(wrapper).update(compiled.row_builder)
+        wrapper.initialized = True
+        return iter(wrapper)
 
     def tuples(self, *values: Any) -> Iterator[tuple[Any, ...]]:
         """The rows as the driver returns them, without peewee's field conversion: for columns
         the driver already gives as their Python value (text)."""
-        _, sql, slots = self._compile()
-        return iter(database.execute_sql(sql, [values[i] if i is not None else constant
-                                               for i, constant in slots]))
+        compiled = self._compile()
+        return iter(database.execute_sql(compiled.sql, compiled.params(values)))
 
     def first(self, *values: Any) -> Any:
         """The first row, or None."""

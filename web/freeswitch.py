@@ -96,11 +96,15 @@ def _require_freeswitch() -> Response | None:
 
 def _form() -> dict[str, str]:
     """The form fields, refusing a body that repeats a key (a smuggled `&user=`, SPEC §7)."""
-    form = request.form
-    repeated = [key for key in form if len(form.getlist(key)) > 1]
+    fields: dict[str, str] = {}
+    repeated = []
+    for key, values in request.form.lists():  # one pass: FreeSWITCH sends ~45 fields
+        if len(values) > 1:
+            repeated.append(key)
+        fields[key] = values[0]
     if repeated:
         raise _Refused(f"repeated form keys {sorted(repeated)}")
-    return {key: form[key] for key in form}
+    return fields
 
 
 def _xml(text: str) -> Response:
