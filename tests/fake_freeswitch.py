@@ -19,6 +19,11 @@ What it knows (state, all public attributes):
 - ``directory_cache``: (user, realm) pairs ``xml_flush_cache`` can clear (a registration or an
   originate caches its user, as ``cacheable`` directory answers do).
 
+How it serves: one greenlet per connection, as FreeSWITCH uses one thread per connection: it
+reads a command byte by byte and never ahead (as mod_event_socket's ``read_packet``), runs it,
+writes the reply, and writes events only between commands. So ``msleep`` holds its own
+connection and nothing else, and commands pipelined on one connection are served one by one.
+
 Who is known: every user of every realm is known (a registered user rings, an unregistered one
 gives ``-ERR USER_NOT_REGISTERED``) unless ``set_behaviour(user, realm, "unknown")`` or a
 ``directory(user, realm) -> bool`` callable given to the constructor says otherwise
@@ -56,7 +61,7 @@ from urllib.parse import unquote
 
 import gevent
 import gevent.event
-import gevent.queue
+import gevent.lock
 from gevent import socket
 from gevent.server import StreamServer
 
@@ -227,10 +232,12 @@ class Fault:
 
 
 class FakeConnection:
-    """One client connection: a reader greenlet feeding a worker that writes in order.
+    """One client connection, served by one greenlet as FreeSWITCH serves it by one thread.
 
-    As in FreeSWITCH, a connection runs one command at a time and writes its events only
-    between commands: ``msleep`` on it holds its events and replies, not other connections'.
+    The greenlet reads a command (byte by byte, never ahead), runs it, writes the reply, then
+    reads the next. Events are written between commands: while a command runs (``msleep``, a
+    slow or hung command) they wait, and so does everything else on that connection; other
+    connections are not affected.
     """
 
     def __init__(self, fake: FakeFreeSwitch, sock: socket.socket, address: tuple) -> None:
@@ -245,10 +252,12 @@ class FakeConnection:
         self.commands: list[str] = []
         #: ("recv" | "reply", first line) in the order they happened: shows pipelining
         self.trace: list[tuple[str, str]] = []
-        self.queue: gevent.queue.Queue = gevent.queue.Queue()
         self.closed = gevent.event.Event()
         self.busy = False
         self.greenlet: gevent.Greenlet | None = None
+        self._pending: list[bytes] = []  # events that arrived while a command ran
+        self._close_after_pending = False
+        self._write_lock = gevent.lock.Semaphore(1)
 
     @property
     def subscribed(self) -> bool:
@@ -261,15 +270,30 @@ class FakeConnection:
             return "CUSTOM" in self.events and subclass in self.subclasses
         return name in self.events
 
-    def push(self, item: tuple) -> None:
-        if not self.closed.is_set():
-            self.queue.put(item)
+    def deliver(self, data: bytes, close: bool = False) -> None:
+        """Write an event (or raw bytes) now if idle, else right after the running command."""
+        if self.closed.is_set():
+            return
+        if self.busy or self._pending:
+            self._pending.append(data)
+            self._close_after_pending |= close
+            return
+        self.write(data)
+        if close:
+            self.close()
+
+    def _flush(self) -> None:
+        while self._pending and not self.closed.is_set():
+            self.write(self._pending.pop(0))
+        if self._close_after_pending:
+            self.close()
 
     def write(self, data: bytes) -> None:
         if self.closed.is_set():
             return
         try:
-            self.sock.sendall(data)
+            with self._write_lock:
+                self.sock.sendall(data)
         except OSError:
             self.close()
 
@@ -277,7 +301,6 @@ class FakeConnection:
         if self.closed.is_set():
             return
         self.closed.set()
-        self.queue.put(("stop",))
         try:
             self.sock.shutdown(socket.SHUT_RDWR)
         except OSError:
@@ -286,86 +309,78 @@ class FakeConnection:
             self.sock.close()
         except OSError:
             pass
-        worker = self.greenlet
-        if self.busy and worker is not None and worker is not gevent.getcurrent():
+        serving = self.greenlet
+        if self.busy and serving is not None and serving is not gevent.getcurrent():
             # A closed connection's command (msleep, a hang fault) ends with it.
-            worker.kill(block=False)
+            serving.kill(block=False)
 
-    def reader(self) -> None:
-        """Read commands as mod_event_socket's ``read_packet`` does: one byte per ``recv``.
+    def read_command(self) -> tuple[str, bytes] | None:
+        """Read one command as mod_event_socket's ``read_packet`` does: one byte per ``recv``.
 
         FreeSWITCH never reads ahead, so commands pipelined on one connection cost it as much
         as commands sent one at a time; a buffered reader would make pipelining look far
         cheaper than it is on a real FreeSWITCH. The body announced by a ``Content-Length``
-        header is read in one go, as FreeSWITCH does.
+        header is read in one go, as FreeSWITCH does. ``None`` at the end of the stream.
         """
         recv = self.sock.recv
-        try:
-            while not self.closed.is_set():
+        data = bytearray()
+        while not data.endswith(b"\n\n"):
+            byte = recv(1)
+            if not byte:
+                return None
+            if not data and byte in b"\r\n":
+                continue  # FreeSWITCH skips blank lines before a command
+            data += byte
+            if len(data) % 4096 == 0:
+                # Let the rest of the process run while a huge command trickles in.
+                gevent.sleep(0)
                 while self.fake.stall_reads and not self.closed.is_set():
                     gevent.sleep(0.005)
-                data = bytearray()
-                while not data.endswith(b"\n\n"):
-                    byte = recv(1)
-                    if not byte:
-                        return
-                    if not data and byte in b"\r\n":
-                        continue  # FreeSWITCH skips blank lines before a command
-                    data += byte
-                    if len(data) % 4096 == 0:
-                        # FreeSWITCH reads on its own thread; this reader must let the rest
-                        # of the process run while a huge command trickles in.
-                        gevent.sleep(0)
-                        while self.fake.stall_reads and not self.closed.is_set():
-                            gevent.sleep(0.005)
-                        if len(data) >= MAX_COMMAND:
-                            break  # as read_packet: a command ends at its size limit
-                text = data.decode("utf-8", "replace").replace("\r", "")
-                lines = [line for line in text.split("\n") if line]
-                body = b""
-                for line in lines[1:]:
-                    name, _, value = line.partition(":")
-                    if name.strip().lower() == "content-length" and value.strip().isdigit():
-                        size = int(value.strip())
-                        while len(body) < size:
-                            chunk = recv(size - len(body))
-                            if not chunk:
-                                return
-                            body += chunk
-                self.trace.append(("recv", lines[0]))
-                self.push(("command", "\n".join(lines), body))
-        except (OSError, ValueError):
-            return
-        finally:
-            self.close()
+                if len(data) >= MAX_COMMAND:
+                    break  # as read_packet: a command ends at its size limit
+        text = data.decode("utf-8", "replace").replace("\r", "")
+        lines = [line for line in text.split("\n") if line]
+        body = b""
+        for line in lines[1:]:
+            name, _, value = line.partition(":")
+            if name.strip().lower() == "content-length" and value.strip().isdigit():
+                size = int(value.strip())
+                while len(body) < size:
+                    chunk = recv(size - len(body))
+                    if not chunk:
+                        return None
+                    body += chunk
+        return "\n".join(lines), body
 
-    def worker(self) -> None:
+    def serve(self) -> None:
         self.greenlet = gevent.getcurrent()
         if self.fake.hang_on_connect:
             self.closed.wait()
             return
         self.write(AUTH_REQUEST)
-        while not self.closed.is_set():
-            item = self.queue.get()
-            if item[0] == "stop":
-                break
-            if item[0] in ("event", "raw"):
-                self.write(item[1])
-            elif item[0] == "close":
-                if item[1]:
-                    self.write(item[1])
-                self.close()
-            elif item[0] == "command":
+        try:
+            while not self.closed.is_set():
+                while self.fake.stall_reads and not self.closed.is_set():
+                    gevent.sleep(0.005)
+                command = self.read_command()
+                if command is None:
+                    return
+                text, body = command
+                self.trace.append(("recv", text.split("\n", 1)[0]))
                 self.busy = True
                 try:
-                    self.fake._handle_command(self, item[1], item[2])
-                except gevent.GreenletExit:
-                    raise
-                except Exception:
-                    log.exception("fake FreeSWITCH: command failed: %r", item[1])
-                    self.close()
+                    self.fake._handle_command(self, text, body)
                 finally:
                     self.busy = False
+                self._flush()
+        except (OSError, ValueError):
+            return
+        except gevent.GreenletExit:
+            raise
+        except Exception:
+            log.exception("fake FreeSWITCH: connection failed")
+        finally:
+            self.close()
 
 
 # ---------------------------------------------------------------------------- the server
@@ -485,12 +500,12 @@ class FakeFreeSwitch:
         if notice:
             for conn in list(self.connections):
                 if conn.busy:
-                    # Its worker is inside a command (msleep, a hang fault): FreeSWITCH writes
-                    # the notice from another thread, so do we, then close.
+                    # It is inside a command (msleep, a hang fault): FreeSWITCH writes the
+                    # notice from another thread, so do we, then close.
                     conn.write(disconnect_notice(SHUTDOWN))
                     conn.close()
                 else:
-                    conn.push(("close", disconnect_notice(SHUTDOWN)))
+                    conn.deliver(disconnect_notice(SHUTDOWN), close=True)
             if self.shutdown_linger:
                 gevent.sleep(self.shutdown_linger)
         else:
@@ -533,11 +548,10 @@ class FakeFreeSwitch:
             pass
         conn = FakeConnection(self, sock, address)
         self.connections.append(conn)
-        self._spawn(conn.reader)  # ends by itself once the socket is closed
         try:
-            conn.worker()
+            conn.serve()
         finally:
-            # First forget it: a kill of a busy worker may land anywhere in here.
+            # First forget it: a kill of a busy connection may land anywhere in here.
             if conn in self.connections:
                 self.connections.remove(conn)
             conn.close()
@@ -614,7 +628,7 @@ class FakeFreeSwitch:
         targets = self.event_connections() if to == "events" else [
             c for c in self.connections if c.authenticated]
         for conn in targets:
-            conn.push(("raw", raw))
+            conn.deliver(raw)
         return len(targets)
 
     # ------------------------------------------------------------------ events
@@ -670,7 +684,7 @@ class FakeFreeSwitch:
         frame = serialize_event(headers, body)
         for conn in list(self.connections):
             if conn.authenticated and conn.wants(name, subclass):
-                conn.push(("event", frame))
+                conn.deliver(frame)
         return frame
 
     def _registration_values(self, reg: FakeRegistration) -> dict[str, str | None]:
@@ -871,6 +885,15 @@ class FakeFreeSwitch:
             if fault.kind == "slow":
                 gevent.sleep(fault.seconds)
             elif fault.kind == "hang":
+                # Hang until the client goes away (noticed by peeking for its EOF), so that a
+                # client that gave up does not leave this connection behind.
+                try:
+                    if conn.sock.recv(1, socket.MSG_PEEK) == b"":
+                        conn.close()
+                        return
+                except OSError:
+                    conn.close()
+                    return
                 conn.closed.wait()
                 return
             elif fault.kind == "close":
@@ -897,8 +920,8 @@ class FakeFreeSwitch:
                 if args == self.password:
                     conn.authenticated = True
                     return command_reply("+OK accepted"), None
-                return command_reply("-ERR invalid"), lambda: conn.push(
-                    ("close", disconnect_notice(GOODBYE)))
+                return command_reply("-ERR invalid"), lambda: conn.deliver(
+                    disconnect_notice(GOODBYE), close=True)
             return command_reply("-ERR command not found"), None
         if verb == "api":
             return api_response(self._api(args)), None
@@ -924,8 +947,8 @@ class FakeFreeSwitch:
             self.sent_events.append((args.strip(), dict(headers)))
             return command_reply(f"+OK {event_id}"), None
         if verb == "exit":
-            return command_reply("+OK bye"), lambda: conn.push(
-                ("close", disconnect_notice(GOODBYE)))
+            return command_reply("+OK bye"), lambda: conn.deliver(
+                disconnect_notice(GOODBYE), close=True)
         return command_reply("-ERR command not found"), None
 
     def _api(self, command: str) -> bytes | str:
