@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Any
 
+import gevent
 import pytest
 from fixtures_web import assert_error, assert_invalid, client_for, make_account
 from test_actions_support import (
@@ -19,6 +20,8 @@ from test_actions_support import (
 
 from models import db
 from models import device as devices
+from models import documents as docs
+from models.tables import DeviceRow
 
 
 @pytest.fixture
@@ -196,6 +199,33 @@ def test_a_failed_update_with_sync_true_sends_nothing(bridge: Bridge) -> None:
     bridge.settle()
     assert bridge.sent() == []
     assert bridge.api.get(path).json()["data"]["name"] == "newer"
+
+
+def test_a_conflicting_update_with_sync_true_sends_nothing(bridge: Bridge,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """409: a rival writer commits between the update's read and its write."""
+    device = bridge.device("2001")
+    bridge.register(bridge.fs1, "2001")
+    bridge.mark()
+    original = docs.update_document
+
+    def raced(table: Any, current: Any, doc: dict[str, Any], **columns: Any) -> Any:
+        def rival() -> None:
+            with db.database.connection_context():
+                DeviceRow.update(rev_n=DeviceRow.rev_n + 1).where(DeviceRow.id == current.id).execute()
+
+        gevent.spawn(rival).get(timeout=5)  # its own connection, committed
+        return original(table, current, doc, **columns)
+
+    monkeypatch.setattr(docs, "update_document", raced)
+    path = f"devices/{device['id']}"
+    for change in ({"sync": True, "name": "x"}, {"sync": True, "sip": {"password": "new-secret"}}):
+        assert_error(bridge.api.patch(path, change), 409, "datastore_conflict")
+    monkeypatch.undo()
+    bridge.settle()
+    assert bridge.sent() == []
+    stored = bridge.api.get(path).json()["data"]
+    assert stored["name"] == "phone 2001" and stored["sip"]["password"] == "secret-pass"
 
 
 def test_sync_true_on_create_is_not_stored(bridge: Bridge) -> None:
