@@ -200,6 +200,21 @@ def fetch(table: type[DocumentTable], ident: str, account_id: str | None = None)
     return to_document(row)
 
 
+_EXISTS: dict[type[DocumentTable], Prepared] = {}
+
+
+def require(table: type[DocumentTable], ident: str, account_id: str) -> None:
+    """NotFound unless document `ident` of `account_id` exists: an index probe, nothing read."""
+    if not is_id(ident):
+        raise NotFound(ident)
+    probe = _EXISTS.get(table)
+    if probe is None:
+        probe = _EXISTS[table] = Prepared(lambda ident, account_id: table.select(table.id).where(
+            (table.id == ident) & (table.account_id == account_id)).limit(1))
+    if next(probe.tuples(ident, account_id), None) is None:
+        raise NotFound(ident)
+
+
 # ---------------------------------------------------------------------------------------------
 # Listings
 

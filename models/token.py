@@ -36,7 +36,9 @@ def issue_token(account_id: str, user_id: str | None, method: str) -> str:
 
 
 # Every API request looks its token up: prepared, not rebuilt by peewee each time.
-_BY_TOKEN = Prepared(lambda token: TokenRow.select().where(TokenRow.token == token).limit(1))
+_BY_TOKEN = Prepared(lambda token: TokenRow.select(
+    TokenRow.account_id, TokenRow.user_id, TokenRow.method, TokenRow.last_used)
+    .where(TokenRow.token == token).limit(1))
 _ACCOUNT_BY_KEY = Prepared(
     lambda key: AccountRow.select(AccountRow.id).where(AccountRow.api_key == key).limit(1))
 
@@ -45,14 +47,15 @@ def identify(token: str, now: float | None = None) -> Identity | None:
     """The identity behind a token or an account API key (Kazoo's QuickCall accepts either)."""
     now = time.time() if now is None else now
     if _TOKEN_RE.match(token):
-        row = _BY_TOKEN.first(token)
+        row = next(_BY_TOKEN.tuples(token), None)
         if row is not None:
-            if now - row.last_used > IDLE_SECONDS:
+            account_id, user_id, method, last_used = row
+            if now - last_used > IDLE_SECONDS:
                 TokenRow.delete().where(TokenRow.token == token).execute()
                 return None
-            if now - row.last_used > REFRESH_AFTER_SECONDS:
+            if now - last_used > REFRESH_AFTER_SECONDS:
                 TokenRow.update(last_used=now).where(TokenRow.token == token).execute()
-            return Identity(row.account_id, row.user_id, row.method)
+            return Identity(account_id, user_id, method)
     if _API_KEY_RE.match(token):
         account = _ACCOUNT_BY_KEY.first(token)
         if account is not None:

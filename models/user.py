@@ -95,6 +95,11 @@ def get_user(account_id: str, user_id: str) -> Document:
     return docs.fetch(UserRow, user_id, account_id)
 
 
+def require_user(account_id: str, user_id: str) -> None:
+    """NotFound unless the user exists in the account."""
+    docs.require(UserRow, user_id, account_id)
+
+
 def update_user(account_id: str, user_id: str, data: Any, *, merge: bool,
                 if_match: str | None = None) -> tuple[Document, Document]:
     """Replace or merge-patch a user; returns (before, after)."""

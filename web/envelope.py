@@ -33,13 +33,22 @@ def _dump(body: dict[str, Any]) -> str:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
 
 
+def _encoded_revision(encoded_data: str) -> str:
+    """The revision of a listing from its encoded data: the md5 of `{"d": data}` encoded."""
+    return hashlib.md5(f'{{"d":{encoded_data}}}'.encode()).hexdigest()
+
+
 def listing_revision(data: Any) -> str:
-    return hashlib.md5(_dump({"d": data}).encode()).hexdigest()
+    return _encoded_revision(_dump(data))
 
 
 def _response(body: dict[str, Any], status: int, revision: str | None) -> Response:
-    response = Response(_dump(body), status=status, mimetype="application/json")
-    response.headers["X-Request-ID"] = body["request_id"]
+    return _json_response(_dump(body), body["request_id"], status, revision)
+
+
+def _json_response(text: str, request_id: str, status: int, revision: str | None) -> Response:
+    response = Response(text, status=status, mimetype="application/json")
+    response.headers["X-Request-ID"] = request_id
     if revision:
         response.headers["ETag"] = f'"{revision}"'
     return response
@@ -48,22 +57,26 @@ def _response(body: dict[str, Any], status: int, revision: str | None) -> Respon
 def success(data: Any, *, status: int = 200, revision: str | None = None,
             page: Page | None = None, token: str | None = None) -> Response:
     """A success envelope; listings pass their `page` for the pagination keys."""
+    # The data is encoded once: a listing's revision is the hash of that same text.
+    encoded_data = _dump(data)
     if revision is None:
-        revision = listing_revision(data)
-    body: dict[str, Any] = {
+        revision = _encoded_revision(encoded_data)
+    head: dict[str, Any] = {
         "auth_token": token if token is not None else g.get("auth_token") or "",
         "status": "success",
         "request_id": request_id(),
         "revision": revision,
-        "data": data,
     }
+    tail: dict[str, Any] = {}
     if page is not None and g.get("api_version") != "v1":
-        body["page_size"] = len(page.rows)
+        tail["page_size"] = len(page.rows)
         if page.start_key:
-            body["start_key"] = page.start_key
+            tail["start_key"] = page.start_key
         if page.next_start_key:
-            body["next_start_key"] = page.next_start_key
-    return _response(body, status, revision)
+            tail["next_start_key"] = page.next_start_key
+    # Exactly the text of _dump({**head, "data": data, **tail}).
+    text = f'{_dump(head)[:-1]},"data":{encoded_data}{"," + _dump(tail)[1:] if tail else "}"}'
+    return _json_response(text, head["request_id"], status, revision)
 
 
 def failure(reply: ErrorReply) -> Response:
@@ -131,6 +144,9 @@ def _refuse_truncated_stream(raw: bytes) -> None:
 
 def parse_body() -> dict[str, Any] | None:
     """The JSON body of the request as an object, or None when there is none (400 if malformed)."""
+    environ = request.environ
+    if not environ.get("CONTENT_LENGTH") and "HTTP_TRANSFER_ENCODING" not in environ:
+        return None  # HTTP/1.1: no Content-Length and no Transfer-Encoding is no body (most GETs)
     raw = request.get_data(cache=True)
     _refuse_truncated_stream(raw)
     if not raw or not raw.strip():

@@ -46,5 +46,5 @@ def delete_user(account_id: str, user_id: str) -> Response:
 
 
 def user_devices(account_id: str, user_id: str) -> Response:
-    users.get_user(account_id, user_id)  # 404 for an unknown user
+    users.require_user(account_id, user_id)  # 404 for an unknown user
     return success(devices.user_device_rows(account_id, user_id))
