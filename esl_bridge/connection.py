@@ -14,7 +14,8 @@ password, connect timeout, ``connected``, the auth-request event) and its handle
 Rules this class guarantees:
 
 - TCP connect, the wait for ``auth/request`` and the ``auth`` reply share one connect timeout.
-- One command in flight per connection (a lock), written with ``sendall``, bounded by a timeout.
+- One command in flight per connection (a lock), written whole (a first ``send``, then
+  ``sendall`` for any remainder), bounded by a timeout.
 - A connection that times out, fails to write, sees a disconnect notice, EOF or a frame it cannot
   parse is closed at once and for good; the caller in flight gets the exception immediately and
   later callers get ``NotConnected``. It is never reused: the pool makes a new one.
@@ -199,7 +200,7 @@ class EslConnection(InboundESL):
             timer = self._loop.timer(timeout)
             timer.start(self._deadline_passed, waiter, text, timeout)
             try:
-                self.sock.sendall((text + "\n\n").encode("utf-8"))
+                self._write_all((text + "\n\n").encode("utf-8"))
                 return waiter.get()
             except OSError as exc:
                 reason = self.close_reason
@@ -212,6 +213,16 @@ class EslConnection(InboundESL):
                 self._pending = None
         finally:
             lock.release()
+
+    def _write_all(self, data: bytes) -> None:
+        """Write every byte (greenswitch's bare ``send`` may write part of a frame).
+
+        One ``send`` nearly always takes a whole command; gevent's ``sendall`` costs several
+        microseconds more per call, so it only writes what a first ``send`` left over.
+        """
+        sent = self.sock.send(data)
+        if sent < len(data):
+            self.sock.sendall(memoryview(data)[sent:])
 
     def _deadline_passed(self, waiter: gevent.event.AsyncResult, text: str, timeout: float
                          ) -> None:

@@ -114,7 +114,9 @@ class _NodeState:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.name = node.name
-        self.idle: gevent.queue.Queue = gevent.queue.Queue()
+        # Last in, first out: the warmest connection serves next, and connections beyond what
+        # the load needs stay idle, so overflow ones can be seen idle and closed.
+        self.idle: gevent.queue.LifoQueue = gevent.queue.LifoQueue()
         self.live: set[EslConnection] = set()
         self.overflow: set[EslConnection] = set()
         self.opening = 0  # overflow connections being opened

@@ -113,13 +113,22 @@ def test_one_command_in_flight_per_connection(conn, fake_freeswitch):
     assert trace == ["recv", "reply"] * 8
 
 
-def test_writes_use_sendall(conn):
-    class OnlySendall:
+def test_partial_writes_still_send_the_whole_frame(conn, fake_freeswitch):
+    class Trickle:
+        """A socket that takes at most 7 bytes per send, as a full buffer can."""
+
         def __init__(self, sock):
             self._sock = sock
+            self.sends = 0
 
-        def sendall(self, data):
-            return self._sock.sendall(data)
+        def send(self, data, *args):
+            self.sends += 1
+            return self._sock.send(bytes(data[:7]), *args)
+
+        def sendall(self, data, *args):
+            view = memoryview(data)
+            while view:
+                view = view[self.send(view):]
 
         def shutdown(self, how):
             return self._sock.shutdown(how)
@@ -127,7 +136,11 @@ def test_writes_use_sendall(conn):
         def close(self):
             return self._sock.close()
 
-    conn.sock = OnlySendall(conn.sock)
+    conn.sock = Trickle(conn.sock)
+    text = "sendevent CUSTOM\nEvent-Subclass: esl::bridge\nx: " + "y" * 100
+    assert conn.execute(text).reply_text.startswith("+OK")
+    assert conn.sock.sends > 10
+    assert fake_freeswitch.commands[-1] == text
     assert conn.api("version").startswith("FreeSWITCH Version")
 
 
