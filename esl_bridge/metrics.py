@@ -16,6 +16,7 @@
         },
       },
       "jobs": {"pending": n, "completed": n, "failed": n, "lost": n, "expired": n},
+      "health": EslPool.health(),     # rendered as node_up and connections gauges
     }
 
 ``render_prometheus(pool.metrics())`` turns it into Prometheus text exposition lines, for the
