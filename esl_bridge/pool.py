@@ -2,8 +2,9 @@
 
 - Command connections never subscribe to events; each carries one command at a time. A caller
   takes an idle connection (waiting for one counts towards its timeout), uses it, and gives it
-  back unless it died. A node with no live connection fails callers at once (``NotConnected``);
-  so do callers already waiting when its last connection dies.
+  back unless it died. Waiting callers are served in turn: a returned connection goes to the
+  oldest of them, never to a newcomer. A node with no live connection fails callers at once
+  (``NotConnected``); so do callers already waiting when its last connection dies.
 - The event connection subscribes to ``commands.EVENT_SUBSCRIPTION``; it resolves ``bgapi`` jobs
   (``jobs.JobRegistry``) and keeps the registration cache current. When it drops, jobs of that
   node are released with ``ConnectionLost`` (their result can no longer be seen).
@@ -20,6 +21,7 @@ Usage::
 """
 from __future__ import annotations
 
+import collections
 import itertools
 import logging
 import random
@@ -31,7 +33,6 @@ from typing import Any, TypeVar
 
 import gevent
 import gevent.event
-import gevent.queue
 
 from . import commands
 from .connection import EslConnection
@@ -51,8 +52,6 @@ from .registrations import RegistrationCache, parse_xmlstatus
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-_WAKE = object()  # put in an idle queue to wake waiters when the node's last connection dies
 
 
 @dataclass(frozen=True)
@@ -114,14 +113,16 @@ class _NodeState:
     def __init__(self, node: Node) -> None:
         self.node = node
         self.name = node.name
-        # Last in, first out: the warmest connection serves next, and connections beyond what
-        # the load needs stay idle, so overflow ones can be seen idle and closed.
-        self.idle: gevent.queue.LifoQueue = gevent.queue.LifoQueue()
+        # Idle connections, last in first out: the warmest serves next, and connections beyond
+        # what the load needs stay idle, so overflow ones can be seen idle and closed.
+        self.idle: list[EslConnection] = []
+        # Callers waiting for a connection, first come first served: a returned connection is
+        # handed to the oldest of them, never left for a newcomer to take first.
+        self.waiting: collections.deque[gevent.event.AsyncResult] = collections.deque()
         self.live: set[EslConnection] = set()
         self.overflow: set[EslConnection] = set()
         self.opening = 0  # overflow connections being opened
         self.event_conn: EslConnection | None = None
-        self.waiters = 0
         self.last_error: str | None = None
         self.counters = NodeCounters()
 
@@ -138,9 +139,24 @@ class _NodeState:
         """At least one live command connection (stops at the first)."""
         return any(conn.alive for conn in self.live)
 
-    def wake_waiters(self) -> None:
-        for _ in range(self.waiters):
-            self.idle.put(_WAKE)
+    def release(self, conn: EslConnection) -> None:
+        """Give a connection back: to the oldest waiter if any, else to the idle stack."""
+        if not conn.alive or conn.retiring:
+            return
+        while self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.ready():
+                conn.in_use = True  # reserved for that waiter until it wakes
+                waiter.set(conn)
+                return
+        self.idle.append(conn)
+
+    def fail_waiters(self, reason: str) -> None:
+        """Release every waiting caller with ``NotConnected`` (no live connection is left)."""
+        while self.waiting:
+            waiter = self.waiting.popleft()
+            if not waiter.ready():
+                waiter.set_exception(NotConnected(reason, self.name))
 
 
 class EslPool:
@@ -235,7 +251,7 @@ class EslPool:
             return
         self._stopping.set()
         for state in self._states.values():
-            state.wake_waiters()
+            state.fail_waiters("the ESL pool is stopping")
         gevent.joinall(self._greenlets + list(self._helpers), timeout=timeout)
         leftover = [g for g in self._greenlets + list(self._helpers) if not g.dead]
         if leftover:
@@ -338,14 +354,14 @@ class EslPool:
                 self._spawn_helper(self._refresh_node, state)
             else:
                 state.live.add(conn)
-                state.idle.put(conn)
+                state.release(conn)
             gevent.wait([conn.closed, self._stopping], count=1)
             if event:
                 state.event_conn = None
             else:
                 state.live.discard(conn)
                 if not state.live:
-                    state.wake_waiters()
+                    state.fail_waiters("no live connection to FreeSWITCH")
             if self._stopping.is_set():
                 conn.stop(timeout=min(self.command_timeout, 1.0))
                 if event:
@@ -476,45 +492,62 @@ class EslPool:
         return state
 
     def _acquire(self, state: _NodeState, timeout: float) -> EslConnection:
-        """An idle live connection of ``state``, waiting at most ``timeout``.
+        """An idle live connection of ``state``, waiting at most ``timeout``, in turn.
 
-        After ``overflow_after`` seconds of waiting, an overflow connection is opened in the
-        background (if allowed); whichever connection frees first is taken.
+        A newcomer takes an idle connection only when nobody is waiting; otherwise it queues,
+        and returned connections go to waiters first come, first served. After
+        ``overflow_after`` seconds of waiting, an overflow connection is opened in the
+        background (if allowed); whichever connection comes first is taken.
         """
+        if not state.live or self._stopping.is_set():
+            raise NotConnected("no live connection to FreeSWITCH", state.name)
+        if not state.waiting:
+            idle = state.idle
+            while idle:
+                conn = idle.pop()
+                if conn.alive and not conn.retiring:
+                    conn.in_use = True
+                    return conn
+                # died (or is retiring) while idle; its slot replaces it if it is a slot's
+        waiter: gevent.event.AsyncResult = gevent.event.AsyncResult()
+        state.waiting.append(waiter)
         deadline = time.monotonic() + timeout
-        idle = state.idle
         asked_overflow = False
-        while True:
-            if not state.live or self._stopping.is_set():
-                raise NotConnected("no live connection to FreeSWITCH", state.name)
-            try:
-                item = idle.get_nowait()
-            except gevent.queue.Empty:
+        try:
+            while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
-                    raise self._busy(state, timeout) from None
+                    raise self._busy(state, timeout)
                 wait = remaining
                 if not asked_overflow and self._may_overflow(state):
                     wait = min(remaining, self.overflow_after)
-                state.waiters += 1
                 try:
-                    item = idle.get(timeout=wait)
-                except gevent.queue.Empty:
+                    conn = waiter.get(timeout=wait)
+                except gevent.Timeout:
                     if wait < remaining:
                         asked_overflow = True
                         if self._may_overflow(state):
                             state.opening += 1
                             self._spawn_helper(self._overflow_slot, state)
-                        continue
-                    raise self._busy(state, timeout) from None
-                finally:
-                    state.waiters -= 1
-            if item is _WAKE:
-                continue
-            if item.alive and not item.retiring:
-                item.in_use = True
-                return item
-            # died (or is retiring) while idle; its slot replaces it if it is a slot's
+                    continue
+                if conn.alive and not conn.retiring:
+                    return conn
+                # It died between the hand-off and now: wait for another, still in turn.
+                conn.in_use = False
+                waiter = gevent.event.AsyncResult()
+                state.waiting.appendleft(waiter)
+        except BaseException:
+            if waiter.ready() and waiter.successful():
+                # Handed a connection just as we gave up: pass it on rather than lose it.
+                got = waiter.value
+                got.in_use = False
+                state.release(got)
+            else:
+                try:
+                    state.waiting.remove(waiter)
+                except ValueError:
+                    pass
+            raise
 
     def _busy(self, state: _NodeState, timeout: float) -> CommandTimeout:
         return CommandTimeout(f"all {state.alive()} connections stayed busy for {timeout:g} s",
@@ -538,7 +571,7 @@ class EslPool:
         conn.last_used = time.monotonic()
         state.overflow.add(conn)
         state.live.add(conn)
-        state.idle.put(conn)
+        state.release(conn)
         log.debug("ESL %s: overflow connection opened (%d)", state.name, len(state.overflow))
         try:
             while not self._stopping.is_set() and conn.alive:
@@ -553,7 +586,7 @@ class EslPool:
             state.overflow.discard(conn)
             state.live.discard(conn)
             if not state.live:
-                state.wake_waiters()
+                state.fail_waiters("no live connection to FreeSWITCH")
             conn.stop(timeout=min(self.command_timeout, 1.0))
 
     def execute(self, text: str, *, node: str | None = None, timeout: float | None = None
@@ -575,9 +608,8 @@ class EslPool:
                 frame = conn.execute(text, max(timeout - (time.monotonic() - started), 0.001))
             finally:
                 conn.in_use = False
-                if conn.alive:
-                    conn.last_used = time.monotonic()
-                    state.idle.put(conn)
+                conn.last_used = time.monotonic()
+                state.release(conn)
         except EslError as exc:
             counters = state.counters
             counters.failures[kind] += 1
@@ -681,8 +713,7 @@ class EslPool:
                 "reconnects": state.counters.reconnects,
                 "connect_failures": state.counters.connect_failures,
                 "pool_size": self.pool_size,
-                "idle": sum(1 for item in list(state.idle.queue)
-                            if item is not _WAKE and item.alive and not item.retiring),
+                "idle": sum(1 for conn in state.idle if conn.alive and not conn.retiring),
             }
         return report
 

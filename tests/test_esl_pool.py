@@ -242,6 +242,26 @@ def test_waiters_are_released_when_the_last_connection_dies(
         waiting.get(timeout=2.0)
 
 
+def test_waiting_callers_are_served_in_turn(fake_freeswitch, esl_pool_factory):
+    pool = esl_pool_factory([fake_freeswitch], pool_size=1, max_overflow=0, command_timeout=0.5)
+
+    def hog() -> None:  # commands back to back, as a user presence over many devices sends
+        for _ in range(30):
+            pool.api("msleep 10")
+
+    hogging = gevent.spawn(hog)
+    assert fake_freeswitch.wait_for("api msleep")
+    waiters = [gevent.spawn(pool.api, "version") for _ in range(3)]
+    for waiter in waiters:  # each gets the connection after at most a command or two
+        assert waiter.get(timeout=5.0).startswith("FreeSWITCH Version")
+    hogging.get(timeout=10.0)
+    sent = [c for c in fake_freeswitch.commands if c.startswith("api ")]
+    first_version = sent.index("api version")
+    assert first_version <= 2, sent[:5]
+    assert sent.count("api version") == 3
+    assert sent.index("api version") < len(sent) - 10  # served among the hog's, not after
+
+
 def test_busy_connections_bound_the_wait(fake_freeswitch, esl_pool_factory):
     pool = esl_pool_factory([fake_freeswitch], pool_size=1, command_timeout=0.1,
                             max_overflow=0)
