@@ -210,10 +210,10 @@ _USER_DEVICE_ROWS = Prepared(lambda account_id, user_id: (
 def user_device_rows(account_id: str, user_id: str) -> list[dict[str, Any]]:
     """SPEC §5: one row per device the user owns or is hotdesked into, with `hotdesked`."""
     out = []
-    for row in _USER_DEVICE_ROWS.rows(account_id, user_id):
-        item = listing_row(row.id, docs.decode(row.doc))
+    for ident, doc, owner_id in _USER_DEVICE_ROWS.tuples(account_id, user_id):  # all text
+        item = listing_row(ident, docs.decode(doc))
         item.pop("username")
-        item["hotdesked"] = row.owner_id != user_id
+        item["hotdesked"] = owner_id != user_id
         out.append(item)
     return out
 
