@@ -1,10 +1,11 @@
 """What the benchmarks share: seeding a database, the server process, the load generator and
 the report (a table for people, then one JSON line for machines, SPEC §9).
 
-The server (`bench/server.py`: esl-bridge's `BridgeServer` with a bare baseline route added) runs
-in its own process, pinned to one CPU; the load generator runs here, pinned to another, over
-keep-alive HTTP/1.1 connections with a fixed concurrency. Each endpoint is measured in several
-rounds interleaved with the bare route, after a warm-up that is not counted.
+Each size gets its own server (`bench/server.py`: esl-bridge's `BridgeServer` with a bare
+baseline route added) in its own process, pinned to one CPU; the load generator runs here, pinned
+to another, over keep-alive HTTP/1.1 connections with a fixed concurrency. After a warm-up that is
+not counted, every endpoint is measured in several short rounds, interleaved with the bare route
+and with the other sizes, so that a slow spell of the machine falls on all of them alike.
 """
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -381,9 +382,10 @@ def options(description: str) -> Options:
     parser.add_argument("--sizes", default="1000,100000",
                         help="device counts to seed, comma-separated (default 1000,100000)")
     parser.add_argument("--concurrency", type=int, default=8, help="keep-alive connections (8)")
-    parser.add_argument("--duration", type=float, default=3.0,
-                        help="seconds per endpoint per round (3)")
-    parser.add_argument("--rounds", type=int, default=3, help="rounds, interleaving endpoints (3)")
+    parser.add_argument("--duration", type=float, default=2.0,
+                        help="seconds per endpoint per round (2)")
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="rounds, interleaving endpoints and sizes (5)")
     parser.add_argument("--warmup", type=float, default=1.5,
                         help="seconds of uncounted load per endpoint first (1.5)")
     args = parser.parse_args()
@@ -396,26 +398,34 @@ def bare_target() -> Target:
                   lambda status, body: status == 200 and b'"ok":true' in body)
 
 
-def measure(server: Server, targets: list[Target], opts: Options) -> dict[str, dict[str, Any]]:
-    """Warm every target up, then measure them round-robin; the figures with ratios to bare."""
-    for target in targets:
-        run_load(server.port, target, opts.warmup, opts.concurrency)
-    tallies = {t.name: Tally() for t in targets}
-    for _ in range(opts.rounds):
+def measure(runs: dict[str, tuple[Server, list[Target]]],
+            opts: Options) -> dict[str, dict[str, dict[str, Any]]]:
+    """Warm every target of every size up, then measure them round-robin, the sizes
+    interleaved too (so a slow spell of the machine falls on all of them); the figures of each
+    size with ratios to its bare route."""
+    for server, targets in runs.values():
         for target in targets:
-            tally = tallies[target.name]
-            cpu_before = server.cpu_seconds()
-            run_load(server.port, target, opts.duration, opts.concurrency, tally)
-            cpu_after = server.cpu_seconds()
-            if cpu_before is None or cpu_after is None or tally.cpu_seconds is None:
-                tally.cpu_seconds = None
-            else:
-                tally.cpu_seconds += cpu_after - cpu_before
-    figures = {name: tally.summary() for name, tally in tallies.items()}
-    bare_rps = figures["bare"]["rps"]
-    for item in figures.values():
-        item["ratio_to_bare"] = round(item["rps"] / bare_rps, 3) if bare_rps else 0.0
-    return figures
+            run_load(server.port, target, opts.warmup, opts.concurrency)
+    tallies = {size: {t.name: Tally() for t in targets} for size, (_, targets) in runs.items()}
+    for _ in range(opts.rounds):
+        for size, (server, targets) in runs.items():
+            for target in targets:
+                tally = tallies[size][target.name]
+                cpu_before = server.cpu_seconds()
+                run_load(server.port, target, opts.duration, opts.concurrency, tally)
+                cpu_after = server.cpu_seconds()
+                if cpu_before is None or cpu_after is None or tally.cpu_seconds is None:
+                    tally.cpu_seconds = None
+                else:
+                    tally.cpu_seconds += cpu_after - cpu_before
+    results = {}
+    for size, by_target in tallies.items():
+        figures = {name: tally.summary() for name, tally in by_target.items()}
+        bare_rps = figures["bare"]["rps"]
+        for item in figures.values():
+            item["ratio_to_bare"] = round(item["rps"] / bare_rps, 3) if bare_rps else 0.0
+        results[size] = figures
+    return results
 
 
 def machine() -> dict[str, Any]:
@@ -433,29 +443,31 @@ def machine() -> dict[str, Any]:
 
 def run(name: str, opts: Options,
         make_targets: Callable[[int, Seeded, random.Random], list[Target]]) -> None:
-    """Seed each size, start the server, measure the targets against bare, report."""
-    results: dict[str, dict[str, dict[str, Any]]] = {}
+    """Seed each size, start a server on each, measure the targets against bare, report."""
     labels: dict[str, str] = {}
     seeding: dict[str, float] = {}
     workdir = Path(tempfile.mkdtemp(prefix=f"esl-bridge-bench-{name}-"))
+    own_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     try:
+        seeded = {}
         for size in opts.sizes:
-            seeded = seed(workdir / f"{size}.db", size)
-            seeding[str(size)] = round(seeded.seconds, 1)
-            print(f"# seeded {size} devices and {len(seeded.user_ids)} users in {seeded.seconds:.1f} s",
-                  file=sys.stderr, flush=True)
-            with server_process(seeded.url) as server:
-                own_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-                _pin(0, 1)
-                try:
-                    targets = [bare_target(),
-                               *make_targets(server.port, seeded, random.Random(size))]
-                    labels.update({t.name: t.label for t in targets})
-                    results[str(size)] = measure(server, targets, opts)
-                finally:
-                    if own_cpus is not None:
-                        os.sched_setaffinity(0, own_cpus)
+            seeded[size] = seed(workdir / f"{size}.db", size)
+            seeding[str(size)] = round(seeded[size].seconds, 1)
+            print(f"# seeded {size} devices and {len(seeded[size].user_ids)} users in "
+                  f"{seeded[size].seconds:.1f} s", file=sys.stderr, flush=True)
+        with ExitStack() as stack:
+            runs = {}
+            for size in opts.sizes:
+                server = stack.enter_context(server_process(seeded[size].url))
+                targets = [bare_target(),
+                           *make_targets(server.port, seeded[size], random.Random(size))]
+                labels.update({t.name: t.label for t in targets})
+                runs[str(size)] = (server, targets)
+            _pin(0, 1)
+            results = measure(runs, opts)
     finally:
+        if own_cpus is not None:
+            os.sched_setaffinity(0, own_cpus)
         shutil.rmtree(workdir, ignore_errors=True)
     report(name, opts, results, labels, seeding)
 
