@@ -9,7 +9,7 @@ from models import documents as docs
 from models.db import database
 from models.documents import Document
 from models.errors import ValidationFailed
-from models.tables import AccountRow
+from models.tables import AccountRow, DeviceRow
 from models.validation import Errors, add_error, validate, with_defaults
 
 
@@ -26,7 +26,12 @@ def _unique_errors(doc: dict[str, Any], own_id: str | None) -> Errors:
         q = AccountRow.select(AccountRow.id).where(AccountRow.realm == realm.lower())
         if own_id:
             q = q.where(AccountRow.id != own_id)
-        if q.exists():
+        # Devices of another account may already register in that realm (SIP realms other
+        # than their account's): a realm belongs to one account.
+        devices = DeviceRow.select(DeviceRow.id).where(DeviceRow.realm == realm.lower())
+        if own_id:
+            devices = devices.where(DeviceRow.account_id != own_id)
+        if q.exists() or devices.exists():
             add_error(errors, "realm", "unique", "Account realm already in use", cause=realm)
     return errors
 

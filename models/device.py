@@ -85,6 +85,14 @@ def _database_errors(account: Document, doc: dict[str, Any], own_id: str | None,
             (DeviceRow.realm == cols["realm"]) & (DeviceRow.sip_username_lc == cols["sip_username_lc"]))):
         add_error(errors, "sip.username", "unique", "SIP credentials already in use",
                   cause=doc["sip"]["username"])
+    realm = cols["realm"]
+    if realm != account.doc["realm"].lower() and (
+            AccountRow.select(AccountRow.id).where(AccountRow.realm == realm).exists()
+            or DeviceRow.select(DeviceRow.id).where(
+                (DeviceRow.realm == realm) & (DeviceRow.account_id != account.id)).exists()):
+        # A realm belongs to one account: a device naming another account's realm would answer
+        # that account's directory lookups and block its SIP usernames.
+        add_error(errors, "sip.realm", "invalid", "The realm belongs to another account", cause=realm)
     if cols["mac_address"] and "mac_address" not in errors and taken(DeviceRow.select(DeviceRow.id).where(
             (DeviceRow.account_id == account.id) & (DeviceRow.mac_address == cols["mac_address"]))):
         add_error(errors, "mac_address", "unique", "MAC address already in use",

@@ -67,3 +67,8 @@ def purge_expired(now: float | None = None) -> int:
     """Delete tokens idle for longer than the expiry; returns how many."""
     now = time.time() if now is None else now
     return TokenRow.delete().where(TokenRow.last_used < now - IDLE_SECONDS).execute()
+
+
+def revoke_user_tokens(user_id: str) -> int:
+    """Delete every token issued to a user (deleted or disabled); returns how many."""
+    return TokenRow.delete().where(TokenRow.user_id == user_id).execute()

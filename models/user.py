@@ -9,6 +9,7 @@ from models.db import database
 from models.documents import Document, ListQuery, Page
 from models.errors import ValidationFailed
 from models.tables import DeviceRow, HotdeskRow, UserRow
+from models.token import revoke_user_tokens
 from models.validation import Errors, add_error, validate, with_defaults
 
 LISTING_KEYS = ("first_name", "last_name", "username", "email", "priv_level", "enabled", "presence_id")
@@ -113,6 +114,8 @@ def update_user(account_id: str, user_id: str, data: Any, *, merge: bool,
         creds = _credential_columns(doc, password, errors, current)
         validate("user", doc, errors)
         doc.pop("password", None)
+        if doc.get("enabled") is False:
+            revoke_user_tokens(user_id)
         return current, docs.update_document(UserRow, current, doc, **_columns(doc), **creds)
 
 
@@ -139,6 +142,7 @@ def delete_user(account_id: str, user_id: str, if_match: str | None = None) -> D
                 doc["hotdesk"] = {**doc["hotdesk"], "users": users}
             docs.update_document(DeviceRow, device, doc, owner_id=doc.get("owner_id"))
         HotdeskRow.delete().where(HotdeskRow.user_id == user_id).execute()
+        revoke_user_tokens(user_id)
         docs.delete_document(UserRow, current)
         return current
 

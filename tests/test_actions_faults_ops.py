@@ -368,14 +368,6 @@ def test_get_quickcall_jobs_do_not_pile_up(bridge: Bridge) -> None:
 
 # --- a busy pool --------------------------------------------------------------------------------------
 
-@pytest.mark.xfail(strict=True, reason=(
-    "esl_bridge.pool: EslPool._acquire lets a newcomer take an idle connection ahead of "
-    "callers already waiting: gevent's Queue.put only schedules the waiter's wake-up, and both "
-    "get_nowait() and get() take a queued item at once; so a greenlet sending commands back to "
-    "back (here a user presence over 30 devices) takes the connection it just returned, every "
-    "time, and the waiting request starves until its command timeout: 503 'all 1 connections "
-    "stayed busy' although FreeSWITCH answered every command within 10 ms. A FIFO hand-off "
-    "of returned connections to waiters makes this pass"))
 def test_a_busy_pool_serves_waiting_requests_in_turn(start_bridge, fake_freeswitch_factory,
                                                      esl_pool_factory) -> None:
     bridge = next(bridge_fixture(start_bridge, fake_freeswitch_factory, esl_pool_factory,

@@ -118,8 +118,6 @@ def test_user_auth_follows_a_password_change(api):
     assert user_auth(api, credentials=md5("bob:second-pw"), account_name="acme").status_code == 201
 
 
-@pytest.mark.xfail(strict=True, reason="design decision for the lead: a user_auth token outlives its user "
-                   "(deleted or disabled); refreshed on use, it never expires while it is used")
 @pytest.mark.parametrize("change", ["delete", "disable"])
 def test_a_token_dies_with_its_user(api, change):
     user = api.create_user(username="bob", password="pa55-word", priv_level="admin")

@@ -398,9 +398,6 @@ def test_sip_realm_defaults_to_the_account_realm_of_a_sub_account(api):
     api.create_device(sip={"username": "alice", "password": "secret-1"})
 
 
-@pytest.mark.xfail(strict=True, reason="design decision for the lead: a device may name any sip.realm, "
-                   "including another account's, and then answers that account's directory lookups "
-                   "and blocks its SIP usernames")
 def test_a_device_cannot_take_another_accounts_realm(api, other):
     response = other.put("devices", {"name": "impostor", "sip": {"username": "bob", "password": "secret-1",
                                                                  "realm": "acme.test"}})
