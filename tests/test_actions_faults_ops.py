@@ -318,6 +318,7 @@ def test_health_reports_a_database_failure(bridge: Bridge, monkeypatch: pytest.M
     monkeypatch.setattr(db.database.obj, "execute_sql", failing)
     response = requests.get(f"{bridge.url}/health", timeout=10)
     assert response.status_code == 503, response.text
+    assert response.json()["status"] == "error"
     data = response.json()["data"]
     assert data["database"]["ok"] is False and "disk I/O error" in data["database"]["error"]
     assert data["freeswitch"][bridge.fs1.name]["connected"] is True

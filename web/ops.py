@@ -8,7 +8,8 @@ from flask import Blueprint, Response
 
 from esl_bridge import render_prometheus
 from models.db import database
-from web.envelope import success
+from web.envelope import failure, success
+from web.errors import ErrorReply
 from web.resource import runtime
 
 log = logging.getLogger(__name__)
@@ -43,8 +44,9 @@ def health() -> Response:
         "freeswitch": nodes,
         "freeswitch_connected": any(n.get("connected") for n in nodes.values()),
     }
-    response = success(data, status=200 if db["ok"] else 503)
-    return response
+    if not db["ok"]:
+        return failure(ErrorReply(503, "database_unavailable", data))
+    return success(data)
 
 
 def metrics() -> Response:
