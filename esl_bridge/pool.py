@@ -172,10 +172,12 @@ class EslPool:
             at ``max``, times a random factor in [0.5, 1] (jitter).
         registration_refresh: seconds between full refreshes of the registration cache.
         job_ttl: seconds after which a job that never reported is dropped (``JobTimeout``).
-        max_overflow: extra command connections a node may open when every connection has been
-            busy for ``overflow_after`` seconds (slow commands hold theirs, as ``msleep`` or a
-            big ``xmlstatus`` do); each is closed again after ``overflow_idle`` seconds unused.
-            They are not reconnected: under load new ones are opened instead. 0 disables.
+        max_overflow: extra command connections a node may open (default ``pool_size``) when
+            a caller finds every connection busy, or has waited ``overflow_after`` seconds if
+            that is set (default 0: at once, as SQLAlchemy's ``QueuePool`` does); each is closed
+            again after ``overflow_idle`` seconds unused. Slow commands (``msleep``, a big
+            ``xmlstatus``) hold their connection, so this keeps the others moving. Overflow
+            connections are not reconnected: under load new ones are opened. 0 disables.
     """
 
     def __init__(
@@ -191,7 +193,7 @@ class EslPool:
         registration_refresh: float = 300.0,
         job_ttl: float = 900.0,
         max_overflow: int | None = None,
-        overflow_after: float = 0.005,
+        overflow_after: float = 0.0,
         overflow_idle: float = 30.0,
     ) -> None:
         parsed = [n if isinstance(n, Node) else Node.parse(n) for n in nodes]
@@ -520,7 +522,12 @@ class EslPool:
                     raise self._busy(state, timeout)
                 wait = remaining
                 if not asked_overflow and self._may_overflow(state):
-                    wait = min(remaining, self.overflow_after)
+                    if self.overflow_after <= 0:
+                        asked_overflow = True
+                        state.opening += 1
+                        self._spawn_helper(self._overflow_slot, state)
+                    else:
+                        wait = min(remaining, self.overflow_after)
                 try:
                     conn = waiter.get(timeout=wait)
                 except gevent.Timeout:
