@@ -13,7 +13,16 @@ import random
 import re
 from pathlib import Path
 
-from common import FREESWITCH_SECRET, REALM, Seeded, Target, http_request, options, run
+from common import (
+    BARE_PATH,
+    FREESWITCH_SECRET,
+    REALM,
+    Seeded,
+    Target,
+    http_request,
+    options,
+    run,
+)
 
 POOL = 4096  # prepared requests, each for a random device
 RECORDED = (Path(__file__).resolve().parent.parent / "tests" / "data" / "xml_curl"
@@ -46,8 +55,16 @@ def targets(port: int, seeded: Seeded, rng: random.Random) -> list[Target]:
     requests = [http_request("POST", "/freeswitch/directory", headers,
                              body_for(template, rng.choice(seeded.sip_usernames)))
                 for _ in range(POOL)]
-    return [Target("directory", "POST /freeswitch/directory (sip_auth)", requests,
-                   lambda status, body: status == 200 and b'name="a1-hash"' in body)]
+    # For comparison only: the bare route given the same request (headers and form body, which
+    # it does not read), to tell what the request's size costs from what the lookup costs.
+    same_request = [r.replace(b"POST /freeswitch/directory ", f"POST {BARE_PATH} ".encode(), 1)
+                    for r in requests[:64]]
+    return [
+        Target("bare_same_request", "bare route, FreeSWITCH's request (info)", same_request,
+               lambda status, body: status == 200 and b'"ok":true' in body, baseline=True),
+        Target("directory", "POST /freeswitch/directory (sip_auth)", requests,
+               lambda status, body: status == 200 and b'name="a1-hash"' in body),
+    ]
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ def main() -> None:
                         freeswitch_secret=args.freeswitch_secret, log_level="warning")
     server = BridgeServer(settings, start_freeswitch=False)
     # On the same app (so through the same request hooks) and the same WSGI server.
-    server.app.add_url_rule(BARE_PATH, "bench_bare", bare, methods=["GET"])
+    server.app.add_url_rule(BARE_PATH, "bench_bare", bare, methods=["GET", "POST"])
     server.start()
     print(json.dumps({"port": server.http_port}), flush=True)
     stop = Event()
