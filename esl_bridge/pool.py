@@ -51,6 +51,10 @@ from .registrations import RegistrationCache, parse_xmlstatus
 
 log = logging.getLogger(__name__)
 
+
+class _WaitExpired(Exception):
+    """A caller's wait for a connection ran out (internal; becomes CommandTimeout)."""
+
 T = TypeVar("T")
 
 
@@ -229,6 +233,7 @@ class EslPool:
         self._stopping = gevent.event.Event()
         self._started = False
         self._round_robin = itertools.count()
+        self._loop = gevent.get_hub().loop
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -511,32 +516,51 @@ class EslPool:
                     conn.in_use = True
                     return conn
                 # died (or is retiring) while idle; its slot replaces it if it is a slot's
+        if self._may_overflow(state) and self.overflow_after <= 0:
+            state.opening += 1
+            self._spawn_helper(self._overflow_slot, state)
+            return self._wait_in_turn(state, timeout, asked_overflow=True)
+        return self._wait_in_turn(state, timeout, asked_overflow=False)
+
+    def _wait_in_turn(self, state: _NodeState, timeout: float, asked_overflow: bool
+                      ) -> EslConnection:
         waiter: gevent.event.AsyncResult = gevent.event.AsyncResult()
         state.waiting.append(waiter)
         deadline = time.monotonic() + timeout
-        asked_overflow = False
+        timer = None
         try:
             while True:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise self._busy(state, timeout)
-                wait = remaining
                 if not asked_overflow and self._may_overflow(state):
-                    if self.overflow_after <= 0:
-                        asked_overflow = True
+                    wait = min(remaining, self.overflow_after)
+                else:
+                    wait = remaining
+                    asked_overflow = True
+                # A bare loop timer, as for commands: cheaper than gevent.Timeout on this path,
+                # which every command takes when callers outnumber connections.
+                timer = self._loop.timer(wait)
+                timer.start(self._expire_wait, waiter)
+                try:
+                    conn = waiter.get()
+                except _WaitExpired:
+                    if wait >= remaining:
+                        raise self._busy(state, timeout) from None
+                    # overflow_after passed: ask for an overflow connection, keep our turn
+                    asked_overflow = True
+                    if self._may_overflow(state):
                         state.opening += 1
                         self._spawn_helper(self._overflow_slot, state)
-                    else:
-                        wait = min(remaining, self.overflow_after)
-                try:
-                    conn = waiter.get(timeout=wait)
-                except gevent.Timeout:
-                    if wait < remaining:
-                        asked_overflow = True
-                        if self._may_overflow(state):
-                            state.opening += 1
-                            self._spawn_helper(self._overflow_slot, state)
+                    fresh = gevent.event.AsyncResult()
+                    try:
+                        state.waiting[state.waiting.index(waiter)] = fresh
+                    except ValueError:
+                        state.waiting.appendleft(fresh)
+                    waiter = fresh
                     continue
+                finally:
+                    timer.close()
                 if conn.alive and not conn.retiring:
                     return conn
                 # It died between the hand-off and now: wait for another, still in turn.
@@ -555,6 +579,13 @@ class EslPool:
                 except ValueError:
                     pass
             raise
+
+    @staticmethod
+    def _expire_wait(waiter: gevent.event.AsyncResult) -> None:
+        # Runs in the hub. Setting the exception also takes the waiter out of the running for
+        # a hand-off (release() skips waiters that are ready).
+        if not waiter.ready():
+            waiter.set_exception(_WaitExpired())
 
     def _busy(self, state: _NodeState, timeout: float) -> CommandTimeout:
         return CommandTimeout(f"all {state.alive()} connections stayed busy for {timeout:g} s",

@@ -298,6 +298,21 @@ def test_overflow_connections_serve_callers_while_slow_commands_hold_the_pool(
     greenlet_leak_check.assert_steady()
 
 
+def test_overflow_after_a_delay(fake_freeswitch, esl_pool_factory, greenlet_leak_check):
+    pool = esl_pool_factory([fake_freeswitch], pool_size=1, max_overflow=1, overflow_after=0.05,
+                            overflow_idle=0.1, command_timeout=5.0)
+    name = fake_freeswitch.name
+    slow = gevent.spawn(pool.api, "msleep 600")
+    assert fake_freeswitch.wait_for("api msleep")
+    fast = gevent.spawn(pool.api, "version")
+    gevent.sleep(0.01)
+    assert pool.health()[name]["overflow"] == 0  # not yet: it waits overflow_after first
+    assert fast.get(timeout=5.0).startswith("FreeSWITCH Version")
+    assert not slow.ready()  # served by the overflow connection, not after the slow command
+    assert slow.get(timeout=5.0) == "+OK"
+    assert fake_freeswitch.wait_for(lambda: pool.health()[name]["overflow"] == 0, timeout=3.0)
+
+
 # ---------------------------------------------------------------------- jobs
 
 
