@@ -115,10 +115,11 @@ def _same_as_store(made: docs.Document, row: dict[str, Any], table: type[peewee.
     for name in table._meta.fields:
         if name in ("id", "rev_hash", "created", "modified"):
             continue
-        if name == "doc":
-            assert docs.decode(row["doc"]) == made.doc, (row["doc"], made.doc)
-            continue
-        assert getattr(stored, name) == row[name], (table.__name__, name, getattr(stored, name), row[name])
+        ours, theirs = ((docs.decode(row["doc"]), made.doc) if name == "doc"
+                        else (row[name], getattr(stored, name)))
+        if ours != theirs:
+            raise RuntimeError(f"seeding builds {table.__name__}.{name} = {ours!r}, "
+                               f"the store {theirs!r}")
 
 
 def _insert(table: type[peewee.Model], rows: list[dict[str, Any]]) -> None:
