@@ -35,7 +35,7 @@ from models import db
 from models import device as devices
 from models import documents as docs
 from models import user as users
-from models.tables import DeviceRow, HotdeskRow, UserRow
+from models.tables import DeviceRow, DocumentTable, HotdeskRow, UserRow
 
 BENCH_DIR = Path(__file__).resolve().parent
 REALM = "acme.test"
@@ -86,10 +86,12 @@ def _device_input(d: int, owner: str | None, member: str | None) -> dict[str, An
     return doc
 
 
-def _row(doc: dict[str, Any], now: float, **columns: Any) -> dict[str, Any]:
+def _row(table: type[DocumentTable], doc: dict[str, Any], now: float,
+         **columns: Any) -> dict[str, Any]:
+    ident = docs.new_id()
     _, rev_hash = docs.new_revision(doc, 1)
-    return {"id": docs.new_id(), "doc": docs.encode(doc), "rev_n": 1, "rev_hash": rev_hash,
-            "created": now, "modified": now, **columns}
+    return {"id": ident, **docs.document_columns(table, ident, doc), "rev_n": 1,
+            "rev_hash": rev_hash, "created": now, "modified": now, **columns}
 
 
 def _user_row(account_id: str, data: dict[str, Any], now: float) -> dict[str, Any]:
@@ -99,14 +101,14 @@ def _user_row(account_id: str, data: dict[str, Any], now: float) -> dict[str, An
     doc = users.with_defaults("user", doc)
     creds = users._credential_columns(doc, password, {}, None)
     doc.pop("password", None)
-    return _row(doc, now, account_id=account_id, **users._columns(doc), **creds)
+    return _row(UserRow, doc, now, account_id=account_id, **users._columns(doc), **creds)
 
 
 def _device_row(account: docs.Document, data: dict[str, Any], now: float) -> dict[str, Any]:
     """The row `models.device.create_device` would insert, without its checks."""
     doc = devices._prepare(account, data, None, merge=False)
     devices._normalise(doc, {})
-    return _row(doc, now, account_id=account.id, **devices._columns(account, doc))
+    return _row(DeviceRow, doc, now, account_id=account.id, **devices._columns(account, doc))
 
 
 def _same_as_store(made: docs.Document, row: dict[str, Any], table: type[peewee.Model]) -> None:
@@ -115,8 +117,13 @@ def _same_as_store(made: docs.Document, row: dict[str, Any], table: type[peewee.
     for name in table._meta.fields:
         if name in ("id", "rev_hash", "created", "modified"):
             continue
-        ours, theirs = ((docs.decode(row["doc"]), made.doc) if name == "doc"
-                        else (row[name], getattr(stored, name)))
+        if name == "doc":
+            ours, theirs = docs.decode(row["doc"]), made.doc
+        elif name == "listing":  # the row's own id inside: compare the rest
+            ours = {**docs.decode(row["listing"]), "id": made.id}
+            theirs = docs.decode(stored.listing)
+        else:
+            ours, theirs = row[name], getattr(stored, name)
         if ours != theirs:
             raise RuntimeError(f"seeding builds {table.__name__}.{name} = {ours!r}, "
                                f"the store {theirs!r}")

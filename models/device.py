@@ -8,6 +8,7 @@ from typing import Any
 import peewee
 
 from models import documents as docs
+from models import listing as listing_rows
 from models.db import database
 from models.documents import Document, ListQuery, Page
 from models.errors import ValidationFailed
@@ -185,20 +186,11 @@ def delete_device(account_id: str, device_id: str, if_match: str | None = None) 
         return current
 
 
-def listing_row(ident: str, doc: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "id": ident,
-        "name": doc.get("name"),
-        "username": (doc.get("sip") or {}).get("username"),
-        "mac_address": doc.get("mac_address", ""),
-        "owner_id": doc.get("owner_id"),
-        "enabled": doc.get("enabled", True),
-        "device_type": doc.get("device_type", "sip_device"),
-    }
+listing_row = listing_rows.device_row
 
 
 def list_devices(account_id: str, query: ListQuery) -> Page:
-    return docs.list_page(DeviceRow, account_id, query, listing_row)
+    return docs.list_page(DeviceRow, account_id, query)
 
 
 def _of_user(user_id: Any) -> peewee.SelectQuery:
@@ -210,17 +202,18 @@ def _of_user(user_id: Any) -> peewee.SelectQuery:
 
 
 _USER_DEVICE_ROWS = Prepared(lambda account_id, user_id: (
-    DeviceRow.select(DeviceRow.id, DeviceRow.doc, DeviceRow.owner_id)
+    DeviceRow.select(DeviceRow.listing, DeviceRow.owner_id)
     .where((DeviceRow.account_id == account_id) & DeviceRow.id.in_(_of_user(user_id)))
     .order_by(DeviceRow.id)))
 
 
 def user_device_rows(account_id: str, user_id: str) -> list[dict[str, Any]]:
-    """SPEC §5: one row per device the user owns or is hotdesked into, with `hotdesked`."""
+    """SPEC §5: one row per device the user owns or is hotdesked into, with `hotdesked`: the
+    device's listing row without `username`."""
     out = []
-    for ident, doc, owner_id in _USER_DEVICE_ROWS.tuples(account_id, user_id):  # all text
-        item = listing_row(ident, docs.decode(doc))
-        item.pop("username")
+    for listing, owner_id in _USER_DEVICE_ROWS.tuples(account_id, user_id):  # both text
+        item = docs.decode(listing)
+        del item["username"]
         item["hotdesked"] = owner_id != user_id
         out.append(item)
     return out

@@ -125,14 +125,25 @@ def check_if_match(current: Document, if_match: str | None) -> None:
         raise StaleRevision(current.revision)
 
 
+def document_columns(table: type[DocumentTable], ident: str, doc: dict[str, Any]) -> dict[str, str]:
+    """The columns written with every write of a document: `doc` itself, encoded, and its
+    encoded listing row where the table keeps one (`DocumentTable.listing_row`)."""
+    columns = {"doc": encode(doc)}
+    build = table.listing_row
+    if build is not None:
+        columns["listing"] = encode(build(ident, doc))
+    return columns
+
+
 def insert_document(table: type[DocumentTable], doc: dict[str, Any], **columns: Any) -> Document:
     """Insert a new document row (inside the caller's transaction)."""
     now = time.time()
     ident = columns.pop("id", None) or new_id()
     n, rev_hash = new_revision(doc, 1)
+    columns.update(document_columns(table, ident, doc))
     try:
         row = table.create(
-            id=ident, doc=encode(doc), rev_n=n, rev_hash=rev_hash, created=now, modified=now, **columns
+            id=ident, rev_n=n, rev_hash=rev_hash, created=now, modified=now, **columns
         )
     except peewee.IntegrityError as exc:
         raise Conflict(str(exc)) from exc
@@ -144,9 +155,10 @@ def update_document(
 ) -> Document:
     """Write `doc` over `current`, only if nobody wrote since `current` was read (else 409)."""
     n, rev_hash = new_revision(doc, current.row.rev_n + 1)
+    columns.update(document_columns(table, current.id, doc))
     try:
         changed = (
-            table.update(doc=encode(doc), rev_n=n, rev_hash=rev_hash, modified=time.time(), **columns)
+            table.update(rev_n=n, rev_hash=rev_hash, modified=time.time(), **columns)
             .where((table.id == current.id) & (table.rev_n == current.row.rev_n)
                    & (table.rev_hash == current.row.rev_hash))
             .execute()
@@ -303,73 +315,92 @@ def _filter_predicate(name: str, value: str) -> Any:
 
 @dataclass
 class Page:
-    rows: list[dict[str, Any]]
+    """One page of a listing: its rows as JSON texts, copied from the store as they are."""
+
+    encoded_rows: list[str]
     next_start_key: str | None = None
     start_key: str | None = None
 
+    def encoded(self) -> str:
+        """The rows as one JSON array: exactly `encode(self.rows)`."""
+        return "[" + ",".join(self.encoded_rows) + "]"
 
-def list_page(
-    table: type[DocumentTable],
-    account_id: str,
-    query: ListQuery,
-    to_row: Callable[[str, dict[str, Any]], dict[str, Any]],
-) -> Page:
-    """One page of the account's documents in id order, filtered, each turned into a listing row.
+    @property
+    def rows(self) -> list[dict[str, Any]]:
+        return [decode(text) for text in self.encoded_rows]
 
-    Without filters this is one indexed range query of `page_size + 1` rows. Filters look inside
-    the JSON documents, so they are applied here, batch by batch, until the page is full.
+
+def list_page(table: type[DocumentTable], account_id: str, query: ListQuery) -> Page:
+    """One page of the account's listing rows in id order, filtered.
+
+    The rows are the stored `listing` texts (see `document_columns`), never decoded. Without
+    filters this is one indexed range query of `page_size + 1` rows. Filters look inside the
+    JSON documents, so those are read too and the filters applied here, batch by batch, until
+    the page is full.
     """
     limit = query.page_size if query.paginate else None
-    rows: list[dict[str, Any]] = []
-    next_key: str | None = None
-    for ident, doc in _scan(table, account_id, query.start_key, limit, bool(query.filters)):
-        if query.filters and not all(f(doc) for f in query.filters):
-            continue
-        if limit is not None and len(rows) == limit:
+    filters = query.filters
+    if limit is not None and not filters:
+        scan = _prepared_scan(table, "" if query.start_key is None else ">=", False)
+        args = (account_id, limit + 1) if query.start_key is None else (
+            account_id, limit + 1, query.start_key)
+        found = list(scan.tuples(*args))  # (id, listing): both text
+        next_key = found[limit][0] if len(found) > limit else None
+        return Page([text for _, text in found[:limit]], next_key, query.start_key)
+    texts: list[str] = []
+    next_key = None
+    for ident, doc, text in _scan(table, account_id, query.start_key, bool(filters)):
+        if filters:
+            value = decode(doc)
+            if not all(f(value) for f in filters):
+                continue
+        if limit is not None and len(texts) == limit:
             next_key = ident
             break
-        rows.append(to_row(ident, doc))
-    return Page(rows=rows, next_start_key=next_key, start_key=query.start_key)
+        texts.append(text)
+    return Page(texts, next_key, query.start_key)
 
 
-_SCAN: dict[tuple[type[DocumentTable], str], Prepared] = {}
+_SCAN: dict[tuple[type[DocumentTable], str, bool], Prepared] = {}
 
 
-def _prepared_scan(table: type[DocumentTable], start: str) -> Prepared:
-    """(id, doc) of an account in id order, `limit` rows from the start (`start` is "") or
-    from a key on (">=" the first batch, ">" the next ones)."""
-    found = _SCAN.get((table, start))
+def _prepared_scan(table: type[DocumentTable], start: str, with_doc: bool) -> Prepared:
+    """(id, listing) or (id, doc, listing) of an account in id order, `limit` rows from the
+    start (`start` is "") or from a key on (">=" the first batch, ">" the next ones)."""
+    found = _SCAN.get((table, start, with_doc))
     if found is None:
+        columns = (table.id, table.doc, table.listing) if with_doc else (table.id, table.listing)
+
         def build(account_id: Any, limit: Any, cursor: Any = None) -> peewee.ModelSelect:
             scope = table.account_id == account_id
             if start == ">=":
                 scope = scope & (table.id >= cursor)
             elif start == ">":
                 scope = scope & (table.id > cursor)
-            return table.select(table.id, table.doc).where(scope).order_by(table.id).limit(limit)
+            return table.select(*columns).where(scope).order_by(table.id).limit(limit)
 
-        found = _SCAN[(table, start)] = Prepared(build, arity=2 if start == "" else 3)
+        found = _SCAN[(table, start, with_doc)] = Prepared(build, arity=2 if start == "" else 3)
     return found
 
 
 def _scan(
-    table: type[DocumentTable], account_id: str, start: str | None,
-    limit: int | None, filtered: bool,
-) -> Iterator[tuple[str, dict[str, Any]]]:
-    batch = _BATCH if (filtered or limit is None) else limit + 1
+    table: type[DocumentTable], account_id: str, start: str | None, with_doc: bool,
+) -> Iterator[tuple[str, str | None, str]]:
+    """(id, doc text or None, listing text) of every row from `start` on, in batches."""
     cursor = start
     first = True
     while True:
-        # Plain driver tuples: both columns are text, peewee's per-field conversion adds nothing.
+        # Plain driver tuples: the columns are text, peewee's per-field conversion adds nothing.
         if cursor is None:
-            found = _prepared_scan(table, "").tuples(account_id, batch)
+            found = _prepared_scan(table, "", with_doc).tuples(account_id, _BATCH)
         else:
-            found = _prepared_scan(table, ">=" if first else ">").tuples(account_id, batch, cursor)
+            found = _prepared_scan(table, ">=" if first else ">", with_doc).tuples(
+                account_id, _BATCH, cursor)
         got = 0
-        for ident, text in found:
+        for row in found:
             got += 1
-            cursor = ident
-            yield ident, decode(text)
+            cursor = row[0]
+            yield (row[0], row[1], row[2]) if with_doc else (row[0], None, row[1])
         first = False
-        if got < batch:
+        if got < _BATCH:
             return

@@ -2,8 +2,12 @@
 columns that every lookup of the API or of FreeSWITCH uses."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import Any, ClassVar
+
 import peewee
 
+from models import listing as listing_rows
 from models.db import database
 
 
@@ -27,6 +31,11 @@ class DocumentTable(BaseTable):
     created = peewee.DoubleField()
     modified = peewee.DoubleField()
 
+    # Tables with a listing endpoint keep each document's listing row, JSON-encoded, in a
+    # `listing` column; this builds the row from (id, document). `documents.insert_document`
+    # and `update_document` write it with every write of `doc`, so it cannot fall behind.
+    listing_row: ClassVar[Callable[[str, dict[str, Any]], dict[str, Any]] | None] = None
+
     @property
     def revision(self) -> str:
         return f"{self.rev_n}-{self.rev_hash}"
@@ -45,11 +54,14 @@ class AccountRow(DocumentTable):
 
 
 class UserRow(DocumentTable):
+    listing_row = staticmethod(listing_rows.user_row)
+
     account_id = peewee.FixedCharField(max_length=32)
     username_lc = peewee.CharField(max_length=256, null=True)
     hotdesk_id = peewee.CharField(max_length=15, null=True)
     md5_creds = peewee.FixedCharField(max_length=32, null=True, index=True)
     sha1_creds = peewee.FixedCharField(max_length=40, null=True, index=True)
+    listing = peewee.TextField()
 
     class Meta:
         table_name = "user"
@@ -61,6 +73,8 @@ class UserRow(DocumentTable):
 
 
 class DeviceRow(DocumentTable):
+    listing_row = staticmethod(listing_rows.device_row)
+
     account_id = peewee.FixedCharField(max_length=32)
     realm = peewee.CharField(max_length=253)
     sip_username_lc = peewee.CharField(max_length=32, null=True)
@@ -70,6 +84,7 @@ class DeviceRow(DocumentTable):
     # The call-forward number with only [0-9+*#] kept: the dialplan's presence lookup for
     # calls to a cellphone device's number.
     forward_number = peewee.CharField(max_length=35, null=True)
+    listing = peewee.TextField()
 
     class Meta:
         table_name = "device"

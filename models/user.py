@@ -5,6 +5,7 @@ import hashlib
 from typing import Any
 
 from models import documents as docs
+from models import listing as listing_rows
 from models.db import database
 from models.documents import Document, ListQuery, Page
 from models.errors import ValidationFailed
@@ -12,7 +13,7 @@ from models.tables import DeviceRow, HotdeskRow, UserRow
 from models.token import revoke_user_tokens
 from models.validation import Errors, add_error, validate, with_defaults
 
-LISTING_KEYS = ("first_name", "last_name", "username", "email", "priv_level", "enabled", "presence_id")
+LISTING_KEYS = listing_rows.USER_LISTING_KEYS
 
 
 def credentials(username: str, password: str) -> tuple[str, str]:
@@ -147,12 +148,11 @@ def delete_user(account_id: str, user_id: str, if_match: str | None = None) -> D
         return current
 
 
-def listing_row(ident: str, doc: dict[str, Any]) -> dict[str, Any]:
-    return {"id": ident, **{k: doc[k] for k in LISTING_KEYS if k in doc}}
+listing_row = listing_rows.user_row
 
 
 def list_users(account_id: str, query: ListQuery) -> Page:
-    return docs.list_page(UserRow, account_id, query, listing_row)
+    return docs.list_page(UserRow, account_id, query)
 
 
 def users_by_ids(account_id: str, ids: list[str]) -> dict[str, Document]:

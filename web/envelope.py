@@ -57,8 +57,13 @@ def _json_response(text: str, request_id: str, status: int, revision: str | None
 def success(data: Any, *, status: int = 200, revision: str | None = None,
             page: Page | None = None, token: str | None = None) -> Response:
     """A success envelope; listings pass their `page` for the pagination keys."""
+    return success_encoded(_dump(data), status=status, revision=revision, page=page, token=token)
+
+
+def success_encoded(encoded_data: str, *, status: int = 200, revision: str | None = None,
+                    page: Page | None = None, token: str | None = None) -> Response:
+    """`success` for data already encoded as JSON (a listing page's stored rows)."""
     # The data is encoded once: a listing's revision is the hash of that same text.
-    encoded_data = _dump(data)
     if revision is None:
         revision = _encoded_revision(encoded_data)
     head: dict[str, Any] = {
@@ -69,7 +74,7 @@ def success(data: Any, *, status: int = 200, revision: str | None = None,
     }
     tail: dict[str, Any] = {}
     if page is not None and g.get("api_version") != "v1":
-        tail["page_size"] = len(page.rows)
+        tail["page_size"] = len(page.encoded_rows)
         if page.start_key:
             tail["start_key"] = page.start_key
         if page.next_start_key:

@@ -7,7 +7,7 @@ from typing import Any
 from flask import Blueprint, Response, current_app, g, request
 
 from models.documents import Document, ListQuery, Page
-from web.envelope import success
+from web.envelope import success, success_encoded
 
 
 def listing_query() -> ListQuery:
@@ -31,7 +31,7 @@ def document_reply(document: Document, status: int = 200, public: Callable[[Docu
 
 
 def page_reply(page: Page) -> Response:
-    return success(page.rows, page=page)
+    return success_encoded(page.encoded(), page=page)
 
 
 def runtime() -> Any:
