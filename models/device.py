@@ -161,7 +161,8 @@ def create_device(account: Document, data: Any) -> Document:
 
 
 def get_device(account_id: str, device_id: str) -> Document:
-    return docs.fetch(DeviceRow, device_id, account_id)
+    """The device to answer with (read only: `docs.fetch` it to write)."""
+    return docs.read(DeviceRow, device_id, account_id)
 
 
 def update_device(account: Document, device_id: str, data: Any, *, merge: bool,

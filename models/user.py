@@ -94,7 +94,8 @@ def create_user(account_id: str, data: Any) -> Document:
 
 
 def get_user(account_id: str, user_id: str) -> Document:
-    return docs.fetch(UserRow, user_id, account_id)
+    """The user to answer with (read only: `docs.fetch` it to write)."""
+    return docs.read(UserRow, user_id, account_id)
 
 
 def require_user(account_id: str, user_id: str) -> None:

@@ -195,3 +195,24 @@ def test_user_devices_rows_from_the_stored_listing(api):
                             "enabled": True, "device_type": "sip_device", "hotdesked": True}}
     assert rows == sorted(expected.values(), key=lambda r: r["id"])
     assert [list(r) for r in rows] == [list(expected[r["id"]]) for r in rows]  # key order too
+
+
+def test_envelopes_are_their_dict_encoded(api):
+    """The envelope text written out by hand is exactly what encoding its dict gives."""
+    for i in range(3):
+        api.create_device(name=f"Zoë {i} \"q\"", sip={"username": f"enc{i}", "password": "secret-1"})
+    first = api.get("devices", params={"page_size": 1}).json()
+    responses = [api.get("devices", params={"page_size": 1}),
+                 api.get("devices", params={"page_size": 1, "start_key": first["next_start_key"]}),
+                 api.get("devices", version="v1"), api.get("users"),
+                 api.get(f"devices/{first['data'][0]['id']}"),
+                 api.get(f"devices/{'0' * 32}"),
+                 api.get("devices", headers={"X-Request-ID": "my.request-1"})]
+    for response in responses:
+        parsed = json.loads(response.content)
+        assert response.content == json.dumps(parsed, separators=(",", ":"), ensure_ascii=False).encode()
+        assert response.headers["X-Request-ID"] == parsed["request_id"]
+    assert list(json.loads(responses[1].content)) == [
+        "auth_token", "status", "request_id", "revision", "data", "page_size", "start_key",
+        "next_start_key"]
+    assert json.loads(responses[-1].content)["request_id"] == "my.request-1"

@@ -14,7 +14,8 @@ from web.errors import Forbidden, Unauthorized
 
 def request_token() -> str | None:
     """The token from `X-Auth-Token`, else the `auth_token` query parameter, else the body."""
-    token = request.headers.get("X-Auth-Token") or request.args.get("auth_token")
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    token = req.environ.get("HTTP_X_AUTH_TOKEN") or req.args.get("auth_token")
     if not token:
         body = g.get("body") or {}
         candidate = body.get("auth_token")
@@ -22,16 +23,21 @@ def request_token() -> str | None:
     return token or None
 
 
+_UNKNOWN = object()
+
+
 def current_identity(required: bool = True) -> Identity | None:
     """The identity of the request's token; 401 when it is missing or unknown (if required)."""
-    if "identity" not in g:
+    state = g._get_current_object()  # type: ignore[attr-defined]
+    identity = state.get("identity", _UNKNOWN)
+    if identity is _UNKNOWN:
         token = request_token()
-        g.identity = identify(token) if token else None
-        if g.identity is not None:
-            g.auth_token = token
-    if g.identity is None and required:
+        identity = state.identity = identify(token) if token else None
+        if identity is not None:
+            state.auth_token = token
+    if identity is None and required:
         raise Unauthorized()
-    return g.identity
+    return identity
 
 
 class AncestryCache:

@@ -23,14 +23,20 @@ def request_id() -> str:
     The id travels into FreeSWITCH as a channel variable, so anything that is not plainly safe
     is replaced rather than passed on.
     """
-    if "request_id" not in g:
-        incoming = request.headers.get("X-Request-ID", "")
-        g.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
-    return g.request_id
+    state = g._get_current_object()  # type: ignore[attr-defined]
+    found = state.get("request_id")
+    if found is None:
+        incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
+        found = state.request_id = incoming if _REQUEST_ID_RE.match(incoming) else uuid.uuid4().hex
+    return found
 
 
 def _dump(body: dict[str, Any]) -> str:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False)
+
+
+# A string as `_dump` writes it (ensure_ascii=False: json's own encoder of strings).
+_string = json.encoder.encode_basestring
 
 
 def _encoded_revision(encoded_data: str) -> str:
@@ -66,22 +72,23 @@ def success_encoded(encoded_data: str, *, status: int = 200, revision: str | Non
     # The data is encoded once: a listing's revision is the hash of that same text.
     if revision is None:
         revision = _encoded_revision(encoded_data)
-    head: dict[str, Any] = {
-        "auth_token": token if token is not None else g.get("auth_token") or "",
-        "status": "success",
-        "request_id": request_id(),
-        "revision": revision,
-    }
-    tail: dict[str, Any] = {}
-    if page is not None and g.get("api_version") != "v1":
-        tail["page_size"] = len(page.encoded_rows)
+    state = g._get_current_object()  # type: ignore[attr-defined]
+    if token is None:
+        token = state.get("auth_token") or ""
+    rid = request_id()
+    tail = ""
+    if page is not None and state.get("api_version") != "v1":
+        tail = f',"page_size":{len(page.encoded_rows)}'
         if page.start_key:
-            tail["start_key"] = page.start_key
+            tail += f',"start_key":{_string(page.start_key)}'
         if page.next_start_key:
-            tail["next_start_key"] = page.next_start_key
-    # Exactly the text of _dump({**head, "data": data, **tail}).
-    text = f'{_dump(head)[:-1]},"data":{encoded_data}{"," + _dump(tail)[1:] if tail else "}"}'
-    return _json_response(text, head["request_id"], status, revision)
+            tail += f',"next_start_key":{_string(page.next_start_key)}'
+    # Exactly the text of _dump({"auth_token": ..., "status": "success", "request_id": ...,
+    # "revision": ..., "data": data, "page_size": ..., ...}), written out without the encoder's
+    # walk over the envelope.
+    text = (f'{{"auth_token":{_string(token)},"status":"success","request_id":{_string(rid)},'
+            f'"revision":{_string(revision)},"data":{encoded_data}{tail}}}')
+    return _json_response(text, rid, status, revision)
 
 
 def failure(reply: ErrorReply) -> Response:
