@@ -6,14 +6,24 @@ that calls to the device show on BLF from the first ring.
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from xml.sax.saxutils import quoteattr
+from xml.sax.saxutils import quoteattr as _quoteattr
 
 NOT_FOUND = ('<document type="freeswitch/xml"><section name="result">'
              '<result status="not found"/></section></document>')
 
 DIAL_STRING = ("{{^^:sip_invite_domain=${{dialed_domain}}:presence_id={presence_id}}}"
                "${{sofia_contact(*/${{dialed_user}}@${{dialed_domain}})}}")
+
+
+# What `quoteattr` changes: without any of these a value is only put in double quotes.
+_ESCAPED = re.compile(r'[&<>"\n\r\t]')
+
+
+def quoteattr(value: str) -> str:
+    """`xml.sax.saxutils.quoteattr`, quicker for the usual value that needs no escaping."""
+    return f'"{value}"' if _ESCAPED.search(value) is None else _quoteattr(value)
 
 
 def dial_string(presence_id: str) -> str:

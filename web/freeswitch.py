@@ -5,12 +5,14 @@ Only allowed source addresses holding the shared secret get in; every refusal is
 """
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
 import ipaddress
 import json
 import logging
 import re
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
 
@@ -59,21 +61,59 @@ class _Refused(Exception):
     pass
 
 
+# Addresses seen, and whether `freeswitch_allow` lets them in: FreeSWITCH calls from a few
+# addresses, on every registration. Bounded, and dropped when the allowed networks change.
+_SOURCES_KEPT = 256
+
+
 def _allowed_source(address: str | None) -> bool:
     if not address:
         return False
-    try:
-        ip = ipaddress.ip_address(address)
-    except ValueError:
-        return False
-    return any(ip in network for network in runtime().settings.freeswitch_allow)
+    extras = runtime().extras
+    allow = runtime().settings.freeswitch_allow
+    kept = extras.get("freeswitch_sources")
+    if kept is None or kept[0] is not allow:
+        kept = extras["freeswitch_sources"] = (allow, {})
+    known: dict[str, bool] = kept[1]
+    found = known.get(address)
+    if found is None:
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            found = False
+        else:
+            found = any(ip in network for network in allow)
+        if len(known) >= _SOURCES_KEPT:
+            known.clear()
+        known[address] = found
+    return found
 
 
-def _presented_secret() -> str | None:
-    header = request.headers.get(SECRET_HEADER)
+def _basic_credentials(secret: str) -> bytes:
+    """The `Authorization` header `mod_xml_curl` sends for `freeswitch:<secret>`, as bytes."""
+    extras = runtime().extras
+    kept = extras.get("freeswitch_basic")
+    if kept is None or kept[0] != secret:
+        token = base64.b64encode(f"{BASIC_AUTH_USER}:{secret}".encode()).decode()
+        kept = extras["freeswitch_basic"] = (secret, f"Basic {token}".encode())
+    return kept[1]
+
+
+def _presented_secret(environ: dict[str, Any], secret: str | None) -> str | None:
+    header = environ.get("HTTP_X_ESL_BRIDGE_SECRET")
     if header:
         return header
-    auth = request.authorization
+    given = environ.get("HTTP_AUTHORIZATION")
+    if given is None:
+        return None
+    # The header exactly as mod_xml_curl writes it for the right secret: that secret, without
+    # werkzeug parsing it (anything else, right or wrong, goes through werkzeug's parser).
+    if secret and hmac.compare_digest(given.encode(), _basic_credentials(secret)):
+        return secret
+    try:
+        auth = request.authorization
+    except ValueError:  # werkzeug's base64 decoding of a header with non-ASCII characters
+        return None
     if auth is not None and auth.type == "basic" and auth.username == BASIC_AUTH_USER:
         return auth.password
     return None
@@ -82,8 +122,9 @@ def _presented_secret() -> str | None:
 def _require_freeswitch() -> Response | None:
     """403 unless the request comes from an allowed address with the shared secret."""
     secret = runtime().settings.freeswitch_secret
-    presented = _presented_secret()
-    source = request.remote_addr
+    environ = request.environ
+    presented = _presented_secret(environ, secret)
+    source = environ.get("REMOTE_ADDR")
     if not secret:
         reason = "no shared secret is configured (ESL_BRIDGE_FREESWITCH_SECRET)"
     elif not _allowed_source(source):
@@ -102,41 +143,69 @@ def _unquote_plus(text: str) -> str:
     return unquote(text, errors="werkzeug.url_quote") if "%" in text else text
 
 
-def _form_items() -> list[tuple[str, str]]:
-    """The body's fields in order.
+def _as_given(text: str) -> str:
+    return text
+
+
+class _Form:
+    """Form fields by name, each value decoded when it is read (a directory request carries
+    ~45 fields and the lookup reads a few)."""
+
+    __slots__ = ("_values", "_decode")
+
+    def __init__(self, values: dict[str, str], decode: Callable[[str], str]):
+        self._values = values
+        self._decode = decode
+
+    def __contains__(self, key: str) -> bool:
+        return key in self._values
+
+    def __getitem__(self, key: str) -> str:
+        return self._decode(self._values[key])
+
+    def get(self, key: str, default: str | None = None) -> str | None:
+        value = self._values.get(key)
+        return default if value is None else self._decode(value)
+
+
+def _form_items() -> tuple[list[str], list[str], Callable[[str], str]]:
+    """The body's field names and values in order, and how to decode a value.
 
     A urlencoded body (what FreeSWITCH and the Lua scripts send) is split here exactly as
     werkzeug's form parser does it (`urllib.parse.parse_qsl` keeping blank values, werkzeug's
     error handler for bad escapes, no fields for a body that is not UTF-8) without the machinery
-    around it: for the ~45 fields of a directory request that cost as much as the lookup. Other
-    content types go through werkzeug.
+    around it: for the ~45 fields of a directory request that cost as much as the lookup. Names
+    are decoded at once (a repeated name is refused), values when read. Other content types go
+    through werkzeug.
     """
-    if request.mimetype != "application/x-www-form-urlencoded":
-        return list(request.form.items(multi=True))
+    environ = request.environ
+    if (environ.get("CONTENT_TYPE") != "application/x-www-form-urlencoded"
+            and request.mimetype != "application/x-www-form-urlencoded"):
+        items = list(request.form.items(multi=True))
+        return [name for name, _ in items], [value for _, value in items], _as_given
     try:
         text = request.get_data().decode()
     except ValueError:
-        return []
-    items = []
-    for part in text.split("&"):
-        if part:
-            name, _, value = part.partition("=")
-            items.append((_unquote_plus(name), _unquote_plus(value)))
-    return items
+        return [], [], _as_given
+    parts = [part.partition("=") for part in text.split("&") if part]
+    names = [name for name, _, _ in parts]
+    joined = "&".join(names)  # no name holds "&": one look for an escape in any of them
+    if "%" in joined or "+" in joined:
+        names = [_unquote_plus(name) for name in names]
+    return names, [value for _, _, value in parts], _unquote_plus
 
 
-def _form() -> dict[str, str]:
+def _form() -> _Form:
     """The form fields, refusing a body that repeats a key (a smuggled `&user=`, SPEC §7)."""
-    fields: dict[str, str] = {}
-    repeated = set()
-    for key, value in _form_items():
-        if key in fields:
-            repeated.add(key)
-        else:
-            fields[key] = value
-    if repeated:
+    names, values, decode = _form_items()
+    fields = dict(zip(names, values, strict=True))
+    if len(fields) != len(names):
+        seen: set[str] = set()
+        repeated: set[str] = set()
+        for name in names:
+            (repeated if name in seen else seen).add(name)
         raise _Refused(f"repeated form keys {sorted(repeated)}")
-    return fields
+    return _Form(fields, decode)
 
 
 def _xml(text: str) -> Response:
@@ -169,7 +238,7 @@ def directory() -> Response:
     ))
 
 
-def _directory_lookup(fields: dict[str, str]) -> DirectoryEntry | None:
+def _directory_lookup(fields: _Form) -> DirectoryEntry | None:
     if fields.get("section") != "directory" or "purpose" in fields:
         return None
     action = fields.get("action")
