@@ -65,7 +65,10 @@ class Frame:
 
     def text(self) -> str:
         """The body as text (UTF-8, bad bytes replaced and noted)."""
-        return _text(self.body, self.notes, f"{self.content_type or 'frame'} body")
+        try:
+            return self.body.decode("utf-8")
+        except UnicodeDecodeError:
+            return _text(self.body, self.notes, f"{self.content_type or 'frame'} body")
 
 
 @dataclass
@@ -94,6 +97,127 @@ class Event:
         return name in self.headers
 
 
+#: The usual heads of the two reply shapes, as FreeSWITCH writes them (header order included).
+_API_HEAD = b"Content-Type: api/response\nContent-Length: "
+_REPLY_HEAD = b"Content-Type: command/reply\nReply-Text: "
+
+
+def parse_head(head: bytes, notes: list[str]) -> dict[str, str]:
+    """Split a frame's header block (without its ending blank line) into headers.
+
+    Line by line, each split at the first ``": "``; outer headers are not URL-encoded. A line
+    without ``": "`` is skipped and noted. The two shapes of almost every reply (an
+    ``api/response`` head of exactly two lines, a ``command/reply`` head of exactly two lines)
+    take a shortcut that gives the very same dict.
+    """
+    if head.startswith(_API_HEAD):
+        length = head[len(_API_HEAD):]
+        if length.isdigit():  # ASCII digits only: no third line, nothing else
+            return {"Content-Type": "api/response", "Content-Length": length.decode("ascii")}
+    elif head.startswith(_REPLY_HEAD):
+        text = head[len(_REPLY_HEAD):]
+        if b"\n" not in text:
+            try:
+                return {"Content-Type": "command/reply", "Reply-Text": text.decode("utf-8")}
+            except UnicodeDecodeError:
+                pass  # the general path notes it
+    headers: dict[str, str] = {}
+    for line in head.split(b"\n"):
+        name, sep, value = line.partition(b": ")
+        if not sep:
+            notes.append(f"malformed header line skipped: {line[:80]!r}")
+            continue
+        headers[_text(name, notes, "header name")] = _text(value, notes, "header value")
+    return headers
+
+
+class FrameBuffer:
+    """Frames cut out of bytes as they arrive, for a reader that owns its socket.
+
+    ``feed(data)`` appends what ``recv`` returned; ``next_frame()`` returns the next complete
+    frame or ``None`` until enough bytes are in. The frames are exactly those ``read_frame``
+    gives for the same bytes (same header split, same notes, same ``ProtocolError`` cases, body
+    by ``Content-Length``), however the bytes are chunked. ``pending`` is true while bytes that
+    belong to no returned frame are held.
+    """
+
+    __slots__ = ("_data", "_parts", "_have", "_head", "max_line", "max_body")
+
+    def __init__(self, max_line: int = MAX_LINE, max_body: int = MAX_BODY) -> None:
+        self._data = b""
+        # While a long body comes in: its chunks, their total size, and the parsed head.
+        self._parts: list[bytes] = []
+        self._have = 0
+        self._head: tuple[dict[str, str], list[str], int] | None = None
+        self.max_line = max_line
+        self.max_body = max_body
+
+    @property
+    def pending(self) -> bool:
+        return bool(self._data) or self._head is not None
+
+    def feed(self, data: bytes) -> None:
+        if self._head is not None:
+            self._parts.append(data)
+            self._have += len(data)
+        elif self._data:
+            self._data += data
+        else:
+            self._data = data
+
+    def next_frame(self) -> Frame | None:
+        """The next complete frame, or ``None``; ``ProtocolError`` if the stream is out of step."""
+        if self._head is not None:
+            return self._finish_body()
+        data = self._data
+        if data[:1] == b"\n":
+            # Stray blank lines between frames carry nothing (as read_frame skips them).
+            data = self._data = data.lstrip(b"\n")
+        end = data.find(b"\n\n")
+        if end < 0:
+            newline = data.rfind(b"\n")
+            if len(data) - newline - 1 > self.max_line:
+                raise ProtocolError(f"header line longer than {self.max_line} bytes")
+            return None
+        head = data[:end]
+        if end > self.max_line and any(len(line) > self.max_line
+                                       for line in head.split(b"\n")):
+            raise ProtocolError(f"header line longer than {self.max_line} bytes")
+        notes: list[str] = []
+        headers = parse_head(head, notes)
+        start = end + 2
+        length = headers.get("Content-Length")
+        if length is None:
+            self._data = data[start:]
+            return Frame(headers, b"", notes)
+        if not length.isdigit():
+            raise ProtocolError(f"Content-Length is not a number: {length[:40]!r}")
+        size = int(length)
+        if size > self.max_body:
+            raise ProtocolError(f"Content-Length {size} exceeds {self.max_body}")
+        stop = start + size
+        if len(data) >= stop:
+            self._data = data[stop:]
+            return Frame(headers, data[start:stop], notes)
+        # A body longer than what is in: collect chunks rather than re-join on every recv.
+        self._head = (headers, notes, size)
+        self._parts = [data[start:]]
+        self._have = len(data) - start
+        self._data = b""
+        return None
+
+    def _finish_body(self) -> Frame | None:
+        headers, notes, size = self._head  # type: ignore[misc]
+        if self._have < size:
+            return None
+        joined = b"".join(self._parts)
+        self._head = None
+        self._parts = []
+        self._have = 0
+        self._data = joined[size:]
+        return Frame(headers, joined[:size], notes)
+
+
 def read_frame(stream: BinaryIO, max_line: int = MAX_LINE, max_body: int = MAX_BODY) -> Frame | None:
     """Read one frame from a binary stream; ``None`` at a clean end of stream.
 
@@ -105,10 +229,11 @@ def read_frame(stream: BinaryIO, max_line: int = MAX_LINE, max_body: int = MAX_B
     headers: dict[str, str] = {}
     notes: list[str] = []
     readline = stream.readline
+    started = False
     while True:
         line = readline(max_line + 1)
         if not line:
-            if headers:
+            if started:
                 raise ProtocolError("the stream ended in the middle of a frame's headers")
             return None
         if line[-1:] != b"\n":
@@ -116,14 +241,15 @@ def read_frame(stream: BinaryIO, max_line: int = MAX_LINE, max_body: int = MAX_B
                 raise ProtocolError(f"header line longer than {max_line} bytes")
             raise ProtocolError("the stream ended in the middle of a header line")
         if line == b"\n":
-            if not headers:
+            if not started:
                 # A stray blank line between frames carries nothing; FreeSWITCH does not send
                 # one, but skipping it costs nothing and keeps us in step.
                 continue
             break
+        started = True
         name, sep, value = line[:-1].partition(b": ")
         if not sep:
-            notes.append(f"malformed header line skipped: {line[:80]!r}")
+            notes.append(f"malformed header line skipped: {line[:-1][:80]!r}")
             continue
         headers[_text(name, notes, "header name")] = _text(value, notes, "header value")
     length = headers.get("Content-Length")
@@ -176,4 +302,5 @@ def parse_event(data: bytes) -> Event:
     return Event(headers, body, notes)
 
 
-__all__ = ["Event", "Frame", "MAX_BODY", "MAX_LINE", "parse_event", "read_frame", "url_decode"]
+__all__ = ["Event", "Frame", "FrameBuffer", "MAX_BODY", "MAX_LINE", "parse_event", "parse_head",
+           "read_frame", "url_decode"]

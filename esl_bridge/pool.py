@@ -33,9 +33,10 @@ from typing import Any, TypeVar
 
 import gevent
 import gevent.event
+from gevent.hub import Waiter
 
 from . import commands
-from .connection import EslConnection
+from .connection import CommandConnection, EslConnection
 from .errors import (
     CommandError,
     CommandTimeout,
@@ -54,6 +55,30 @@ log = logging.getLogger(__name__)
 
 class _WaitExpired(Exception):
     """A caller's wait for a connection ran out (internal; becomes CommandTimeout)."""
+
+
+_NEVER = float("inf")
+
+
+class _Turn(Waiter):
+    """One caller's place in a node's queue for a connection.
+
+    The caller parks in ``get()``; it is woken exactly once, from the hub: with a connection
+    (``release``), ``_WaitExpired`` (the node's wait timer) or ``NotConnected``
+    (``fail_waiters``). ``done`` is set by whichever comes first, so the others skip it.
+    A ``gevent.hub.Waiter`` rather than an ``AsyncResult``: half the cost per hand-off, and
+    every command takes this path when callers outnumber connections.
+    """
+
+    __slots__ = ("deadline", "overflow_at", "conn", "done")
+
+    def __init__(self, hub: Any, deadline: float, overflow_at: float) -> None:
+        Waiter.__init__(self, hub)
+        self.deadline = deadline
+        self.overflow_at = overflow_at  # when to ask for an overflow connection (_NEVER: no)
+        self.conn: EslConnection | None = None
+        self.done = False
+
 
 T = TypeVar("T")
 
@@ -122,7 +147,12 @@ class _NodeState:
         self.idle: list[EslConnection] = []
         # Callers waiting for a connection, first come first served: a returned connection is
         # handed to the oldest of them, never left for a newcomer to take first.
-        self.waiting: collections.deque[gevent.event.AsyncResult] = collections.deque()
+        self.waiting: collections.deque[_Turn] = collections.deque()
+        # One timer for all the waits of this node, armed for the earliest moment a waiter
+        # needs (its deadline, or when it asks for an overflow connection), re-armed lazily.
+        self.wait_timer: Any = None
+        self.wait_timer_at = _NEVER
+        self._run_callback = gevent.get_hub().loop.run_callback
         self.live: set[EslConnection] = set()
         self.overflow: set[EslConnection] = set()
         self.opening = 0  # overflow connections being opened
@@ -147,20 +177,24 @@ class _NodeState:
         """Give a connection back: to the oldest waiter if any, else to the idle stack."""
         if not conn.alive or conn.retiring:
             return
-        while self.waiting:
-            waiter = self.waiting.popleft()
-            if not waiter.ready():
+        waiting = self.waiting
+        while waiting:
+            turn = waiting.popleft()
+            if not turn.done:
+                turn.done = True
+                turn.conn = conn
                 conn.in_use = True  # reserved for that waiter until it wakes
-                waiter.set(conn)
+                self._run_callback(turn.switch, conn)
                 return
         self.idle.append(conn)
 
     def fail_waiters(self, reason: str) -> None:
         """Release every waiting caller with ``NotConnected`` (no live connection is left)."""
         while self.waiting:
-            waiter = self.waiting.popleft()
-            if not waiter.ready():
-                waiter.set_exception(NotConnected(reason, self.name))
+            turn = self.waiting.popleft()
+            if not turn.done:
+                turn.done = True
+                self._run_callback(turn.throw, NotConnected(reason, self.name))
 
 
 class EslPool:
@@ -233,7 +267,8 @@ class EslPool:
         self._stopping = gevent.event.Event()
         self._started = False
         self._round_robin = itertools.count()
-        self._loop = gevent.get_hub().loop
+        self._hub = gevent.get_hub()
+        self._loop = self._hub.loop
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -259,6 +294,9 @@ class EslPool:
         self._stopping.set()
         for state in self._states.values():
             state.fail_waiters("the ESL pool is stopping")
+            if state.wait_timer is not None:
+                state.wait_timer.close()
+                state.wait_timer, state.wait_timer_at = None, _NEVER
         gevent.joinall(self._greenlets + list(self._helpers), timeout=timeout)
         leftover = [g for g in self._greenlets + list(self._helpers) if not g.dead]
         if leftover:
@@ -306,18 +344,21 @@ class EslPool:
         delay = min(self.reconnect_max, self.reconnect_base * (2 ** max(failures - 1, 0)))
         return delay * random.uniform(0.5, 1.0)
 
-    def _new_connection(self, state: _NodeState) -> EslConnection:
+    def _new_connection(self, state: _NodeState, event: bool) -> EslConnection:
         def malformed(note: str) -> None:
             state.counters.malformed += 1
 
         node = state.node
-        return EslConnection(node.host, node.port, node.password, node=state.name,
-                             connect_timeout=self.connect_timeout,
-                             command_timeout=self.command_timeout, on_malformed=malformed)
+        # Command connections never subscribe, so their callers read their own replies
+        # (CommandConnection); the event connection keeps greenswitch's reader greenlet.
+        kind = EslConnection if event else CommandConnection
+        return kind(node.host, node.port, node.password, node=state.name,
+                    connect_timeout=self.connect_timeout,
+                    command_timeout=self.command_timeout, on_malformed=malformed)
 
     def _connect(self, state: _NodeState, failures: int, event: bool) -> EslConnection | None:
         """One connect attempt; ``None`` (after logging and counting) when it failed."""
-        conn = self._new_connection(state)
+        conn = self._new_connection(state, event)
         if event:
             conn.register_handle("*", lambda ev: self._on_event(state, ev))
         try:
@@ -502,9 +543,10 @@ class EslPool:
         """An idle live connection of ``state``, waiting at most ``timeout``, in turn.
 
         A newcomer takes an idle connection only when nobody is waiting; otherwise it queues,
-        and returned connections go to waiters first come, first served. After
-        ``overflow_after`` seconds of waiting, an overflow connection is opened in the
-        background (if allowed); whichever connection comes first is taken.
+        and returned connections go to waiters first come, first served. An overflow
+        connection is opened in the background (if allowed) when a caller finds every
+        connection busy, or once it has waited ``overflow_after`` seconds if that is set;
+        whichever connection comes first is taken.
         """
         if not state.live or self._stopping.is_set():
             raise NotConnected("no live connection to FreeSWITCH", state.name)
@@ -516,76 +558,84 @@ class EslPool:
                     conn.in_use = True
                     return conn
                 # died (or is retiring) while idle; its slot replaces it if it is a slot's
-        if self._may_overflow(state) and self.overflow_after <= 0:
-            state.opening += 1
-            self._spawn_helper(self._overflow_slot, state)
-            return self._wait_in_turn(state, timeout, asked_overflow=True)
-        return self._wait_in_turn(state, timeout, asked_overflow=False)
-
-    def _wait_in_turn(self, state: _NodeState, timeout: float, asked_overflow: bool
-                      ) -> EslConnection:
-        waiter: gevent.event.AsyncResult = gevent.event.AsyncResult()
-        state.waiting.append(waiter)
-        deadline = time.monotonic() + timeout
-        timer = None
-        try:
-            while True:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0:
-                    raise self._busy(state, timeout)
-                if not asked_overflow and self._may_overflow(state):
-                    wait = min(remaining, self.overflow_after)
-                else:
-                    wait = remaining
-                    asked_overflow = True
-                # A bare loop timer, as for commands: cheaper than gevent.Timeout on this path,
-                # which every command takes when callers outnumber connections.
-                timer = self._loop.timer(wait)
-                timer.start(self._expire_wait, waiter)
-                try:
-                    conn = waiter.get()
-                except _WaitExpired:
-                    if wait >= remaining:
-                        raise self._busy(state, timeout) from None
-                    # overflow_after passed: ask for an overflow connection, keep our turn
-                    asked_overflow = True
-                    if self._may_overflow(state):
-                        state.opening += 1
-                        self._spawn_helper(self._overflow_slot, state)
-                    fresh = gevent.event.AsyncResult()
-                    try:
-                        state.waiting[state.waiting.index(waiter)] = fresh
-                    except ValueError:
-                        state.waiting.appendleft(fresh)
-                    waiter = fresh
-                    continue
-                finally:
-                    timer.close()
-                if conn.alive and not conn.retiring:
-                    return conn
-                # It died between the hand-off and now: wait for another, still in turn.
-                conn.in_use = False
-                waiter = gevent.event.AsyncResult()
-                state.waiting.appendleft(waiter)
-        except BaseException:
-            if waiter.ready() and waiter.successful():
-                # Handed a connection just as we gave up: pass it on rather than lose it.
-                got = waiter.value
-                got.in_use = False
-                state.release(got)
+        overflow_at = _NEVER
+        if self._may_overflow(state):
+            if self.overflow_after <= 0:
+                state.opening += 1
+                self._spawn_helper(self._overflow_slot, state)
             else:
-                try:
-                    state.waiting.remove(waiter)
-                except ValueError:
-                    pass
-            raise
+                overflow_at = time.monotonic() + self.overflow_after
+        return self._wait_in_turn(state, timeout, overflow_at)
 
-    @staticmethod
-    def _expire_wait(waiter: gevent.event.AsyncResult) -> None:
-        # Runs in the hub. Setting the exception also takes the waiter out of the running for
-        # a hand-off (release() skips waiters that are ready).
-        if not waiter.ready():
-            waiter.set_exception(_WaitExpired())
+    def _wait_in_turn(self, state: _NodeState, timeout: float, overflow_at: float
+                      ) -> EslConnection:
+        deadline = time.monotonic() + timeout
+        turn = _Turn(self._hub, deadline, overflow_at)
+        state.waiting.append(turn)
+        while True:
+            if state.wait_timer_at > deadline or overflow_at < deadline:
+                self._arm_wait_timer(state, min(deadline, overflow_at))
+            try:
+                conn = turn.get()
+            except BaseException as exc:
+                handed = turn.conn
+                if handed is not None:
+                    # Handed a connection just as we gave up (the switch to us still pending):
+                    # pass it on rather than lose it.
+                    handed.in_use = False
+                    state.release(handed)
+                elif not turn.done:
+                    turn.done = True
+                    try:
+                        state.waiting.remove(turn)
+                    except ValueError:
+                        pass
+                if isinstance(exc, _WaitExpired):
+                    raise self._busy(state, timeout) from None
+                raise
+            if conn.alive and not conn.retiring:
+                return conn
+            # It died between the hand-off and now: wait for another, first in line.
+            conn.in_use = False
+            turn = _Turn(self._hub, deadline, _NEVER)
+            overflow_at = _NEVER
+            state.waiting.appendleft(turn)
+
+    def _arm_wait_timer(self, state: _NodeState, at: float) -> None:
+        """Make sure the node's wait timer fires no later than ``at`` (monotonic seconds)."""
+        if state.wait_timer_at <= at:
+            return  # armed for earlier; when it fires it re-arms for what is left
+        if state.wait_timer is not None:
+            state.wait_timer.close()
+        # ref=False: an armed timer with nobody waiting must not keep a program running.
+        timer = self._loop.timer(max(at - time.monotonic(), 0.0), ref=False)
+        timer.start(self._wait_timer_fired, state, update=True)
+        state.wait_timer, state.wait_timer_at = timer, at
+
+    def _wait_timer_fired(self, state: _NodeState) -> None:
+        # Runs in the hub: expire waits past their deadline, ask for overflow connections for
+        # waits past overflow_after, and re-arm for the earliest moment still ahead.
+        if state.wait_timer is not None:
+            state.wait_timer.close()
+        state.wait_timer, state.wait_timer_at = None, _NEVER
+        now = time.monotonic()
+        earliest = _NEVER
+        for turn in list(state.waiting):
+            if turn.done:
+                continue
+            if turn.deadline <= now:
+                turn.done = True
+                state.waiting.remove(turn)
+                state._run_callback(turn.throw, _WaitExpired())
+                continue
+            if turn.overflow_at <= now:
+                turn.overflow_at = _NEVER  # asks once, keeps its turn
+                if self._may_overflow(state):
+                    state.opening += 1
+                    self._spawn_helper(self._overflow_slot, state)
+            earliest = min(earliest, turn.deadline, turn.overflow_at)
+        if earliest < _NEVER and not self._stopping.is_set():
+            self._arm_wait_timer(state, earliest)
 
     def _busy(self, state: _NodeState, timeout: float) -> CommandTimeout:
         return CommandTimeout(f"all {state.alive()} connections stayed busy for {timeout:g} s",
@@ -627,18 +677,20 @@ class EslPool:
                 state.fail_waiters("no live connection to FreeSWITCH")
             conn.stop(timeout=min(self.command_timeout, 1.0))
 
-    def execute(self, text: str, *, node: str | None = None, timeout: float | None = None
-                ) -> tuple[str, Frame]:
+    def execute(self, text: str, *, node: str | None = None, timeout: float | None = None,
+                kind: str | None = None) -> tuple[str, Frame]:
         """Send one command frame on a command connection; returns ``(node, reply frame)``.
 
         ``node`` None picks a connected node. Raises ``NotConnected`` at once when the node has
         no live connection, ``CommandTimeout`` when no reply (or no idle connection) came within
         ``timeout`` (default ``command_timeout``), ``ConnectionLost`` when the connection died.
+        ``kind`` is the metrics kind when the caller knows it (default: from the text).
         """
         state = self._state(node)
         if timeout is None:
             timeout = self.command_timeout
-        kind = kind_of(text)
+        if kind is None:
+            kind = kind_of(text)
         started = time.monotonic()
         try:
             conn = self._acquire(state, timeout)
@@ -646,7 +698,7 @@ class EslPool:
                 frame = conn.execute(text, max(timeout - (time.monotonic() - started), 0.001))
             finally:
                 conn.in_use = False
-                conn.last_used = time.monotonic()
+                conn.last_used = ended = time.monotonic()
                 state.release(conn)
         except EslError as exc:
             counters = state.counters
@@ -657,7 +709,7 @@ class EslPool:
                 # NotConnected is a consequence; its cause is already the slot's last error.
                 state.last_error = str(exc)
             raise
-        state.counters.observe(kind, time.monotonic() - started)
+        state.counters.observe(kind, ended - started)
         return state.name, frame
 
     def api(self, command: str, *, node: str | None = None, timeout: float | None = None) -> str:
@@ -666,7 +718,7 @@ class EslPool:
         The body is returned as is, ``-ERR ...`` included: FreeSWITCH's api commands report
         failure in their text, each in its own way.
         """
-        name, frame = self.execute(commands.api(command), node=node, timeout=timeout)
+        name, frame = self.execute(commands.api(command), node=node, timeout=timeout, kind="api")
         text = frame.text()
         for note in frame.notes:
             # e.g. a user agent that is not UTF-8 in an xmlstatus answer: keep the text (with

@@ -1,4 +1,10 @@
-"""One connection (esl_bridge.connection.EslConnection) against the test FreeSWITCH."""
+"""One connection against the test FreeSWITCH.
+
+Most tests run on both kinds: ``EslConnection`` (greenswitch's reader greenlet, used for the
+event connection) and ``CommandConnection`` (the caller reads its own reply, used for command
+connections). The rules are the same; how unsolicited bytes are treated differs (a reader drops
+a stray reply, a command connection is closed by one) and has tests of its own.
+"""
 from __future__ import annotations
 
 import time
@@ -7,7 +13,7 @@ import gevent
 import pytest
 from greenswitch.esl import InboundESL
 
-from esl_bridge.connection import EslConnection, check_frame_text
+from esl_bridge.connection import CommandConnection, EslConnection, check_frame_text
 from esl_bridge.errors import (
     AuthFailed,
     CommandTimeout,
@@ -19,15 +25,20 @@ from esl_bridge.errors import (
 )
 
 
-def connection(fake, password="ClueCon", **kwargs) -> EslConnection:
+def connection(fake, password="ClueCon", kind=EslConnection, **kwargs) -> EslConnection:
     kwargs.setdefault("connect_timeout", 0.5)
     kwargs.setdefault("command_timeout", 0.5)
-    return EslConnection("127.0.0.1", fake.port, password, **kwargs)
+    return kind("127.0.0.1", fake.port, password, **kwargs)
+
+
+@pytest.fixture(params=[EslConnection, CommandConnection], ids=["reader", "direct"])
+def kind(request):
+    return request.param
 
 
 @pytest.fixture
-def conn(fake_freeswitch):
-    c = connection(fake_freeswitch)
+def conn(fake_freeswitch, kind):
+    c = connection(fake_freeswitch, kind=kind)
     c.connect()
     yield c
     c.stop(timeout=0.2)
@@ -39,8 +50,8 @@ def test_it_is_greenswitchs_inbound_esl(conn):
     assert conn.api("status").startswith("UP 0 years")
 
 
-def test_auth_refused(fake_freeswitch, greenlet_leak_check):
-    c = connection(fake_freeswitch, password="WrongPassword")
+def test_auth_refused(fake_freeswitch, kind, greenlet_leak_check):
+    c = connection(fake_freeswitch, password="WrongPassword", kind=kind)
     with pytest.raises(AuthFailed) as info:
         c.connect()
     assert info.value.node == fake_freeswitch.name
@@ -49,18 +60,18 @@ def test_auth_refused(fake_freeswitch, greenlet_leak_check):
     c.stop()
 
 
-def test_connection_refused(fake_freeswitch, greenlet_leak_check):
+def test_connection_refused(fake_freeswitch, kind, greenlet_leak_check):
     fake_freeswitch.refuse_connections()
-    c = connection(fake_freeswitch)
+    c = connection(fake_freeswitch, kind=kind)
     with pytest.raises(NotConnected) as info:
         c.connect()
     assert isinstance(info.value, FreeSwitchUnavailable)
     assert info.value.node == fake_freeswitch.name
 
 
-def test_no_auth_request_times_out(fake_freeswitch, greenlet_leak_check):
+def test_no_auth_request_times_out(fake_freeswitch, kind, greenlet_leak_check):
     fake_freeswitch.hang_on_connect = True
-    c = connection(fake_freeswitch, connect_timeout=0.2)
+    c = connection(fake_freeswitch, connect_timeout=0.2, kind=kind)
     started = time.monotonic()
     with pytest.raises(ConnectTimeout):
         c.connect()
@@ -69,9 +80,9 @@ def test_no_auth_request_times_out(fake_freeswitch, greenlet_leak_check):
     c.stop()
 
 
-def test_no_auth_reply_times_out(fake_freeswitch, greenlet_leak_check):
+def test_no_auth_reply_times_out(fake_freeswitch, kind, greenlet_leak_check):
     fake_freeswitch.hang("auth")
-    c = connection(fake_freeswitch, connect_timeout=0.2)
+    c = connection(fake_freeswitch, connect_timeout=0.2, kind=kind)
     with pytest.raises(ConnectTimeout):
         c.connect()
     assert not c.alive
@@ -169,6 +180,17 @@ def test_drop_mid_reply(conn, fake_freeswitch):
     assert not conn.alive
 
 
+def test_a_non_utf8_body_is_replaced_and_noted(fake_freeswitch, kind):
+    notes = []
+    c = connection(fake_freeswitch, on_malformed=notes.append, kind=kind)
+    c.connect()
+    fake_freeswitch.api_handlers["latin"] = lambda fake, args: b"caf\xe9 \xff"
+    assert c.api("latin") == "caf\ufffd \ufffd"
+    assert c.alive and notes and "non-UTF-8" in notes[0]
+    assert c.api("version").startswith("FreeSWITCH Version")
+    c.stop()
+
+
 def test_non_utf8_body_and_stray_reply_do_not_kill_the_reader(fake_freeswitch):
     notes = []
     c = connection(fake_freeswitch, on_malformed=notes.append)
@@ -203,7 +225,7 @@ def test_events_are_dispatched_as_greenswitch_does(fake_freeswitch):
     c.stop()
 
 
-def test_an_unparseable_frame_closes_the_connection(conn, fake_freeswitch):
+def test_an_unparseable_frame_closes_the_connection(conn, fake_freeswitch, greenlet_leak_check):
     fake_freeswitch.inject(b"Content-Type: api/response\nContent-Length: nope\n\n", to="all")
     assert conn.closed.wait(2.0)
     assert isinstance(conn.close_reason, ConnectionLost)

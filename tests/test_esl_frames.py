@@ -8,7 +8,7 @@ import pytest
 from greenswitch.esl import ESLEvent
 
 from esl_bridge.errors import ProtocolError
-from esl_bridge.frames import parse_event, read_frame, url_decode
+from esl_bridge.frames import FrameBuffer, parse_event, parse_head, read_frame, url_decode
 
 DATA = Path(__file__).resolve().parent / "data" / "freeswitch"
 
@@ -119,3 +119,98 @@ def test_a_whole_recorded_session_parses_frame_by_frame():
 def test_url_decode_is_percent_only():
     assert url_decode(b"a+b%20c%2B") == "a+b c+"
     assert url_decode(b"100%") == "100%"
+
+
+# ---------------------------------------------------------------------- FrameBuffer
+# The command connections cut frames out of what recv returned (FrameBuffer) instead of reading
+# a stream line by line (read_frame): both must give the very same frames for the same bytes.
+
+RECORDED = sorted(p for p in DATA.glob("esl*/*.txt") if not p.name.endswith(".sent.txt"))
+HOSTILE = [
+    b"\n\nContent-Type: auth/request\n\n",  # stray blank lines before a frame
+    b"Content-Type: api/response\nno colon here\nContent-Length: 2\n\nok",
+    b"Content-Type: api/response\nContent-Length: 3\n\n\xffok",  # non-UTF-8 body
+    b"Content-Type: command/reply\nReply-Text: caf\xe9\n\n",  # non-UTF-8 reply text
+    b"Content-Type: command/reply\nReply-Text: +OK Job-UUID: x\nJob-UUID: x\n\n",
+    b"Content-Type: api/response\nContent-Length: 12\n\nA: b\n\nC: d\n\n",  # body like headers
+    b"Content-Type: api/response\nContent-Length: 0\n\n",
+    b"Content-Type: api/response\nContent-Length: 007\n\nabcdefg",
+    b"Content-Length: 2\nContent-Type: api/response\n\nok",  # other header order
+    b"Content-Type: api/response\nContent-Length: 5\nContent-Length: 2\n\nok",  # repeated
+    b"Content-Type: command/reply\nReply-Text: a%0AContent-Type: api/response\n\n",
+    b"garbage\n\n",  # only a malformed line
+    b"Content-Type: text/disconnect-notice\nContent-Length: 31\n\nThe system is being shut down.\n",
+]
+
+
+def frames_by_read_frame(data: bytes) -> list[tuple]:
+    source, found = stream(data), []
+    while (frame := read_frame(source)) is not None:
+        found.append((frame.headers, frame.body, frame.notes))
+    return found
+
+
+def frames_by_buffer(data: bytes, chunk: int) -> list[tuple]:
+    buffer, found = FrameBuffer(), []
+    for start in range(0, len(data), chunk):
+        buffer.feed(data[start:start + chunk])
+        while (frame := buffer.next_frame()) is not None:
+            found.append((frame.headers, frame.body, frame.notes))
+    assert not buffer.pending
+    return found
+
+
+@pytest.mark.parametrize("chunk", [1, 2, 7, 64, 1500, 1 << 30])
+def test_frame_buffer_gives_the_frames_read_frame_gives(chunk):
+    for path in RECORDED:
+        data = path.read_bytes()
+        assert frames_by_buffer(data, chunk) == frames_by_read_frame(data), path.name
+    for data in HOSTILE:
+        assert frames_by_buffer(data, chunk) == frames_by_read_frame(data), data
+    everything = b"".join(p.read_bytes() for p in RECORDED) + b"".join(HOSTILE)
+    assert frames_by_buffer(everything, chunk) == frames_by_read_frame(everything)
+
+
+def test_frame_buffer_holds_a_partial_frame():
+    buffer = FrameBuffer()
+    buffer.feed(b"Content-Type: api/response\nContent-Le")
+    assert buffer.next_frame() is None and buffer.pending
+    buffer.feed(b"ngth: 4\n\nab")
+    assert buffer.next_frame() is None and buffer.pending
+    buffer.feed(b"cdContent-Type: auth/request\n\n")
+    assert buffer.next_frame().body == b"abcd"
+    assert buffer.next_frame().content_type == "auth/request"
+    assert buffer.next_frame() is None and not buffer.pending
+
+
+@pytest.mark.parametrize("data", [
+    b"Content-Type: api/response\nContent-Length: abc\n\n",
+    b"Content-Type: api/response\nContent-Length: -1\n\n",
+    b"Content-Type: api/response\nContent-Length: 99999999999\n\n",
+    b"X: " + b"y" * 300_000 + b"\n\n",
+    b"X: " + b"y" * 300_000,  # a header line that has not even ended
+])
+def test_frame_buffer_raises_protocol_error_as_read_frame_does(data):
+    buffer = FrameBuffer()
+    buffer.feed(data)
+    with pytest.raises(ProtocolError):
+        buffer.next_frame()
+
+
+@pytest.mark.parametrize("head", [
+    b"Content-Type: api/response\nContent-Length: 333",
+    b"Content-Type: api/response\nContent-Length: 33x",
+    b"Content-Type: api/response\nContent-Length: 3\nX: y",
+    b"Content-Type: api/response\nContent-Length: ",
+    b"Content-Type: command/reply\nReply-Text: +OK accepted",
+    b"Content-Type: command/reply\nReply-Text: -ERR caf\xe9",
+    b"Content-Type: command/reply\nReply-Text: +OK\nJob-UUID: 1",
+    b"Content-Type: command/reply\nReply-Text: a: b",
+])
+def test_the_reply_shortcut_gives_the_general_split(head):
+    general: dict[str, str] = {}
+    for line in head.split(b"\n"):
+        name, sep, value = line.partition(b": ")
+        if sep:
+            general[name.decode("utf-8", "replace")] = value.decode("utf-8", "replace")
+    assert parse_head(head, []) == general
