@@ -132,8 +132,21 @@ def document_columns(table: type[DocumentTable], ident: str, doc: dict[str, Any]
     columns = {"doc": encode(doc)}
     build = table.listing_row
     if build is not None:
-        columns["listing"] = encode(build(ident, doc))
+        listing = columns["listing"] = encode(build(ident, doc))
+        if listing[:_LISTING_ID.start] != '{"id":"' or listing_id(listing) != ident \
+                or listing[_LISTING_ID.stop:_LISTING_ID.stop + 1] != '"':
+            raise ValueError(f"a listing row must start with its 32-character id: {listing[:60]}")
     return columns
+
+
+# Every listing row starts `{"id":"<32 characters>"` (checked as it is written): a listing page
+# reads the ids it needs (the next page's start key, a batch's end) out of the rows themselves.
+_LISTING_ID = slice(7, 39)
+
+
+def listing_id(listing: str) -> str:
+    """The document id at the start of an encoded listing row."""
+    return listing[_LISTING_ID]
 
 
 def insert_document(table: type[DocumentTable], doc: dict[str, Any], **columns: Any) -> Document:
@@ -365,18 +378,18 @@ def list_page(table: type[DocumentTable], account_id: str, query: ListQuery) -> 
         scan = _prepared_scan(table, "" if query.start_key is None else ">=", False)
         args = (account_id, limit + 1) if query.start_key is None else (
             account_id, limit + 1, query.start_key)
-        found = list(scan.tuples(*args))  # (id, listing): both text
-        next_key = found[limit][0] if len(found) > limit else None
-        return Page([text for _, text in found[:limit]], next_key, query.start_key)
-    texts: list[str] = []
+        texts = [text for (text,) in scan.tuples(*args)]  # text: as the driver gives it
+        next_key = listing_id(texts.pop()) if len(texts) > limit else None
+        return Page(texts, next_key, query.start_key)
+    texts = []
     next_key = None
-    for ident, doc, text in _scan(table, account_id, query.start_key, bool(filters)):
+    for text, doc in _scan(table, account_id, query.start_key, bool(filters)):
         if filters:
             value = decode(doc)
             if not all(f(value) for f in filters):
                 continue
         if limit is not None and len(texts) == limit:
-            next_key = ident
+            next_key = listing_id(text)
             break
         texts.append(text)
     return Page(texts, next_key, query.start_key)
@@ -386,11 +399,11 @@ _SCAN: dict[tuple[type[DocumentTable], str, bool], Prepared] = {}
 
 
 def _prepared_scan(table: type[DocumentTable], start: str, with_doc: bool) -> Prepared:
-    """(id, listing) or (id, doc, listing) of an account in id order, `limit` rows from the
+    """(listing,) or (listing, doc) of an account's rows in id order, `limit` rows from the
     start (`start` is "") or from a key on (">=" the first batch, ">" the next ones)."""
     found = _SCAN.get((table, start, with_doc))
     if found is None:
-        columns = (table.id, table.doc, table.listing) if with_doc else (table.id, table.listing)
+        columns = (table.listing, table.doc) if with_doc else (table.listing,)
 
         def build(account_id: Any, limit: Any, cursor: Any = None) -> peewee.ModelSelect:
             scope = table.account_id == account_id
@@ -406,8 +419,8 @@ def _prepared_scan(table: type[DocumentTable], start: str, with_doc: bool) -> Pr
 
 def _scan(
     table: type[DocumentTable], account_id: str, start: str | None, with_doc: bool,
-) -> Iterator[tuple[str, str | None, str]]:
-    """(id, doc text or None, listing text) of every row from `start` on, in batches."""
+) -> Iterator[tuple[str, str | None]]:
+    """(listing text, doc text or None) of every row from `start` on, in batches."""
     cursor = start
     first = True
     while True:
@@ -420,8 +433,8 @@ def _scan(
         got = 0
         for row in found:
             got += 1
-            cursor = row[0]
-            yield (row[0], row[1], row[2]) if with_doc else (row[0], None, row[1])
+            cursor = listing_id(row[0])
+            yield (row[0], row[1]) if with_doc else (row[0], None)
         first = False
         if got < _BATCH:
             return

@@ -33,6 +33,25 @@ class _Compiled:
         return [values[i] if i is not None else constant for i, constant in self.slots]
 
 
+def _execute(sql: str, params: list[Any]) -> Any:
+    """`database.execute_sql` for a read, without the layers around the driver's cursor.
+
+    Most requests make two lookups; peewee's path to the cursor (the proxy, logging, hooks,
+    the connection check) costs as much as SQLite takes to answer. The same steps are kept:
+    the query is logged (peewee's logger, at DEBUG), the connection opened if it is closed,
+    driver errors become peewee's. With query hooks installed, peewee's own path is taken.
+    Reads only: the stale-snapshot check of `db.SqliteDatabase.execute_sql` concerns writes.
+    """
+    db = database.obj
+    if db.query_hooks:
+        return db.execute_sql(sql, params)
+    db._log_query(sql, params)
+    with peewee.__exception_wrapper__:
+        cursor = db.cursor()
+        cursor.execute(sql, params)
+    return cursor
+
+
 class Prepared:
     """A query built by `build(*args)`, run as `rows(*values)` / `first(*values)`.
 
@@ -63,8 +82,7 @@ class Prepared:
     def rows(self, *values: Any) -> Iterator[Any]:
         """The rows, as the query itself would return them (model instances, tuples, ...)."""
         compiled = self._compile()
-        wrapper = compiled.query._get_cursor_wrapper(
-            database.execute_sql(compiled.sql, compiled.params(values)))
+        wrapper = compiled.query._get_cursor_wrapper(_execute(compiled.sql, compiled.params(values)))
         if compiled.row_builder is None:
             before = dict(vars(wrapper))
             wrapper.initialize()
@@ -79,7 +97,7 @@ class Prepared:
         """The rows as the driver returns them, without peewee's field conversion: for columns
         the driver already gives as their Python value (text)."""
         compiled = self._compile()
-        return iter(database.execute_sql(compiled.sql, compiled.params(values)))
+        return iter(_execute(compiled.sql, compiled.params(values)))
 
     def first(self, *values: Any) -> Any:
         """The first row, or None."""

@@ -92,3 +92,22 @@ def test_secret_check_variants(bridge, database_url):
     assert status(Authorization=basic("freeswitch", FREESWITCH_SECRET),
                   **{"X-ESL-Bridge-Secret": "wrong"}) == 403
     assert status(**{"X-ESL-Bridge-Secret": FREESWITCH_SECRET}) == 200
+
+
+def test_the_body_read_directly_is_get_datas(bridge):
+    """Declared lengths (read directly), chunked and oversized bodies (werkzeug) alike."""
+    body = "section=directory&user=2001&domain=acme.test&key_value=acme.test&action=sip_auth"
+    url = f"{bridge.url}/freeswitch/presence"
+    auth = ("freeswitch", FREESWITCH_SECRET)
+    headers = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    def ask(data, **extra):
+        response = requests.post(url, data=data, auth=auth, headers={**headers, **extra}, timeout=10)
+        return response.status_code, response.text
+
+    plain = ask("realm=acme.test&sip_user=2001")
+    assert plain[0] == 200 and '"presence_id": null' in plain[1]
+    assert ask(iter([b"realm=acme.test&", b"sip_user=2001"])) == plain  # chunked
+    assert ask(body)[0] == 400  # neither sip_user nor number: the fields were read
+    too_big = requests.post(url, data="x" * (1024 * 1024 + 1), auth=auth, headers=headers, timeout=10)
+    assert too_big.status_code == 413

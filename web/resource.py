@@ -10,9 +10,28 @@ from models.documents import Document, ListQuery, Page
 from web.envelope import success, success_encoded
 
 
+def _query_args() -> dict[str, str]:
+    """The query string's arguments, the first value of each (as `request.args.items()`).
+
+    The usual listing query (`page_size=50&start_key=<id>`: ASCII, nothing escaped) is split
+    here as `parse_qsl` splits it, without building werkzeug's MultiDict; anything else goes
+    through werkzeug.
+    """
+    text = request.environ.get("QUERY_STRING", "")
+    if "%" in text or "+" in text or not text.isascii():
+        return dict(request.args.items())
+    args: dict[str, str] = {}
+    for part in text.split("&"):
+        if part:
+            name, _, value = part.partition("=")
+            args.setdefault(name, value)
+    return args
+
+
 def listing_query() -> ListQuery:
     """Pagination and filters from the query string; v1 listings are never paginated."""
-    args = {k: v for k, v in request.args.items() if k != "auth_token"}
+    args = _query_args()
+    args.pop("auth_token", None)
     query = ListQuery.from_args(args)
     if g.get("api_version") == "v1":
         # Not paginated means the whole listing: a start_key would cut it short unannounced.
