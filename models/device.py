@@ -211,13 +211,30 @@ _USER_DEVICE_ROWS = Prepared(lambda account_id, user_id: (
 def user_device_rows(account_id: str, user_id: str) -> list[dict[str, Any]]:
     """SPEC §5: one row per device the user owns or is hotdesked into, with `hotdesked`: the
     device's listing row without `username`."""
-    out = []
-    for listing, owner_id in _USER_DEVICE_ROWS.tuples(account_id, user_id):  # both text
-        item = docs.decode(listing)
-        del item["username"]
-        item["hotdesked"] = owner_id != user_id
-        out.append(item)
-    return out
+    return [docs.decode(text) for text in user_device_texts(account_id, user_id)]
+
+
+def user_device_texts(account_id: str, user_id: str) -> list[str]:
+    """`user_device_rows`, each row JSON-encoded (exactly as `docs.encode` writes it)."""
+    return [_user_device_text(listing, owner_id != user_id)
+            for listing, owner_id in _USER_DEVICE_ROWS.tuples(account_id, user_id)]  # both text
+
+
+def _user_device_text(listing: str, hotdesked: bool) -> str:
+    """The stored listing row without `username` and with `hotdesked` last, cut out of the text.
+
+    The row is `{"id":..,"name":..,"username":..,"mac_address":..,...}`. Inside an encoded
+    string every `"` is escaped (`\\"`), so `,"username":` and `,"mac_address":` can only be
+    those keys: the username is what lies between them.
+    """
+    start = listing.find(',"username":')
+    end = listing.find(',"mac_address":', start)
+    if start < 0 or end < 0 or listing[-1] != "}":  # not a device listing row: the long way
+        row = docs.decode(listing)
+        del row["username"]
+        row["hotdesked"] = hotdesked
+        return docs.encode(row)
+    return f'{listing[:start]}{listing[end:-1]},"hotdesked":{"true" if hotdesked else "false"}}}'
 
 
 def user_devices(account_id: str, user_id: str) -> list[Document]:

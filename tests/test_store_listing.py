@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import random
 import re
 from pathlib import Path
 from typing import Any
@@ -185,16 +186,21 @@ def test_listing_text_and_revision_over_http(api):
 
 def test_user_devices_rows_from_the_stored_listing(api):
     user = api.create_user(hotdesk={"id": "42"})
-    owned = api.create_device(name="Ownéd", owner_id=user["id"], mac_address="00:04:f2:aa:bb:cc")
+    owned = api.create_device(name='Ownéd ,"username":"x"', owner_id=user["id"],
+                              mac_address="00:04:f2:aa:bb:cc", sip={"username": "own"})
     hot = api.create_device(name="hot", hotdesk={"users": {user["id"]: {}}})
-    rows = api.get(f"users/{user['id']}/devices").json()["data"]
-    expected = {owned["id"]: {"id": owned["id"], "name": "Ownéd", "mac_address": "0004f2aabbcc",
+    response = api.get(f"users/{user['id']}/devices")
+    rows = response.json()["data"]
+    expected = {owned["id"]: {"id": owned["id"], "name": 'Ownéd ,"username":"x"', "mac_address": "0004f2aabbcc",
                               "owner_id": user["id"], "enabled": True, "device_type": "sip_device",
                               "hotdesked": False},
                 hot["id"]: {"id": hot["id"], "name": "hot", "mac_address": "", "owner_id": None,
                             "enabled": True, "device_type": "sip_device", "hotdesked": True}}
     assert rows == sorted(expected.values(), key=lambda r: r["id"])
     assert [list(r) for r in rows] == [list(expected[r["id"]]) for r in rows]  # key order too
+    wanted = encoded_rows(sorted(expected.values(), key=lambda r: r["id"]))
+    assert f',"data":{wanted}}}'.encode() in response.content
+    assert response.json()["revision"] == revision_of(wanted)
 
 
 def test_envelopes_are_their_dict_encoded(api):
@@ -216,3 +222,31 @@ def test_envelopes_are_their_dict_encoded(api):
         "auth_token", "status", "request_id", "revision", "data", "page_size", "start_key",
         "next_start_key"]
     assert json.loads(responses[-1].content)["request_id"] == "my.request-1"
+
+
+def test_user_device_rows_cut_out_of_the_listing_are_the_rows_encoded():
+    """The `users/{U}/devices` row cut out of the stored text is the row built and encoded."""
+    rng = random.Random(5)
+    pieces = ['"', "\\", ',"username":', ',"mac_address":', "}", "{", "é", "☎", "\n", "\x01",
+              "a", " ", ':', "null", "😀"]
+    for _ in range(3000):
+        doc: dict[str, Any] = {"name": "".join(rng.choice(pieces) for _ in range(rng.randrange(0, 8)))}
+        if rng.random() < 0.7:
+            doc["sip"] = {"username": rng.choice(["alice", "b.o-b+1", ',"mac_address":'])}
+        if rng.random() < 0.5:
+            doc["mac_address"] = "0004f2aabbcc"
+        if rng.random() < 0.5:
+            doc["owner_id"] = "c" * 32
+        if rng.random() < 0.3:
+            doc["enabled"] = False
+        if rng.random() < 0.3:
+            doc["device_type"] = "".join(rng.choice(pieces) for _ in range(3)) or "fax"
+        ident = docs.new_id()
+        listing = docs.encode(listing_rows.device_row(ident, doc))
+        for hotdesked in (False, True):
+            row = listing_rows.device_row(ident, doc)
+            del row["username"]
+            row["hotdesked"] = hotdesked
+            assert devices._user_device_text(listing, hotdesked) == docs.encode(row), doc
+    odd = docs.encode({"id": "d" * 32, "name": "x", "username": None, "mac_address": ""})[:-1] + ',"x":1}'
+    assert docs.decode(devices._user_device_text(odd, True))["hotdesked"] is True

@@ -66,11 +66,11 @@ class _Refused(Exception):
 _SOURCES_KEPT = 256
 
 
-def _allowed_source(address: str | None) -> bool:
+def _allowed_source(rt: Any, address: str | None) -> bool:
     if not address:
         return False
-    extras = runtime().extras
-    allow = runtime().settings.freeswitch_allow
+    extras = rt.extras
+    allow = rt.settings.freeswitch_allow
     kept = extras.get("freeswitch_sources")
     if kept is None or kept[0] is not allow:
         kept = extras["freeswitch_sources"] = (allow, {})
@@ -89,9 +89,9 @@ def _allowed_source(address: str | None) -> bool:
     return found
 
 
-def _basic_credentials(secret: str) -> bytes:
+def _basic_credentials(rt: Any, secret: str) -> bytes:
     """The `Authorization` header `mod_xml_curl` sends for `freeswitch:<secret>`, as bytes."""
-    extras = runtime().extras
+    extras = rt.extras
     kept = extras.get("freeswitch_basic")
     if kept is None or kept[0] != secret:
         token = base64.b64encode(f"{BASIC_AUTH_USER}:{secret}".encode()).decode()
@@ -99,7 +99,7 @@ def _basic_credentials(secret: str) -> bytes:
     return kept[1]
 
 
-def _presented_secret(environ: dict[str, Any], secret: str | None) -> str | None:
+def _presented_secret(rt: Any, environ: dict[str, Any], secret: str | None) -> str | None:
     header = environ.get("HTTP_X_ESL_BRIDGE_SECRET")
     if header:
         return header
@@ -108,7 +108,7 @@ def _presented_secret(environ: dict[str, Any], secret: str | None) -> str | None
         return None
     # The header exactly as mod_xml_curl writes it for the right secret: that secret, without
     # werkzeug parsing it (anything else, right or wrong, goes through werkzeug's parser).
-    if secret and hmac.compare_digest(given.encode(), _basic_credentials(secret)):
+    if secret and hmac.compare_digest(given.encode(), _basic_credentials(rt, secret)):
         return secret
     try:
         auth = request.authorization
@@ -121,13 +121,14 @@ def _presented_secret(environ: dict[str, Any], secret: str | None) -> str | None
 
 def _require_freeswitch() -> Response | None:
     """403 unless the request comes from an allowed address with the shared secret."""
-    secret = runtime().settings.freeswitch_secret
+    rt = runtime()
+    secret = rt.settings.freeswitch_secret
     environ = request.environ
-    presented = _presented_secret(environ, secret)
+    presented = _presented_secret(rt, environ, secret)
     source = environ.get("REMOTE_ADDR")
     if not secret:
         reason = "no shared secret is configured (ESL_BRIDGE_FREESWITCH_SECRET)"
-    elif not _allowed_source(source):
+    elif not _allowed_source(rt, source):
         reason = "source address not allowed"
     elif presented is None or not hmac.compare_digest(presented.encode(), secret.encode()):
         reason = "missing or wrong secret"
@@ -226,7 +227,7 @@ def _form() -> _Form:
 
 
 def _xml(text: str) -> Response:
-    return Response(text, mimetype="text/xml")
+    return Response(text, content_type="text/xml; charset=utf-8")  # as mimetype="text/xml" gives
 
 
 # ---------------------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from flask import Blueprint, Response
 
 from models import device as devices
 from models import user as users
-from web.envelope import body_data, success
+from web.envelope import body_data, success_encoded
 from web.resource import document_reply, if_match, listing_query, page_reply, route
 
 
@@ -46,9 +46,9 @@ def delete_user(account_id: str, user_id: str) -> Response:
 
 
 def user_devices(account_id: str, user_id: str) -> Response:
-    rows = devices.user_device_rows(account_id, user_id)
+    rows = devices.user_device_texts(account_id, user_id)
     if not rows:
         # 404 for an unknown user. One with devices exists: a device's owner and hotdesk users
         # are users of its account, and deleting a user takes them off in the same transaction.
         users.require_user(account_id, user_id)
-    return success(rows)
+    return success_encoded("[" + ",".join(rows) + "]")
