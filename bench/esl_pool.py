@@ -9,6 +9,10 @@ By default the test FreeSWITCH (``tests/fake_freeswitch.py``) runs in a child pr
 one would; ``--freeswitch host:port:password`` measures a real FreeSWITCH instead. Prints a table,
 then, as the very last line, one JSON object with the figures and the ratios (pool rate divided
 by shared-connection rate), including ``fast_ratio_16`` and ``slow_ratio_16``.
+
+Each cell also reports the CPU time per round trip of this process (``client``) and, when the
+test FreeSWITCH is our child, of that process (``freeswitch``): on a machine with one core for
+each, the slower side sets the rate; on a loaded machine, their sum does.
 """
 from __future__ import annotations
 
@@ -46,9 +50,25 @@ def command_for(workload: str, counter: itertools.count) -> str:
     return "status"
 
 
-def run_callers(callers: int, seconds: float, call: Callable[[str], object], workload: str
-                ) -> float:
-    """Round trips per second of ``callers`` greenlets calling ``call(cmd)`` for ``seconds``."""
+def cpu_seconds(pid: int | None) -> float | None:
+    """CPU time (user + system) used so far by process ``pid`` (Linux ``/proc``), or None."""
+    if pid is None:
+        return None
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            fields = stat.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def run_callers(callers: int, seconds: float, call: Callable[[str], object], workload: str,
+                server_pid: int | None = None) -> tuple[float, float, float | None]:
+    """``callers`` greenlets calling ``call(cmd)`` for ``seconds``.
+
+    Returns round trips per second and the CPU microseconds per round trip of this process and
+    of ``server_pid`` (None when unknown).
+    """
     counter = itertools.count()
     done = [0]
     deadline = time.monotonic() + seconds
@@ -58,14 +78,26 @@ def run_callers(callers: int, seconds: float, call: Callable[[str], object], wor
             call(command_for(workload, counter))
             done[0] += 1
 
+    server_before = cpu_seconds(server_pid)
+    client_before = time.process_time()
     started = time.monotonic()
     gevent.joinall([gevent.spawn(caller) for _ in range(callers)], raise_error=True)
-    return done[0] / (time.monotonic() - started)
+    elapsed = time.monotonic() - started
+    client = time.process_time() - client_before
+    server_after = cpu_seconds(server_pid)
+    trips = max(done[0], 1)
+    server = None
+    # /proc counts in clock ticks (10 ms): below 5 of them the figure is noise (slow workload)
+    if (server_before is not None and server_after is not None
+            and server_after - server_before >= 5 / os.sysconf("SC_CLK_TCK")):
+        server = 1e6 * (server_after - server_before) / trips
+    return done[0] / elapsed, 1e6 * client / trips, server
 
 
 def measure_cell(node: Node, callers: int, seconds: float, workload: str, pool_size: int,
-                 rounds: int) -> tuple[float, float]:
-    """Median rates of the pool and of one shared greenswitch connection for one cell.
+                 rounds: int, server_pid: int | None = None) -> dict[str, dict[str, float | None]]:
+    """Median rates (and CPU per round trip) of the pool and of one shared greenswitch
+    connection for one cell: ``{"pool": {"rate", "client_us", "freeswitch_us"}, "shared": ...}``.
 
     Both are set up once and measured in alternating rounds (pool, shared, pool, ...), so that
     a neighbour's load on the machine falls on both alike.
@@ -83,13 +115,21 @@ def measure_cell(node: Node, callers: int, seconds: float, workload: str, pool_s
         def through_shared(cmd: str) -> object:
             return shared.send(f"api {cmd}")
 
-        for call in (through_pool, through_shared):  # warm up
+        sides = {"pool": through_pool, "shared": through_shared}
+        for call in sides.values():  # warm up
             run_callers(callers, min(0.2, seconds), call, workload)
-        pool_rates, shared_rates = [], []
+        samples: dict[str, list[tuple[float, float, float | None]]] = {side: [] for side in sides}
         for _ in range(rounds):
-            pool_rates.append(run_callers(callers, seconds / rounds, through_pool, workload))
-            shared_rates.append(run_callers(callers, seconds / rounds, through_shared, workload))
-        return statistics.median(pool_rates), statistics.median(shared_rates)
+            for side, call in sides.items():
+                samples[side].append(
+                    run_callers(callers, seconds / rounds, call, workload, server_pid))
+        cell: dict[str, dict[str, float | None]] = {}
+        for side, runs in samples.items():
+            server = [s for _, _, s in runs if s is not None]
+            cell[side] = {"rate": statistics.median(r for r, _, _ in runs),
+                          "client_us": statistics.median(c for _, c, _ in runs),
+                          "freeswitch_us": statistics.median(server) if server else None}
+        return cell
     finally:
         pool.stop()
         shared.stop()
@@ -123,15 +163,24 @@ def main() -> None:
         child, spec = start_fake()
         target = "test FreeSWITCH (child process)"
     node = Node.parse(spec)
-    results: dict[str, dict[str, dict[str, float]]] = {}
+    results: dict[str, dict[str, dict[str, object]]] = {}
+
+    def us(value: float | None) -> float | None:
+        return None if value is None else round(value, 1)
+
     try:
         for workload in WORKLOADS:
             for callers in CALLERS:
-                pool_rate, shared_rate = measure_cell(node, callers, options.seconds, workload,
-                                                      options.pool_size, options.rounds)
+                cell = measure_cell(node, callers, options.seconds, workload, options.pool_size,
+                                    options.rounds, child.pid if child is not None else None)
+                pool_rate, shared_rate = cell["pool"]["rate"], cell["shared"]["rate"]
                 results.setdefault(workload, {})[str(callers)] = {
                     "pool": round(pool_rate, 1), "shared": round(shared_rate, 1),
-                    "ratio": round(pool_rate / shared_rate, 2) if shared_rate else 0.0}
+                    "ratio": round(pool_rate / shared_rate, 2) if shared_rate else 0.0,
+                    "cpu_us_per_round_trip": {
+                        side: {"client": us(cell[side]["client_us"]),
+                               "freeswitch": us(cell[side]["freeswitch_us"])}
+                        for side in ("pool", "shared")}}
     finally:
         if child is not None:
             child.terminate()
@@ -139,12 +188,23 @@ def main() -> None:
 
     print(f"ESL round trips per second against {target}, {options.seconds:g} s per cell "
           f"and side ({options.rounds} alternating rounds, median), pool_size={options.pool_size}")
-    print(f"{'workload':<10}{'callers':>8}{'pool/s':>12}{'shared/s':>12}{'ratio':>8}")
+    print(f"{'workload':<10}{'callers':>8}{'pool/s':>12}{'shared/s':>12}{'ratio':>8}"
+          f"   CPU us per round trip, FreeSWITCH + client: pool | shared")
+
+    def cpu(side: dict[str, float | None]) -> str:
+        server = "?" if side["freeswitch"] is None else f"{side['freeswitch']:.1f}"
+        return f"{server} + {side['client']:.1f}"
+
+    def cpu_columns(workload: str, per_trip: dict[str, dict[str, float | None]]) -> str:
+        if workload != "fast":
+            return ""  # rates of a few hundred per second: CPU per trip says nothing here
+        return f"   {cpu(per_trip['pool'])} | {cpu(per_trip['shared'])}"
+
     for workload in WORKLOADS:
         for callers in CALLERS:
             row = results[workload][str(callers)]
             print(f"{workload:<10}{callers:>8}{row['pool']:>12.1f}{row['shared']:>12.1f}"
-                  f"{row['ratio']:>7.2f}x")
+                  f"{row['ratio']:>7.2f}x{cpu_columns(workload, row['cpu_us_per_round_trip'])}")
     summary = {
         "bench": "esl_pool",
         "target": "freeswitch" if options.freeswitch else "fake",

@@ -48,7 +48,7 @@ def test_no_reader_greenlet(fake_freeswitch, greenlet_leak_check):
     assert c._receive_events_greenlet is None
     assert c.api("status").startswith("UP 0 years")
     fake_greenlet = 1  # the fake serves each connection with a greenlet of its own
-    assert len(live_greenlets()) == before + fake_greenlet
+    assert len(live_greenlets()) <= before + fake_greenlet
     c.stop()
 
 
@@ -135,7 +135,7 @@ def test_a_short_deadline_after_a_long_one(fake_freeswitch, greenlet_leak_check)
     started = time.monotonic()
     with pytest.raises(CommandTimeout):
         c.api("version", timeout=0.1)
-    assert time.monotonic() - started < 0.1 + 0.5  # its own deadline, not the earlier one's
+    assert time.monotonic() - started < 0.1 + 1.0  # its own deadline, not the 5 s one's
     c.stop()
 
 
@@ -200,7 +200,7 @@ def test_a_short_wait_behind_a_long_one_expires_in_time(fake_freeswitch, esl_poo
     started = time.monotonic()
     with pytest.raises(CommandTimeout) as info:
         pool.api("status", timeout=0.1)
-    assert time.monotonic() - started < 0.1 + 0.5
+    assert time.monotonic() - started < 0.1 + 1.0  # not the 3 s of the waiter ahead of it
     assert "busy" in str(info.value)
     assert busy.get(timeout=5.0) == "+OK"
     assert patient.get(timeout=5.0).startswith("FreeSWITCH Version")
