@@ -178,6 +178,8 @@ class FrameBuffer:
             newline = data.rfind(b"\n")
             if len(data) - newline - 1 > self.max_line:
                 raise ProtocolError(f"header line longer than {self.max_line} bytes")
+            if len(data) > self.max_body:
+                raise ProtocolError(f"header block longer than {self.max_body} bytes")
             return None
         head = data[:end]
         if end > self.max_line and any(len(line) > self.max_line

@@ -197,6 +197,14 @@ def test_frame_buffer_raises_protocol_error_as_read_frame_does(data):
         buffer.next_frame()
 
 
+def test_frame_buffer_bounds_a_header_block_that_never_ends():
+    buffer = FrameBuffer(max_line=100, max_body=1000)
+    with pytest.raises(ProtocolError):
+        for _ in range(200):
+            buffer.feed(b"X-Header: value\n")
+            assert buffer.next_frame() is None
+
+
 @pytest.mark.parametrize("head", [
     b"Content-Type: api/response\nContent-Length: 333",
     b"Content-Type: api/response\nContent-Length: 33x",
