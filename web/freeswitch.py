@@ -186,36 +186,42 @@ def _body() -> bytes:
     return request.get_data()
 
 
-def _form_items() -> tuple[list[str], list[str], Callable[[str], str]]:
-    """The body's field names and values in order, and how to decode a value.
+def _form() -> _Form:
+    """The form fields, refusing a body that repeats a key (a smuggled `&user=`, SPEC §7).
 
     A urlencoded body (what FreeSWITCH and the Lua scripts send) is split here exactly as
     werkzeug's form parser does it (`urllib.parse.parse_qsl` keeping blank values, werkzeug's
     error handler for bad escapes, no fields for a body that is not UTF-8) without the machinery
     around it: for the ~45 fields of a directory request that cost as much as the lookup. Names
-    are decoded at once (a repeated name is refused), values when read. Other content types go
-    through werkzeug.
+    are decoded at once, values when read. Other content types go through werkzeug.
     """
     environ = request.environ
     if (environ.get("CONTENT_TYPE") != "application/x-www-form-urlencoded"
             and request.mimetype != "application/x-www-form-urlencoded"):
         items = list(request.form.items(multi=True))
-        return [name for name, _ in items], [value for _, value in items], _as_given
+        return _fields([name for name, _ in items], [value for _, value in items], _as_given)
     try:
         text = _body().decode()
     except ValueError:
-        return [], [], _as_given
-    parts = [part.partition("=") for part in text.split("&") if part]
-    names = [name for name, _, _ in parts]
-    joined = "&".join(names)  # no name holds "&": one look for an escape in any of them
+        return _Form({}, _as_given)
+    parts = text.split("&")
+    if "" not in parts:  # the usual body: no empty field, and (checked below) no escaped name
+        fields: dict[str, str] = {}
+        for part in parts:
+            name, _, value = part.partition("=")
+            fields[name] = value
+        joined = "&".join(fields)  # no name holds "&": one look for an escape in any of them
+        if len(fields) == len(parts) and "%" not in joined and "+" not in joined:
+            return _Form(fields, _unquote_plus)
+    pairs = [part.partition("=") for part in parts if part]
+    names = [name for name, _, _ in pairs]
+    joined = "&".join(names)
     if "%" in joined or "+" in joined:
         names = [_unquote_plus(name) for name in names]
-    return names, [value for _, _, value in parts], _unquote_plus
+    return _fields(names, [value for _, _, value in pairs], _unquote_plus)
 
 
-def _form() -> _Form:
-    """The form fields, refusing a body that repeats a key (a smuggled `&user=`, SPEC §7)."""
-    names, values, decode = _form_items()
+def _fields(names: list[str], values: list[str], decode: Callable[[str], str]) -> _Form:
     fields = dict(zip(names, values, strict=True))
     if len(fields) != len(names):
         seen: set[str] = set()
