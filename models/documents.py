@@ -126,6 +126,16 @@ def check_if_match(current: Document, if_match: str | None) -> None:
         raise StaleRevision(current.revision)
 
 
+# Every listing row starts `{"id":"<32 characters>"` (checked as it is written): a listing page
+# reads the ids it needs (the next page's start key, a batch's end) out of the rows themselves.
+_LISTING_ID = slice(7, 39)
+
+
+def listing_id(listing: str) -> str:
+    """The document id at the start of an encoded listing row."""
+    return listing[_LISTING_ID]
+
+
 def document_columns(table: type[DocumentTable], ident: str, doc: dict[str, Any]) -> dict[str, str]:
     """The columns written with every write of a document: `doc` itself, encoded, and its
     encoded listing row where the table keeps one (`DocumentTable.listing_row`)."""
@@ -137,16 +147,6 @@ def document_columns(table: type[DocumentTable], ident: str, doc: dict[str, Any]
                 or listing[_LISTING_ID.stop:_LISTING_ID.stop + 1] != '"':
             raise ValueError(f"a listing row must start with its 32-character id: {listing[:60]}")
     return columns
-
-
-# Every listing row starts `{"id":"<32 characters>"` (checked as it is written): a listing page
-# reads the ids it needs (the next page's start key, a batch's end) out of the rows themselves.
-_LISTING_ID = slice(7, 39)
-
-
-def listing_id(listing: str) -> str:
-    """The document id at the start of an encoded listing row."""
-    return listing[_LISTING_ID]
 
 
 def insert_document(table: type[DocumentTable], doc: dict[str, Any], **columns: Any) -> Document:
