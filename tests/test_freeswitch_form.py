@@ -9,7 +9,7 @@ import requests
 from fixtures_web import FREESWITCH_SECRET, client_for, make_account
 from flask import Flask, request
 
-from web import freeswitch
+from web import freeswitch_request
 
 PIECES = ["user", "domain", "a", "b", "", "=", "&", "%", "%2", "%41", "%26", "%3D", "%zz", "%C3%A9",
           "%C3", "%FF", "+", " ", "é", "☎", "\x00", ";", "key_value", "acme.test", "2001"]
@@ -41,10 +41,10 @@ def test_the_form_split_is_werkzeugs():
         names = [name for name, _ in expected]
         with context(body):
             if len(set(names)) != len(names):
-                with pytest.raises(freeswitch._Refused):
-                    freeswitch._form()
+                with pytest.raises(freeswitch_request.Refused):
+                    freeswitch_request.form_fields()
                 continue
-            fields = freeswitch._form()
+            fields = freeswitch_request.form_fields()
         assert sorted(fields._values) == sorted(names), body
         for name, value in expected:
             assert name in fields and fields[name] == value and fields.get(name) == value, body
@@ -54,11 +54,11 @@ def test_the_form_split_is_werkzeugs():
 def test_other_content_types_go_through_werkzeug():
     app = Flask(__name__)
     with app.test_request_context("/", method="POST", data={"user": "2001", "domain": "a%41"}):
-        fields = freeswitch._form()  # multipart: decoded by werkzeug, values kept as given
+        fields = freeswitch_request.form_fields()  # multipart: decoded by werkzeug, values kept as given
         assert fields["user"] == "2001" and fields["domain"] == "a%41"
     with app.test_request_context("/", method="POST", data=b"user=2%30",
                                   content_type="Application/X-WWW-Form-Urlencoded; charset=utf-8"):
-        assert freeswitch._form()["user"] == "20"
+        assert freeswitch_request.form_fields()["user"] == "20"
 
 
 @pytest.mark.store
