@@ -10,8 +10,9 @@ import peewee
 from models import documents as docs
 from models import listing as listing_rows
 from models.db import database
-from models.documents import Document, ListQuery, Page
+from models.documents import Document
 from models.errors import ValidationFailed
+from models.pages import ListQuery, Page, list_page
 from models.prepared import Prepared
 from models.tables import AccountRow, DeviceRow, HotdeskRow, UserRow
 from models.validation import Errors, add_error, validate, with_defaults
@@ -191,7 +192,7 @@ listing_row = listing_rows.device_row
 
 
 def list_devices(account_id: str, query: ListQuery) -> Page:
-    return docs.list_page(DeviceRow, account_id, query)
+    return list_page(DeviceRow, account_id, query)
 
 
 def _of_user(user_id: Any) -> peewee.SelectQuery:

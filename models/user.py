@@ -7,8 +7,9 @@ from typing import Any
 from models import documents as docs
 from models import listing as listing_rows
 from models.db import database
-from models.documents import Document, ListQuery, Page
+from models.documents import Document
 from models.errors import ValidationFailed
+from models.pages import ListQuery, Page, list_page
 from models.tables import DeviceRow, HotdeskRow, UserRow
 from models.token import revoke_user_tokens
 from models.validation import Errors, add_error, validate, with_defaults
@@ -153,7 +154,7 @@ listing_row = listing_rows.user_row
 
 
 def list_users(account_id: str, query: ListQuery) -> Page:
-    return docs.list_page(UserRow, account_id, query)
+    return list_page(UserRow, account_id, query)
 
 
 def users_by_ids(account_id: str, ids: list[str]) -> dict[str, Document]:

@@ -5,7 +5,7 @@ import gevent
 import pytest
 
 from models import account as accounts
-from models import db
+from models import db, pages
 from models import device as devices
 from models import documents as docs
 from models import token as tokens
@@ -176,11 +176,11 @@ def test_merge_patch():
 
 
 def test_listing_query_arguments():
-    query = docs.ListQuery.from_args({"page_size": "7", "start_key": "a" * 32, "filter_sip.username": "x"})
+    query = pages.ListQuery.from_args({"page_size": "7", "start_key": "a" * 32, "filter_sip.username": "x"})
     assert (query.page_size, query.start_key, len(query.filters)) == (7, "a" * 32, 1)
-    assert docs.ListQuery.from_args({"paginate": "false"}).paginate is False
+    assert pages.ListQuery.from_args({"paginate": "false"}).paginate is False
     with pytest.raises(ValidationFailed) as caught:
-        docs.ListQuery.from_args({"page_size": "0", "start_key": "x", "has_key": "a b"})
+        pages.ListQuery.from_args({"page_size": "0", "start_key": "x", "has_key": "a b"})
     assert set(caught.value.errors) == {"page_size", "start_key", "has_key"}
 
 
@@ -188,13 +188,13 @@ def test_listing_pages_in_the_store(store):
     ids = sorted(devices.create_device(store, {"name": f"d{i}", "enabled": i % 3 != 0}).id for i in range(9))
     seen, start = [], None
     while True:
-        page = devices.list_devices(store.id, docs.ListQuery(page_size=2, start_key=start,
+        page = devices.list_devices(store.id, pages.ListQuery(page_size=2, start_key=start,
                                                              filters=[lambda d: d["enabled"]]))
         seen += [r["id"] for r in page.rows]
         if page.next_start_key is None:
             break
         start = page.next_start_key
-    enabled = {r["id"] for r in devices.list_devices(store.id, docs.ListQuery(paginate=False)).rows if r["enabled"]}
+    enabled = {r["id"] for r in devices.list_devices(store.id, pages.ListQuery(paginate=False)).rows if r["enabled"]}
     assert sorted(seen) == sorted(enabled) and len(seen) == 6
     assert set(ids) >= set(seen)
 

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from models import account as accounts
-from models import db, hotdesk
+from models import db, hotdesk, pages
 from models import device as devices
 from models import documents as docs
 from models import listing as listing_rows
@@ -146,11 +146,11 @@ def test_a_page_is_its_rows_encoded(store):
     for i, name in enumerate(AWKWARD_NAMES):
         devices.create_device(store, {"name": name, "enabled": i % 2 == 0,
                                       "sip": {"username": f"u{i}", "password": "secret-1"}})
-    for query in (docs.ListQuery(), docs.ListQuery(page_size=2),
-                  docs.ListQuery(paginate=False), docs.ListQuery(filters=[lambda d: d["enabled"]])):
+    for query in (pages.ListQuery(), pages.ListQuery(page_size=2),
+                  pages.ListQuery(paginate=False), pages.ListQuery(filters=[lambda d: d["enabled"]])):
         page = devices.list_devices(store.id, query)
         assert page.encoded() == encoded_rows(page.rows)
-    rows = devices.list_devices(store.id, docs.ListQuery()).rows
+    rows = devices.list_devices(store.id, pages.ListQuery()).rows
     assert sorted(r["name"] for r in rows) == sorted(AWKWARD_NAMES)
 
 

@@ -11,7 +11,7 @@ from typing import Any
 from flask import Response, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from models.documents import Page
+from models.pages import Page
 from web.errors import ErrorReply, Malformed
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")

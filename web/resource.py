@@ -6,7 +6,8 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
 
-from models.documents import Document, ListQuery, Page
+from models.documents import Document
+from models.pages import ListQuery, Page
 from web.envelope import success, success_encoded
 
 
