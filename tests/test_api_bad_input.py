@@ -144,3 +144,20 @@ def test_body_on_a_get_is_ignored_or_refused_cleanly(api):
     assert response.status_code == 200
     response = api.request("GET", "devices", raw="{broken")
     assert_invalid(response, "json:invalid")
+
+
+@pytest.mark.parametrize("path", ["devices", "devices/status", "users"])
+def test_a_query_string_that_is_not_utf8_is_400(api, path):
+    import socket
+
+    host, port = api.base.split("//")[1].split(":")
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(b"GET /v2/accounts/" + api.account_id.encode() + b"/" + path.encode()
+                     + b"?filter_name=\xff\xfe HTTP/1.1\r\nHost: x\r\nX-Auth-Token: "
+                     + api.token.encode() + b"\r\nConnection: close\r\n\r\n")
+        data = b""
+        while chunk := sock.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 400"), head
+    assert json.loads(body)["data"] == {"query_string": {"invalid": {"message": "the query string is not UTF-8"}}}

@@ -13,7 +13,7 @@ from models.db import database
 from web import accounts, actions, devices, freeswitch, hotdesks, ops, tokens, users
 from web.auth import AncestryCache, authorize, current_identity
 from web.config import Settings
-from web.envelope import failure, parse_body, request_id
+from web.envelope import check_query_string, failure, parse_body, request_id
 from web.errors import to_reply
 from web.metrics import Metrics
 from web.side_effects import SideEffects
@@ -75,6 +75,7 @@ def create_app(settings: Settings | None = None, *, pool: Any = None) -> Flask:
         database.connect(reuse_if_open=True)
         if api_version is None:
             return
+        check_query_string(req.environ)
         state.body = parse_body()
         view = app.view_functions.get(req.endpoint)
         if getattr(view, "esl_public", False):

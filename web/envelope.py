@@ -11,6 +11,7 @@ from typing import Any
 from flask import Response, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
+from models.errors import ValidationFailed
 from models.pages import Page
 from web.errors import ErrorReply, Malformed
 
@@ -154,6 +155,18 @@ def _refuse_truncated_stream(raw: bytes) -> None:
             raise RequestEntityTooLarge()
 
 
+def check_query_string(environ: dict[str, Any]) -> None:
+    """400 (`query_string.invalid`) for a query string whose raw bytes are not UTF-8: werkzeug
+    would fail decoding it wherever it is first read, as a 500."""
+    raw = environ.get("QUERY_STRING", "")
+    if raw.isascii():
+        return
+    try:
+        raw.encode("latin-1").decode("utf-8")
+    except (UnicodeEncodeError, UnicodeDecodeError):
+        raise ValidationFailed.single("query_string", "invalid", "the query string is not UTF-8") from None
+
+
 def parse_body() -> dict[str, Any] | None:
     """The JSON body of the request as an object, or None when there is none (400 if malformed)."""
     environ = request.environ
@@ -180,8 +193,6 @@ def parse_body() -> dict[str, Any] | None:
 
 def body_data(required: bool = True) -> Any:
     """The `data` member of the body (validated as an object by the caller's schema)."""
-    from models.errors import ValidationFailed
-
     body = g.get("body")
     if body is None or "data" not in body:
         if required:
