@@ -222,20 +222,11 @@ def user_device_texts(account_id: str, user_id: str) -> list[str]:
 
 
 def _user_device_text(listing: str, hotdesked: bool) -> str:
-    """The stored listing row without `username` and with `hotdesked` last, cut out of the text.
-
-    The row is `{"id":..,"name":..,"username":..,"mac_address":..,...}`. Inside an encoded
-    string every `"` is escaped (`\\"`), so `,"username":` and `,"mac_address":` can only be
-    those keys: the username is what lies between them.
-    """
-    start = listing.find(',"username":')
-    end = listing.find(',"mac_address":', start)
-    if start < 0 or end < 0 or listing[-1] != "}":  # not a device listing row: the long way
-        row = docs.decode(listing)
-        del row["username"]
-        row["hotdesked"] = hotdesked
-        return docs.encode(row)
-    return f'{listing[:start]}{listing[end:-1]},"hotdesked":{"true" if hotdesked else "false"}}}'
+    """The stored listing row without `username` and with `hotdesked` last."""
+    row = docs.decode(listing)
+    del row["username"]
+    row["hotdesked"] = hotdesked
+    return docs.encode(row)
 
 
 def user_devices(account_id: str, user_id: str) -> list[Document]:
