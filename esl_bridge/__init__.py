@@ -1,9 +1,11 @@
 """esl_bridge: everything about talking to FreeSWITCH over its event socket (ESL).
 
-Connections (greenswitch, made safe: ``connection``), the pool of them per node with reconnect,
-health and metrics (``pool``), background jobs (``jobs``), the exact command texts and the one
-quoting gate (``commands``), registrations (``registrations``), and the actions in FreeSWITCH
-terms (``actions``). It imports nothing of the web or the models: inputs are plain values.
+Connections (greenswitch, made safe: ``connection``, and ``command_connection`` for those that
+only carry commands), a node and how callers get one of its connections in turn (``node``), the
+greenlets that keep connections open (``slots``), the pool over all nodes with health and metrics
+(``pool``), background jobs (``jobs``), the exact command texts and the one quoting gate
+(``commands``), registrations (``registrations``), and the actions in FreeSWITCH terms
+(``actions``). It imports nothing of the web or the models: inputs are plain values.
 
 ::
 

@@ -10,6 +10,8 @@ splits first and decodes each value on its own: a value holding ``%0A`` decodes 
 newline in it, never to a second (forged) header, and an event body is read by its length, so a
 body line that looks like ``Name: value`` stays body. Bytes that are not UTF-8 are decoded with
 replacement characters and reported in ``notes`` so that the caller can log them; they never raise.
+
+The other way, ``check_frame_text`` refuses command text that would not be exactly one frame.
 """
 from __future__ import annotations
 
@@ -18,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 from urllib.parse import unquote_to_bytes
 
-from .errors import ProtocolError
+from .errors import ProtocolError, UnsafeValue
 
 log = logging.getLogger(__name__)
 
@@ -304,5 +306,21 @@ def parse_event(data: bytes) -> Event:
     return Event(headers, body, notes)
 
 
-__all__ = ["Event", "Frame", "FrameBuffer", "MAX_BODY", "MAX_LINE", "parse_event", "parse_head",
-           "read_frame", "url_decode"]
+def check_frame_text(text: str) -> None:
+    """Refuse command text that would not be exactly one client-to-server frame.
+
+    A second line of defence behind the quoting gate of ``esl_bridge.commands``: FreeSWITCH ends a
+    frame at the first blank line, so a blank line, CR or NUL inside the text would end this
+    command and start another.
+    """
+    if not isinstance(text, str) or not text:
+        raise UnsafeValue("command", "type", "a command must be a non-empty string")
+    if "\n\n" in text or "\r" in text or "\0" in text or text.endswith("\n") or text.startswith("\n"):
+        raise UnsafeValue(
+            "command", "forbidden",
+            "a command may not contain a blank line, CR or NUL: it would start another command",
+        )
+
+
+__all__ = ["Event", "Frame", "FrameBuffer", "MAX_BODY", "MAX_LINE", "check_frame_text",
+           "parse_event", "parse_head", "read_frame", "url_decode"]

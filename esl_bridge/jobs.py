@@ -185,6 +185,11 @@ class JobRegistry:
         self.expired += len(old)
         return len(old)
 
+    def counts(self) -> dict[str, int]:
+        """Pending jobs and how the others ended (the ``jobs`` part of the pool's metrics)."""
+        return {"pending": len(self._jobs), "completed": self.completed, "failed": self.failed,
+                "lost": self.lost, "expired": self.expired}
+
     def __len__(self) -> int:
         return len(self._jobs)
 

@@ -15,9 +15,13 @@ import logging
 import re
 import threading
 import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 
-from .errors import CommandError
+import gevent.event
+
+from . import commands
+from .errors import CommandError, EslError
 from .frames import Event
 
 log = logging.getLogger(__name__)
@@ -176,6 +180,29 @@ class RegistrationCache:
             horizon = time.monotonic() - 600
             for key in [k for k, t in self._removed.items() if t < horizon]:
                 del self._removed[key]
+
+    def refresh(self, node: str, profiles: Iterable[str], api: Callable[..., str],
+                stopping: gevent.event.Event) -> None:
+        """Refresh ``node`` in full, profile by profile (``sofia xmlstatus profile <p> reg``).
+
+        ``api(command, node=node)`` asks the node (the pool's ``api``). A profile FreeSWITCH
+        refuses is skipped; any other failure ends this refresh (the next one tries again), and
+        so does ``stopping`` being set.
+        """
+        for profile in profiles:
+            if stopping.is_set():
+                return
+            started = time.monotonic()
+            try:
+                text = api(commands.xmlstatus_profile(profile), node=node)
+                found = parse_xmlstatus(text, node, profile)
+            except CommandError as exc:
+                log.debug("ESL %s: profile %s not refreshed: %s", node, profile, exc)
+                continue
+            except EslError as exc:
+                log.info("ESL %s: registration refresh failed: %s", node, exc)
+                return
+            self.replace(node, profile, found, started)
 
     def forget(self, node: str, profile: str, user: str, realm: str) -> None:
         """Drop user@realm on node/profile (after we flushed it ourselves)."""

@@ -44,7 +44,7 @@ def test_node_parse():
 def test_backoff_is_capped_exponential_with_jitter():
     pool = EslPool(["127.0.0.1:1:x"], reconnect_base=0.1, reconnect_max=1.0)
     for failures, ceiling in [(1, 0.1), (2, 0.2), (3, 0.4), (4, 0.8), (5, 1.0), (30, 1.0)]:
-        delays = {pool._backoff(failures) for _ in range(50)}
+        delays = {pool._slots.backoff(failures) for _ in range(50)}
         assert all(ceiling * 0.5 <= d <= ceiling for d in delays), (failures, delays)
         assert len(delays) > 1  # jittered
 
