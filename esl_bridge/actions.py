@@ -12,12 +12,13 @@ plus any seen in that node's register events).
 """
 from __future__ import annotations
 
+import functools
 import logging
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 
 from . import commands
 from .errors import CommandError, FreeSwitchUnavailable
@@ -28,10 +29,32 @@ from .registrations import Registration, parse_xmlstatus
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+A = TypeVar("A", bound=Callable[..., Any])
 
 #: Slack added to a QuickCall's ring timeout when waiting for its outcome: FreeSWITCH counts
 #: whole seconds and the job reports only after answer or failure.
 QUICKCALL_WAIT_SLACK = 10.0
+
+
+def _names_the_node(action: A) -> A:
+    """Name the node in a ``FreeSwitchUnavailable`` that names none, when only one is configured.
+
+    With one node there is no doubt which one could not answer, and the web shows ``node`` in
+    its 503 (``None`` reads as every node). Errors raised where no node had been chosen yet (the
+    pool's pick among connected nodes) carry ``None``.
+    """
+    @functools.wraps(action)
+    def run(pool: EslPool, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return action(pool, *args, **kwargs)
+        except FreeSwitchUnavailable as exc:
+            if exc.node is None:
+                names = pool.node_names()
+                if len(names) == 1:
+                    exc.node = names[0]
+            raise
+
+    return cast(A, run)
 
 
 def _gather(results: Mapping[str, T | Exception], what: str) -> dict[str, T]:
@@ -78,6 +101,7 @@ def _query(pool: EslPool, build: Callable[[str], str], user: str | None, realm: 
     return [reg for node in pool.node_names() for reg in answered.get(node, [])]
 
 
+@_names_the_node
 def registered(pool: EslPool, user: str, realm: str, *, cached: bool = False
                ) -> list[Registration]:
     """Registrations of ``user@realm`` on every node (empty when not registered).
@@ -94,6 +118,7 @@ def registered(pool: EslPool, user: str, realm: str, *, cached: bool = False
                   f"registration query for {user}@{realm}")
 
 
+@_names_the_node
 def registrations(pool: EslPool, realm: str, *, cached: bool = False) -> list[Registration]:
     """Every registration of ``realm`` on every node (``sofia xmlstatus ... user @<realm>``).
 
@@ -196,6 +221,7 @@ def _choose_node(pool: EslPool, endpoints: list[tuple[str, str]]
     return node, where[node]
 
 
+@_names_the_node
 def quickcall(
     pool: EslPool,
     *,
@@ -253,6 +279,7 @@ def quickcall(
                      auto_answer=auto_answer, job=job)
 
 
+@_names_the_node
 def hangup(pool: EslPool, call_id: str, *, node: str, cause: str | None = None) -> str:
     """``uuid_kill`` a call on ``node``; returns FreeSWITCH's answer (``+OK`` or ``-ERR ...``)."""
     return pool.api(commands.uuid_kill(call_id, cause), node=node).strip()
@@ -261,6 +288,7 @@ def hangup(pool: EslPool, call_id: str, *, node: str, cause: str | None = None) 
 # ---------------------------------------------------------------------- SPEC 6.2 check-sync
 
 
+@_names_the_node
 def check_sync(pool: EslPool, user: str, realm: str, event_string: str = "check-sync"
                ) -> list[str]:
     """Send the check-sync NOTIFY where ``user@realm`` is registered; returns those nodes.
@@ -301,6 +329,7 @@ def _to_every_node(pool: EslPool, text: str, what: str) -> list[str]:
     return [node for node in pool.node_names() if node in answered]
 
 
+@_names_the_node
 def presence_reset(pool: EslPool, presence_id: str, *, realm: str | None = None) -> list[str]:
     """Reset the BLF of ``presence_id`` on every node; returns the nodes that took it.
 
@@ -311,6 +340,7 @@ def presence_reset(pool: EslPool, presence_id: str, *, realm: str | None = None)
     return _to_every_node(pool, commands.presence_reset(target), f"presence reset of {target}")
 
 
+@_names_the_node
 def presence_set(pool: EslPool, presence_id: str, state: str, *, realm: str | None = None
                  ) -> list[str]:
     """Set the BLF of ``presence_id`` to ``early``, ``confirmed`` or ``terminated``, everywhere.
@@ -325,6 +355,7 @@ def presence_set(pool: EslPool, presence_id: str, state: str, *, realm: str | No
 # ---------------------------------------------------------------------- SPEC 6.5
 
 
+@_names_the_node
 def flush_directory_cache(pool: EslPool, user: str, realm: str) -> list[str]:
     """``xml_flush_cache id <user> <realm>`` on every node (the cache is per node).
 
@@ -342,6 +373,7 @@ def flush_directory_cache(pool: EslPool, user: str, realm: str) -> list[str]:
     return [node for node in pool.node_names() if node in answered]
 
 
+@_names_the_node
 def retire_registration(pool: EslPool, user: str, realm: str,
                         event_string: str = "check-sync") -> list[str]:
     """After a credential change, disabling or deletion: NOTIFY the phone, then forget it.

@@ -274,11 +274,16 @@ class EslPool:
         return [name for name, state in self._states.items() if state.up()]
 
     def pick_node(self) -> str:
-        """A connected node (round robin); ``NotConnected`` if none is up."""
+        """A connected node (round robin); ``NotConnected`` if none is up.
+
+        The error names the node when only one is configured (which one failed is then no
+        question), else its ``node`` is None.
+        """
         up = self.connected_nodes()
         if not up:
             raise NotConnected(
-                f"no FreeSWITCH node is connected (configured: {', '.join(self._states)})")
+                f"no FreeSWITCH node is connected (configured: {', '.join(self._states)})",
+                self._single.name if self._single is not None else None)
         return up[next(self._round_robin) % len(up)]
 
     def _state(self, node: str | None) -> NodeState:

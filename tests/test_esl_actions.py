@@ -195,6 +195,42 @@ def test_registrations_when_the_only_node_is_down(fake_freeswitch, esl_pool_fact
     assert info.value.node == fake_freeswitch.name
 
 
+ACTIONS = {
+    "quickcall": lambda pool: quickcall(pool),
+    "check_sync": lambda pool: actions.check_sync(pool, "2001", REALM),
+    "presence_reset": lambda pool: actions.presence_reset(pool, "2001@acme.test"),
+    "presence_set": lambda pool: actions.presence_set(pool, "2001@acme.test", "early"),
+    "registered": lambda pool: actions.registered(pool, "2001", REALM),
+    "registrations": lambda pool: actions.registrations(pool, REALM),
+    "flush_directory_cache": lambda pool: actions.flush_directory_cache(pool, "2001", REALM),
+    "retire_registration": lambda pool: actions.retire_registration(pool, "2001", REALM),
+    "hangup": lambda pool: actions.hangup(pool, "931a5c0a-60a9-4023-96c3-4731911344e2",
+                                          node=pool.node_names()[0]),
+}
+
+
+@pytest.mark.parametrize("action", sorted(ACTIONS))
+def test_unavailable_names_the_only_node(action, fake_freeswitch_factory, esl_pool_factory,
+                                         monkeypatch):
+    # A FreeSwitchUnavailable raised where no node had been chosen yet carries node=None (as
+    # the pool's pick among connected nodes did); with one node configured, the actions name
+    # it, so that the web's 503 does not say "all". With several, None stays.
+    fs1, fs2 = fake_freeswitch_factory(), fake_freeswitch_factory()
+    one, two = esl_pool_factory([fs1]), esl_pool_factory([fs1, fs2])
+    for pool in (one, two):
+        def unnamed(*args, **kwargs):
+            raise NotConnected("no FreeSWITCH node is connected")
+
+        monkeypatch.setattr(pool, "execute", unnamed)
+    with pytest.raises(FreeSwitchUnavailable) as info:
+        ACTIONS[action](one)
+    assert info.value.node == fs1.name and f"(node {fs1.name})" in str(info.value)
+    if action != "hangup":  # with two nodes, several failed: no single node to name
+        with pytest.raises(FreeSwitchUnavailable) as info:
+            ACTIONS[action](two)
+        assert info.value.node is None
+
+
 def test_the_cache_follows_register_unregister_expire_events(esl_pool, fake_freeswitch):
     fake_freeswitch.register("2001", REALM, profile="internal", call_id="a")
     fake_freeswitch.register("2002", REALM, profile="internal")

@@ -225,6 +225,16 @@ def test_a_node_without_connections_fails_callers_at_once(
     assert info.value.node is None and "no FreeSWITCH node is connected" in str(info.value)
 
 
+def test_with_one_node_configured_no_node_connected_names_it(fake_freeswitch, esl_pool_factory):
+    pool = esl_pool_factory([fake_freeswitch])
+    fake_freeswitch.stop()
+    assert fake_freeswitch.wait_for(lambda: not pool.connected_nodes())
+    with pytest.raises(NotConnected) as info:
+        pool.pick_node()
+    assert info.value.node == fake_freeswitch.name  # was None: the web then said "all"
+    assert "no FreeSWITCH node is connected" in str(info.value)
+
+
 def test_waiters_are_released_when_the_last_connection_dies(
         fake_freeswitch, esl_pool_factory, greenlet_leak_check):
     pool = esl_pool_factory([fake_freeswitch], pool_size=1, command_timeout=5.0,
