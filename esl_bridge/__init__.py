@@ -3,9 +3,10 @@
 Connections (greenswitch, made safe: ``connection``, and ``command_connection`` for those that
 only carry commands), a node and how callers get one of its connections in turn (``node``), the
 greenlets that keep connections open (``slots``), the pool over all nodes with health and metrics
-(``pool``), background jobs (``jobs``), the exact command texts and the one quoting gate
-(``commands``), registrations (``registrations``), and the actions in FreeSWITCH terms
-(``actions``). It imports nothing of the web or the models: inputs are plain values.
+(``pool``), background jobs (``jobs``), the exact command texts (``commands``) and the one
+quoting gate they use (``quoting``), registrations (``registrations``), and the actions in
+FreeSWITCH terms (``actions``). It imports nothing of the web or the models: inputs are plain
+values.
 
 ::
 
