@@ -13,7 +13,7 @@ from collections.abc import Callable
 import gevent
 from gevent import socket
 
-from .connection import EslConnection, check_frame_text
+from .connection import EslConnection
 from .errors import (
     AuthFailed,
     CommandTimeout,
@@ -167,20 +167,8 @@ class CommandConnection(EslConnection):
         within ``timeout`` (waiting for the lock included) or ``CommandTimeout`` and the
         connection closed; ``ConnectionLost`` when it dies or goes out of step.
         """
-        check_frame_text(text)
-        if timeout is None:
-            timeout = self.command_timeout
-        if self._is_closed:
-            raise NotConnected("connection is closed", self.node)
-        lock = self._lock
-        if not lock.acquire(blocking=False):
-            started = time.monotonic()
-            if not lock.acquire(timeout=timeout):
-                raise CommandTimeout(f"connection busy for {timeout:g} s", self.node)
-            timeout = max(timeout - (time.monotonic() - started), 0.0001)
+        timeout = self._take_turn(text, timeout)
         try:
-            if self._is_closed:
-                raise NotConnected("connection is closed", self.node)
             self._idle_watch.stop()  # type: ignore[attr-defined]
             frames = self._frames
             if frames.pending:  # came while idle, not yet seen by the watcher
@@ -229,7 +217,7 @@ class CommandConnection(EslConnection):
                 self._idle_watch.start(self._idle_readable)  # type: ignore[attr-defined]
             return frame
         finally:
-            lock.release()
+            self._lock.release()
 
     def _next_frame(self) -> Frame:
         """The next frame, reading from the socket (in the calling greenlet) until it is whole."""

@@ -172,21 +172,8 @@ class EslConnection(InboundESL):
         since a late reply would otherwise be taken for the next command's, and
         ``CommandTimeout`` is raised. Waiting for the lock counts towards the timeout.
         """
-        check_frame_text(text)
-        if timeout is None:
-            timeout = self.command_timeout
-        if self._is_closed:
-            raise NotConnected("connection is closed", self.node)
-        lock = self._lock
-        if not lock.acquire(blocking=False):
-            started = time.monotonic()
-            if not lock.acquire(timeout=timeout):
-                # Busy, not broken: the command in flight has its own timeout.
-                raise CommandTimeout(f"connection busy for {timeout:g} s", self.node)
-            timeout = max(timeout - (time.monotonic() - started), 0.0001)
+        timeout = self._take_turn(text, timeout)
         try:
-            if self._is_closed:
-                raise NotConnected("connection is closed", self.node)
             waiter = gevent.event.AsyncResult()
             self._pending = waiter
             # A bare loop timer rather than gevent.Timeout: a few microseconds less per command,
@@ -206,7 +193,30 @@ class EslConnection(InboundESL):
                 timer.close()
                 self._pending = None
         finally:
+            self._lock.release()
+
+    def _take_turn(self, text: str, timeout: float | None) -> float:
+        """Check ``text``, then take the connection's lock; returns the time left to reply.
+
+        Waiting for the lock counts towards ``timeout`` (``command_timeout`` when None). The
+        caller must release ``self._lock`` once its command is done.
+        """
+        check_frame_text(text)
+        if timeout is None:
+            timeout = self.command_timeout
+        if self._is_closed:
+            raise NotConnected("connection is closed", self.node)
+        lock = self._lock
+        if not lock.acquire(blocking=False):
+            started = time.monotonic()
+            if not lock.acquire(timeout=timeout):
+                # Busy, not broken: the command in flight has its own timeout.
+                raise CommandTimeout(f"connection busy for {timeout:g} s", self.node)
+            timeout = max(timeout - (time.monotonic() - started), 0.0001)
+        if self._is_closed:
             lock.release()
+            raise NotConnected("connection is closed", self.node)
+        return timeout
 
     def _write_all(self, data: bytes) -> None:
         """Write every byte (greenswitch's bare ``send`` may write part of a frame).
