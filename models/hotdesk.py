@@ -82,8 +82,10 @@ def logout_all(account_id: str, device_id: str) -> HotdeskChange:
         return HotdeskChange("logout", [_set_members(device, {})])
 
 
-def is_logged_in_anywhere(user_id: str) -> bool:
-    return HotdeskRow.select().where(HotdeskRow.user_id == user_id).exists()
+def hotdesked_devices(user_id: str) -> set[str]:
+    """Ids of the devices the user is hotdesked into (indexed by user)."""
+    query = HotdeskRow.select(HotdeskRow.device_id).where(HotdeskRow.user_id == user_id)
+    return {device_id for (device_id,) in query.tuples()}
 
 
 def user_hotdesks(account_id: str, user_id: str) -> list[dict[str, Any]]:

@@ -5,6 +5,8 @@ import pytest
 import requests
 from fixtures_web import FREESWITCH_SECRET
 
+from web.pin_limiter import PinLimiter
+
 pytestmark = pytest.mark.store
 
 SECRET = {"X-ESL-Bridge-Secret": FREESWITCH_SECRET}
@@ -109,6 +111,50 @@ def test_logout_of_one_user_or_of_everyone_on_the_desk(bridge, office):
     assert devices_of(api, office["bob"]) == {}
     listing = api.get(f"devices/{office['desk1']['id']}/hotdesks").json()["data"]
     assert listing == []
+
+
+def test_a_phone_guessing_hotdesk_ids_is_limited(bridge, office):
+    for guess in ("101", "102", "103", "104", "105"):
+        assert hot(bridge, "login", hotdesk_id=guess)["result"] == "unknown_id"
+    # Locked for that phone, even for an id that exists; the phone next to it is not affected.
+    assert hot(bridge, "login", hotdesk_id="100")["result"] == "too_many_attempts"
+    assert devices_of(office["api"], office["ann"]) == {}
+    assert hot(bridge, "login", desk="2002", hotdesk_id="100")["result"] == "ok"
+
+
+def test_slow_pin_guessing_is_stopped_by_the_daily_limit():
+    limiter = PinLimiter()
+    now = 0.0
+    for _ in range(20):
+        assert not limiter.locked("user", now)
+        limiter.failed("user", now)
+        now += 301.0  # paced under the 5-in-5-minutes limit
+    assert limiter.locked("user", now)
+    assert not limiter.locked("user", now + 86400.0)
+    limiter.failed("other", 0.0)
+    limiter.succeeded("other")
+    assert not limiter.locked("other", 0.0)
+
+
+def test_toggling_a_pin_user_out_from_another_phone_needs_the_pin(bridge, office):
+    assert hot(bridge, "login", hotdesk_id="200", pin="4321")["result"] == "ok"
+    remote = hot(bridge, "toggle", desk="2002", hotdesk_id="200")
+    assert (remote["result"], remote["action"]) == ("pin_required", "logout")
+    wrong = hot(bridge, "toggle", desk="2002", hotdesk_id="200", pin="0000")
+    assert (wrong["result"], wrong["action"]) == ("invalid_pin", "logout")
+    assert devices_of(office["api"], office["bob"]) == {office["desk1"]["id"]: True}
+    right = hot(bridge, "toggle", desk="2002", hotdesk_id="200", pin="4321")
+    assert (right["result"], right["action"]) == ("ok", "logout")
+    assert devices_of(office["api"], office["bob"]) == {}
+
+
+def test_a_user_whose_hotdesking_was_turned_off_can_still_be_logged_out(bridge, office):
+    api = office["api"]
+    hot(bridge, "login", hotdesk_id="100")
+    api.patch(f"users/{office['ann']['id']}", {"hotdesk": {"enabled": False}})
+    assert hot(bridge, "login", desk="2002", hotdesk_id="100")["result"] == "disabled"
+    assert hot(bridge, "logout", hotdesk_id="100")["result"] == "ok"
+    assert devices_of(api, office["ann"]) == {}
 
 
 @pytest.mark.parametrize("form", [

@@ -92,7 +92,7 @@ def test_each_recorded_request_gets_the_right_answer(bridge, phones, path):
         assert user["variables"]["esl_bridge_device_id"] == phones["2001"]["id"]
     else:
         assert "presence_id=2002@acme.test}" in user["params"]["dial-string"]
-        assert "presence_id" not in user["variables"]
+        assert user["variables"]["presence_id"] == "2002@acme.test"
 
 
 def test_user_document_carries_context_caller_ids_and_ids(bridge, phones):
@@ -203,6 +203,19 @@ def test_refused_without_the_secret_or_from_another_address(start_bridge, databa
 def test_get_is_not_allowed(bridge, phones):
     response = requests.get(f"{bridge.url}/freeswitch/directory?" + urlencode(lookup()), auth=AUTH, timeout=10)
     assert response.status_code == 405
+
+
+@pytest.mark.parametrize("method, path", [("POST", "/freeswitch/nothing"), ("GET", "/freeswitch/directory"),
+                                          ("GET", "/freeswitch/hotdesk/login"), ("POST", "/freeswitch")])
+def test_unknown_paths_and_methods_without_the_secret_are_refused_and_logged(bridge, phones, caplog, method, path):
+    # Without the secret nothing under /freeswitch/ says whether a path or a method exists.
+    with caplog.at_level("WARNING", logger="web.freeswitch_request"):
+        response = requests.request(method, bridge.url + path, timeout=10)
+    assert response.status_code == 403
+    assert any(path in r.getMessage() and "missing or wrong secret" in r.getMessage() for r in caplog.records)
+    # With it, the usual answers.
+    known = requests.request(method, bridge.url + path, auth=AUTH, timeout=10)
+    assert known.status_code == (404 if path.endswith(("nothing", "/freeswitch")) else 405)
 
 
 def test_xml_special_characters_in_documents_are_escaped(bridge, phones):

@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import base64
+import ipaddress
 import random
+from types import SimpleNamespace
 
 import pytest
 import requests
@@ -111,3 +113,12 @@ def test_the_body_read_directly_is_get_datas(bridge):
     assert ask(body)[0] == 400  # neither sip_user nor number: the fields were read
     too_big = requests.post(url, data="x" * (1024 * 1024 + 1), auth=auth, headers=headers, timeout=10)
     assert too_big.status_code == 413
+
+
+def test_an_ipv4_peer_behind_a_dual_stack_listener_is_its_ipv4_address():
+    rt = SimpleNamespace(extras={}, settings=SimpleNamespace(
+        freeswitch_allow=(ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))))
+    assert freeswitch_request._allowed_source(rt, "::ffff:127.0.0.1")
+    assert freeswitch_request._allowed_source(rt, "::1")
+    assert not freeswitch_request._allowed_source(rt, "::ffff:10.0.0.1")
+    assert not freeswitch_request._allowed_source(rt, "not an address")

@@ -15,6 +15,7 @@ from web.auth import AncestryCache, authorize, current_identity
 from web.config import Settings
 from web.envelope import check_query_string, failure, parse_body, request_id
 from web.errors import to_reply
+from web.freeswitch_request import require_freeswitch
 from web.metrics import Metrics
 from web.side_effects import SideEffects
 
@@ -61,7 +62,7 @@ def create_app(settings: Settings | None = None, *, pool: Any = None) -> Flask:
     app.register_blueprint(ops.blueprint())
 
     @app.before_request
-    def begin() -> None:
+    def begin() -> Response | None:
         # The request and g once each: every access through Flask's proxies costs a lookup.
         req = request._get_current_object()  # type: ignore[attr-defined]
         state = g._get_current_object()  # type: ignore[attr-defined]
@@ -69,6 +70,9 @@ def create_app(settings: Settings | None = None, *, pool: Any = None) -> Flask:
         request_id()
         blueprint = req.blueprint
         api_version = state.api_version = blueprint if blueprint in ("v1", "v2") else None
+        refused = require_freeswitch()  # None unless under /freeswitch/
+        if refused is not None:
+            return refused
         # SPEC §3 order: 405 (and unknown paths), 400 malformed, 401, 403; then the view.
         if req.routing_exception is not None:
             raise req.routing_exception

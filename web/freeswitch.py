@@ -21,7 +21,7 @@ from models import user as users
 from models.device import DirectoryEntry
 from models.documents import Document
 from web.directory_xml import NOT_FOUND, user_document
-from web.freeswitch_request import FormFields, Refused, form_fields, require_freeswitch
+from web.freeswitch_request import PREFIX, FormFields, Refused, form_fields
 from web.pin_limiter import PinLimiter
 from web.resource import runtime
 
@@ -42,8 +42,9 @@ PROMPT_INVALID = "ivr/ivr-that_was_an_invalid_entry.wav"
 
 
 def blueprint() -> Blueprint:
-    bp = Blueprint("freeswitch", __name__, url_prefix="/freeswitch")
-    bp.before_request(require_freeswitch)
+    # The guard (web.freeswitch_request.require_freeswitch) runs from the app's before_request
+    # hook, ahead of routing errors: unknown paths and wrong methods here are refused too.
+    bp = Blueprint("freeswitch", __name__, url_prefix=PREFIX)
     bp.add_url_rule("/directory", view_func=directory, methods=["POST"])
     bp.add_url_rule("/hotdesk/<action>", view_func=hotdesk_action, methods=["POST"])
     bp.add_url_rule("/presence", view_func=presence_lookup, methods=["POST"])
@@ -71,12 +72,13 @@ def directory() -> Response:
     password = (device.get("sip") or {}).get("password")
     user, realm = fields["user"], fields["domain"]
     a1_hash = hashlib.md5(f"{user}:{realm}:{password}".encode()).hexdigest()
+    presence_id = _directory_presence_id(entry, user, realm)
     return _xml(user_document(
         realm=realm,
         user=user,
         a1_hash=a1_hash,
-        presence_id=_directory_presence_id(entry, user, realm),
-        variables=_directory_variables(entry),
+        presence_id=presence_id,
+        variables=_directory_variables(entry, presence_id),
     ))
 
 
@@ -124,11 +126,9 @@ def _caller_id(entry: DirectoryEntry, kind: str) -> dict[str, str]:
     return {}
 
 
-def _directory_variables(entry: DirectoryEntry) -> list[tuple[str, str]]:
-    variables = [("user_context", entry.account.doc.get("dialplan_context", "default"))]
-    static = devices.static_presence_id(entry.device.doc, entry.account.doc["realm"])
-    if static:
-        variables.append(("presence_id", static))
+def _directory_variables(entry: DirectoryEntry, presence_id: str) -> list[tuple[str, str]]:
+    variables = [("user_context", entry.account.doc.get("dialplan_context", "default")),
+                 ("presence_id", presence_id)]
     internal, external = _caller_id(entry, "internal"), _caller_id(entry, "external")
     for prefix, cid in (("effective", internal), ("outbound", external)):
         for part in ("name", "number"):
@@ -184,41 +184,60 @@ def hotdesk_action(action: str) -> Response:
     if action == "logout" and not hotdesk_id:
         hotdesk.logout_all(account_id, device.id)
         return _answer("ok", "logout", PROMPT_LOGGED_OUT, device_id=device.id)
+    limiter, phone = _limiter(), f"device:{device.id}"
+    if limiter.locked(phone):
+        # This phone keeps guessing (ids or PINs): nothing more from it for now.
+        log.warning("hotdesk attempts from device %s are locked out", device.id)
+        return _answer("too_many_attempts", action, PROMPT_INVALID, device_id=device.id)
     user = users.user_by_hotdesk_id(account_id, hotdesk_id)
     if user is None:
+        limiter.failed(phone)
         return _answer("unknown_id", action, PROMPT_INVALID, device_id=device.id)
+    ids = {"device_id": device.id, "user_id": user.id}
+    if action == "logout":
+        # Off this phone: whoever stands at it may, even once the user's hotdesking is off.
+        hotdesk.logout(user, device.id)
+        return _answer("ok", "logout", PROMPT_LOGGED_OUT, **ids)
     settings = user.doc.get("hotdesk") or {}
     if not settings.get("enabled", False) or not user.doc.get("enabled", True):
-        return _answer("disabled", action, PROMPT_INVALID, device_id=device.id, user_id=user.id)
-    if action == "logout":
-        hotdesk.logout(user, device.id)
-        return _answer("ok", "logout", PROMPT_LOGGED_OUT, device_id=device.id, user_id=user.id)
-    if action == "toggle" and hotdesk.is_logged_in_anywhere(user.id):
-        hotdesk.logout(user)
-        return _answer("ok", "logout", PROMPT_LOGGED_OUT, device_id=device.id, user_id=user.id)
-    refusal = _check_pin(user, pin, device.id)
+        return _answer("disabled", action, PROMPT_INVALID, **ids)
+    if action == "toggle":
+        on = hotdesk.hotdesked_devices(user.id)
+        if on:
+            # Out of every phone: from another phone than one the user is on, that needs the
+            # PIN as a login would.
+            refusal = None if device.id in on else _check_pin(user, pin, phone, "logout", ids)
+            if refusal is not None:
+                return refusal
+            hotdesk.logout(user)
+            return _answer("ok", "logout", PROMPT_LOGGED_OUT, **ids)
+    refusal = _check_pin(user, pin, phone, "login", ids)
     if refusal is not None:
         return refusal
     hotdesk.login(user, device.id)
-    return _answer("ok", "login", PROMPT_LOGGED_IN, device_id=device.id, user_id=user.id)
+    return _answer("ok", "login", PROMPT_LOGGED_IN, **ids)
 
 
-def _check_pin(user: Document, pin: str, device_id: str) -> Response | None:
-    """None when the login may go ahead; else the answer to give (PIN asked, wrong, limited)."""
+def _check_pin(user: Document, pin: str, phone: str, action: str, ids: dict[str, str]
+               ) -> Response | None:
+    """None when ``action`` may go ahead; else the answer to give (PIN asked, wrong, limited).
+
+    Wrong PINs count against the user and against the phone (``phone``) they came from.
+    """
     settings = user.doc.get("hotdesk") or {}
     if not settings.get("require_pin"):
         return None
     limiter = _limiter()
-    ids = {"device_id": device_id, "user_id": user.id}
     if limiter.locked(user.id):
         log.warning("hotdesk PIN attempts for user %s are locked out", user.id)
-        return _answer("too_many_attempts", "login", PROMPT_INVALID, **ids)
+        return _answer("too_many_attempts", action, PROMPT_INVALID, **ids)
     if not pin:
-        return _answer("pin_required", "login", PROMPT_ENTER_PIN, **ids)
+        return _answer("pin_required", action, PROMPT_ENTER_PIN, **ids)
     if not hmac.compare_digest(pin.encode(), str(settings.get("pin", "")).encode()) or not settings.get("pin"):
         limiter.failed(user.id)
-        log.warning("wrong hotdesk PIN for user %s from device %s", user.id, device_id)
-        return _answer("invalid_pin", "login", PROMPT_INVALID, **ids)
+        limiter.failed(phone)
+        log.warning("wrong hotdesk PIN for user %s from device %s", user.id, ids["device_id"])
+        return _answer("invalid_pin", action, PROMPT_INVALID, **ids)
     limiter.succeeded(user.id)
     return None
 

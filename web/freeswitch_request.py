@@ -24,6 +24,8 @@ from web.resource import runtime
 log = logging.getLogger(__name__)
 
 BASIC_AUTH_USER = "freeswitch"
+#: Every path FreeSWITCH calls lives under it (SPEC §7).
+PREFIX = "/freeswitch"
 
 
 class Refused(Exception):
@@ -51,6 +53,8 @@ def _allowed_source(rt: Any, address: str | None) -> bool:
         except ValueError:
             found = False
         else:
+            # Behind a dual-stack listener an IPv4 peer shows as ::ffff:a.b.c.d.
+            ip = getattr(ip, "ipv4_mapped", None) or ip
             found = any(ip in network for network in allow)
         if len(known) >= _SOURCES_KEPT:
             known.clear()
@@ -89,7 +93,15 @@ def _presented_secret(rt: Any, environ: dict[str, Any], secret: str | None) -> s
 
 
 def require_freeswitch() -> Response | None:
-    """403 unless the request comes from an allowed address with the shared secret."""
+    """403 unless a request under /freeswitch/ comes from an allowed address with the secret.
+
+    Called for every request of the app (``web.app``'s before_request hook) before routing
+    errors are raised, so that an unknown path or a wrong method under /freeswitch/ is refused
+    (and logged) like any other request without the secret, instead of a 404 or 405.
+    """
+    path = request.path
+    if path != PREFIX and not path.startswith(PREFIX + "/"):
+        return None
     rt = runtime()
     secret = rt.settings.freeswitch_secret
     environ = request.environ
