@@ -27,9 +27,20 @@ def cleanse_mac(value: str) -> str:
     return re.sub(r"[^0-9a-fA-F]", "", value).lower()
 
 
-def forward_digits(value: str) -> str:
-    """A call-forward number reduced to what a dialled number contains."""
-    return re.sub(r"[^0-9+*#]", "", value)
+#: Numbers are matched on their last digits: the national number of most countries (and the
+#: whole North American number), whatever prefix (+, 1, 0, 00, 011) was dialled before it.
+FORWARD_MATCH_DIGITS = 10
+
+
+def forward_key(value: str) -> str:
+    """The key a call-forward number and a dialled number are matched on.
+
+    Only digits, ``*`` and ``#`` are kept; a number of digits alone is cut to its last
+    ``FORWARD_MATCH_DIGITS``, so ``+1 (555) 000-1111``, ``15550001111`` and ``5550001111``
+    meet, as do ``+44 20 7946 0958`` and ``020 7946 0958``. Empty when nothing is left.
+    """
+    key = re.sub(r"[^0-9*#]", "", value)
+    return key[-FORWARD_MATCH_DIGITS:] if key.isdigit() else key
 
 
 def _object(doc: dict[str, Any], key: str) -> dict[str, Any]:
@@ -55,7 +66,7 @@ def _columns(account: Document, doc: dict[str, Any]) -> dict[str, Any]:
         "mac_address": _text(doc.get("mac_address")),
         "owner_id": _text(doc.get("owner_id")),
         "sip_ip": _text(sip.get("ip")) if sip.get("method") == "ip" else None,
-        "forward_number": (forward_digits(number) or None) if number else None,
+        "forward_number": (forward_key(number) or None) if number else None,
     }
 
 
@@ -324,9 +335,9 @@ def presence_id(doc: dict[str, Any], account_realm: str) -> str | None:
 
 def device_by_forward_number(account_id: str, number: str) -> Document | None:
     """The cellphone-style device whose enabled call-forward number is `number`."""
-    digits = forward_digits(number)
-    if not digits:
+    key = forward_key(number)
+    if not key:
         return None
     row = DeviceRow.select().where(
-        (DeviceRow.account_id == account_id) & (DeviceRow.forward_number == digits)).first()
+        (DeviceRow.account_id == account_id) & (DeviceRow.forward_number == key)).first()
     return docs.to_document(row) if row else None

@@ -81,8 +81,8 @@ class DeviceRow(DocumentTable):
     mac_address = peewee.FixedCharField(max_length=12, null=True)
     owner_id = peewee.FixedCharField(max_length=32, null=True, index=True)
     sip_ip = peewee.CharField(max_length=15, null=True, unique=True)
-    # The call-forward number with only [0-9+*#] kept: the dialplan's presence lookup for
-    # calls to a cellphone device's number.
+    # The call-forward number as matched (models.device.forward_key): the dialplan's presence
+    # lookup for calls to a cellphone device's number.
     forward_number = peewee.CharField(max_length=35, null=True)
     listing = peewee.TextField()
 

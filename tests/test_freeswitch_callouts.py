@@ -204,8 +204,12 @@ def test_presence_lookup_of_a_calling_device(bridge, api):
 def test_presence_lookup_of_a_cellphone_forward_number(bridge, api):
     cell = api.create_device(name="alice cell", device_type="cellphone", presence_id="alice@acme.test",
                              call_forward={"enabled": True, "number": "+1 (555) 010-2000"})
-    answer = callout(bridge, "presence", {"number": "+15550102000", "realm": "acme.test"}).json()
-    assert answer == {"presence_id": "alice@acme.test", "device_id": cell["id"]}
+    # however the number is dialled: with +, with the country code, nationally, from abroad
+    for dialled in ("+15550102000", "15550102000", "5550102000", "0115550102000"):
+        answer = callout(bridge, "presence", {"number": dialled, "realm": "acme.test"}).json()
+        assert answer == {"presence_id": "alice@acme.test", "device_id": cell["id"]}, dialled
+    for other in ("5550102001", "550102000", "*5550102000"):
+        assert callout(bridge, "presence", {"number": other, "realm": "acme.test"}).json()["device_id"] is None
     api.patch(f"devices/{cell['id']}", {"call_forward": {"enabled": False}})
     assert callout(bridge, "presence", {"number": "+15550102000", "realm": "acme.test"}).json()["device_id"] is None
 
