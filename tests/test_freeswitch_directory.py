@@ -2,13 +2,20 @@
 from __future__ import annotations
 
 import hashlib
+import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
-from urllib.parse import quote, urlencode
+from urllib.parse import quote, unquote, urlencode
 
 import pytest
 import requests
 from fixtures_web import FREESWITCH_SECRET, client_for, make_account
+from test_actions_hostile import (
+    HOSTILE_CID_NAME,
+    HOSTILE_CID_NUMBER,
+    HOSTILE_NUMBER,
+    HOSTILE_PRESENCE_ID,
+)
 
 pytestmark = pytest.mark.store
 
@@ -168,8 +175,23 @@ HOSTILE = [
 ]
 
 
-@pytest.mark.parametrize("field", ["user", "domain", "key_value", "sip_auth_realm", "sip_auth_username",
-                                   "action", "section", "key", "X-Custom", "hostname", "sip_user_agent"])
+# The injection table of the ESL side (URL-decoded: a form carries them as any other value).
+HOSTILE += [unquote(value) for value in HOSTILE_CID_NAME + HOSTILE_CID_NUMBER + HOSTILE_NUMBER
+            + HOSTILE_PRESENCE_ID if value]
+
+
+def recorded_directory_fields() -> list[str]:
+    """Every form field name FreeSWITCH put in a recorded directory request."""
+    names = set()
+    for path in RECORDED.glob("*directory*.decoded.txt"):
+        for line in path.read_text().splitlines():
+            name, equals, _ = line.partition("=")
+            if equals and re.fullmatch(r"[A-Za-z][A-Za-z0-9_-]*", name):
+                names.add(name)
+    return sorted(names)
+
+
+@pytest.mark.parametrize("field", sorted(set(recorded_directory_fields()) | {"X-Custom", "sip_auth_username"}))
 def test_hostile_values_are_refused_or_escaped(bridge, phones, field):
     baseline = ask(bridge, lookup("2001")).text
     for value in HOSTILE:
@@ -181,6 +203,32 @@ def test_hostile_values_are_refused_or_escaped(bridge, phones, field):
         # answer without it (2001 at acme.test), never something the value shaped.
         assert response.text == baseline, value
         assert user_of(response)["id"] == "2001"
+
+
+HOSTILE_HEADERS = [
+    ("User-Agent", "freeswitch-xml/1.0\"/><x"), ("X-Forwarded-For", "127.0.0.1"), ("Host", "evil.test"),
+    ("Content-Type", "application/x-www-form-urlencoded; charset=latin-1"),
+    ("Content-Type", "multipart/form-data; boundary=x"), ("Content-Type", "text/xml"),
+    ("X-ESL-Bridge-Secret", ""), ("X-ESL-Bridge-Secret", FREESWITCH_SECRET[:-1]),
+    ("X-ESL-Bridge-Secret", FREESWITCH_SECRET.upper()), ("X-ESL-Bridge-Secret", "x" + FREESWITCH_SECRET),
+    ("Authorization", "Basic " + "A" * 5000), ("Authorization", "Basic ZnJlZXN3aXRjaA=="),
+    ("Authorization", "Basic %%%"), ("Transfer-Encoding", "chunked"),
+]
+
+
+@pytest.mark.parametrize("header, value", HOSTILE_HEADERS)
+def test_hostile_headers_are_refused_or_change_nothing(bridge, phones, header, value):
+    baseline = ask(bridge, lookup("2001")).text
+    bears_secret = header in ("Authorization", "X-ESL-Bridge-Secret")
+    response = ask(bridge, urlencode(lookup("2001")), auth=None if bears_secret else AUTH, headers={header: value})
+    if bears_secret:
+        assert response.status_code == 403, (header, value)
+        return
+    # Anything else is read as before, or the body is not a form (not found), or the request is
+    # malformed (Transfer-Encoding: chunked without chunks): never a 5xx, never another answer.
+    assert response.status_code in (200, 400), (header, value, response.status_code)
+    if response.status_code == 200:
+        assert response.text in (baseline, NOT_FOUND), (header, value)
 
 
 def test_refused_without_the_secret_or_from_another_address(start_bridge, database_url):
