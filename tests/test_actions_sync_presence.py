@@ -54,6 +54,9 @@ def test_sync_with_reboot_false_is_the_recorded_notify(bridge: Bridge) -> None:
     ("resync", "", "resync"),
     ("resync", "?reboot=true", "resync;reboot=true"),
     ("check-sync;reboot=false", "", "check-sync;reboot=false"),
+    # the reboot asked for replaces the stored one (a phone reads the first)
+    ("check-sync;reboot=false", "?reboot=true", "check-sync;reboot=true"),
+    ("resync;Reboot=true;x=1", "?reboot=false", "resync;x=1;reboot=false"),
 ])
 def test_sync_event_string(bridge: Bridge, stored: str | None, query: str, event: str) -> None:
     extra = {"provision": {"check_sync_event": stored}} if stored else {}

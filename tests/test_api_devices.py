@@ -182,6 +182,8 @@ RULES = [
     ({"caller_id": {"external": {"name": "Alice@home"}}}, "caller_id.external.name:pattern"),
     ({"caller_id": {"emergency": {"name": "Smith, Alice"}}}, "caller_id.emergency.name:pattern"),
     ({"caller_id": {"internal": {"name": "it's"}}}, "caller_id.internal.name:pattern"),
+    ({"caller_id": {"internal": {"name": "Front Desk "}}}, "caller_id.internal.name:pattern"),
+    ({"caller_id": {"external": {"name": "  "}}}, "caller_id.external.name:pattern"),
     ({"caller_id": {"internal": {"number": "1" * 36}}}, "caller_id.internal.number:maxLength"),
     ({"caller_id": {"external": {"number": "555-1234"}}}, "caller_id.external.number:pattern"),
     ({"caller_id": {"emergency": {"number": 911}}}, "caller_id.emergency.number:type"),

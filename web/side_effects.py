@@ -35,10 +35,16 @@ def sip_identity(device: Document | None) -> SipIdentity | None:
 
 
 def check_sync_event(device: Document, reboot: bool | None = None) -> str:
-    """The device's check-sync event string, with `;reboot=` appended when asked."""
+    """The device's check-sync event string, with `;reboot=` appended when asked.
+
+    A `reboot` parameter already in the stored event gives way to the one asked for: phones
+    read the first one, so two would leave the stored one in force.
+    """
     event = (device.doc.get("provision") or {}).get("check_sync_event") or DEFAULT_CHECK_SYNC_EVENT
     if reboot is not None:
-        event = f"{event};reboot={'true' if reboot else 'false'}"
+        name, *params = event.split(";")
+        kept = [p for p in params if p.split("=", 1)[0].lower() != "reboot"]
+        event = ";".join([name, *kept, f"reboot={'true' if reboot else 'false'}"])
     return event
 
 
