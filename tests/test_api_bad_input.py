@@ -32,7 +32,7 @@ def test_numbers_json_cannot_carry_are_400(api, raw):
 
 
 @pytest.mark.parametrize("path", ["devices", "users", ""])
-def test_nul_characters_are_refused(api, path):
+def test_nul_characters_and_lone_surrogates_are_refused(api, path):
     """NUL is legal in JSON strings but PostgreSQL text can neither hold nor compare it."""
     before = snapshot(api)
     docs = {"devices": [{"name": "a\u0000b"}, {"name": "x", "sip": {"username": "al\u0000ice"}},
@@ -41,6 +41,11 @@ def test_nul_characters_are_refused(api, path):
             "": [{"name": "n\u0000"}, {"realm": "r\u0000.test"}]}
     for doc in docs[path]:
         response = api.request("PATCH" if path == "" else "PUT", path, doc)
+        assert_invalid(response, "json:invalid", exact=True)
+    # A lone UTF-16 surrogate parses as JSON but no database can store it.
+    for raw in ('{"data":{"name":"\\ud800"}}', '{"data":{"name":"x","custom":{"\\udfff":1}}}',
+                '{"data":{"name":"a\\udc00b"}}'):
+        response = api.request("PATCH" if path == "" else "PUT", path, raw=raw)
         assert_invalid(response, "json:invalid", exact=True)
     nothing_written(api, before)
     # Other control characters are escaped in storage and come back as sent.

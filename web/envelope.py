@@ -124,21 +124,28 @@ def _finite(text: str) -> float:
     return value
 
 
+#: NUL (PostgreSQL can neither store nor compare it) and lone UTF-16 surrogates (``"\ud800"``
+#: parses, but no UTF-8 encoder, hence no database, takes it).
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+_UNSTORABLE_TEXT = "strings may not contain NUL characters or lone surrogates (\\ud800-\\udfff)"
+
+
 def _refusal(value: Any, limit: int) -> str | None:
-    """Why a parsed body cannot be used: nested too deep, or a string holding NUL (which
-    PostgreSQL cannot store or even compare), else None."""
+    """Why a parsed body cannot be used: nested too deep, or a string no database can store
+    (``_UNSTORABLE``), else None."""
+    unstorable = _UNSTORABLE.search
     stack = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, str):
-            if "\x00" in node:
-                return "strings may not contain NUL characters"
+            if unstorable(node):
+                return _UNSTORABLE_TEXT
         elif isinstance(node, dict | list):
             if depth > limit:
                 return f"nested deeper than {limit} levels"
             if isinstance(node, dict):
-                if any("\x00" in key for key in node):
-                    return "strings may not contain NUL characters"
+                if any(unstorable(key) for key in node):
+                    return _UNSTORABLE_TEXT
                 children = node.values()
             else:
                 children = node
