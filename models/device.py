@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NoReturn
 
 import peewee
 
@@ -144,8 +144,9 @@ def _prepare(account: Document, data: Any, current: Document | None, merge: bool
     return doc
 
 
-def _validated(account: Document, doc: dict[str, Any], own_id: str | None) -> dict[str, Any]:
-    errors: Errors = {}
+def _validated(account: Document, doc: dict[str, Any], own_id: str | None,
+               extra: Errors | None = None) -> dict[str, Any]:
+    errors: Errors = dict(extra or {})
     _normalise(doc, errors)
     _database_errors(account, doc, own_id, errors)
     validate("device", doc, errors)
@@ -170,6 +171,15 @@ def create_device(account: Document, data: Any) -> Document:
         device = docs.insert_document(DeviceRow, doc, account_id=account.id, **_columns(account, doc))
         sync_hotdesk(device.id, account.id, doc)
         return device
+
+
+def refuse_device(account: Document, data: Any, errors: Errors, *, device_id: str | None = None,
+                  merge: bool = False) -> NoReturn:
+    """Raise ValidationFailed with ``errors`` (found outside the document, such as a bad
+    ``sync``) together with every rule the create or update would break; writes nothing."""
+    current = docs.read(DeviceRow, device_id, account.id) if device_id else None
+    _validated(account, _prepare(account, data, current, merge), device_id, errors)
+    raise ValidationFailed(errors)
 
 
 def get_device(account_id: str, device_id: str) -> Document:

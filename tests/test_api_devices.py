@@ -120,7 +120,15 @@ def test_sync_is_never_stored(api):
     patched = api.patch(f"devices/{device['id']}", {"sync": True, "name": "renamed"}).json()["data"]
     assert "sync" not in patched and patched["name"] == "renamed"
     assert "sync" not in api.get(f"devices/{device['id']}").json()["data"]
-    assert_invalid(api.patch(f"devices/{device['id']}", {"sync": "yes"}), "sync:type")
+    assert_invalid(api.patch(f"devices/{device['id']}", {"sync": "yes"}), "sync:type", exact=True)
+    # reported with the document's own failures, in one 400; nothing written
+    assert_invalid(api.put("devices", {"name": 5, "sync": "yes"}), "sync:type", "name:type", exact=True)
+    assert_invalid(api.patch(f"devices/{device['id']}", {"name": "", "sync": 1}), "sync:type", "name:minLength",
+                   exact=True)
+    assert api.get(f"devices/{device['id']}").json()["data"]["name"] == "renamed"
+    # null is as absent
+    assert api.patch(f"devices/{device['id']}", {"sync": None, "name": "again"}).status_code == 200
+    assert "sync" not in api.get(f"devices/{device['id']}").json()["data"]
 
 
 # --- the schema rules of SPEC §4 --------------------------------------------------------------

@@ -7,7 +7,7 @@ from flask import Blueprint, Response, g
 
 from models import account as accounts
 from models import device as devices
-from models.errors import ValidationFailed
+from models.documents import Document
 from web import side_effects
 from web.envelope import body_data
 from web.resource import document_reply, if_match, listing_query, page_reply, route
@@ -22,12 +22,15 @@ def register(bp: Blueprint) -> None:
     route(bp, "@/devices/<device_id>", ["DELETE"])(delete_device)
 
 
-def _sync_flag(data: dict[str, Any]) -> bool:
-    """`"sync": true` asks for a check-sync after the update; it is never stored."""
-    value = data.get("sync", False)
-    if not isinstance(value, bool):
-        raise ValidationFailed.single("sync", "type", "Value is not of type boolean", target="boolean")
-    return value
+def _sync_flag(account: Document, data: dict[str, Any], device_id: str | None = None,
+               merge: bool = False) -> bool:
+    """`"sync": true` asks for a check-sync after the update; it is never stored. `null` is
+    as absent. Anything else is a 400 that also names whatever else the document breaks."""
+    value = data.get("sync")
+    if value is None or isinstance(value, bool):
+        return bool(value)
+    devices.refuse_device(account, data, {"sync": {"type": {
+        "message": "Value is not of type boolean", "target": "boolean"}}}, device_id=device_id, merge=merge)
 
 
 def list_devices(account_id: str) -> Response:
@@ -36,8 +39,9 @@ def list_devices(account_id: str) -> Response:
 
 def create_device(account_id: str) -> Response:
     data = body_data()
-    _sync_flag(data)
-    created = devices.create_device(accounts.get_account(account_id), data)
+    account = accounts.get_account(account_id)
+    _sync_flag(account, data)
+    created = devices.create_device(account, data)
     response = document_reply(created, status=201)
     response.headers["Location"] = f"/{g.api_version}/accounts/{account_id}/devices/{created.id}"
     return response
@@ -49,8 +53,8 @@ def get_device(account_id: str, device_id: str) -> Response:
 
 def _update(account_id: str, device_id: str, merge: bool) -> Response:
     data = body_data()
-    sync = _sync_flag(data)
     account = accounts.get_account(account_id)
+    sync = _sync_flag(account, data, device_id, merge)
     before, after = devices.update_device(account, device_id, data, merge=merge, if_match=if_match())
     side_effects.device_changed(before, after, sync=sync)
     return document_reply(after)
