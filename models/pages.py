@@ -33,8 +33,13 @@ class ListQuery:
         """Parse query-string arguments; bad values raise ValidationFailed naming the argument."""
         errors: dict[str, dict[str, dict[str, Any]]] = {}
         query = cls(paginate=paginate)
-        if args.get("paginate", "").lower() == "false":
-            query.paginate = False
+        if "paginate" in args:
+            flag = args["paginate"].lower()
+            if flag not in ("true", "false"):
+                errors["paginate"] = {"enum": {"message": "paginate must be true or false",
+                                               "target": ["true", "false"]}}
+            elif flag == "false":
+                query.paginate = False
         if "page_size" in args:
             raw = args["page_size"]
             # str.isdigit() also holds for "²" and other Unicode digits that int() refuses.

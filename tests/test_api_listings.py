@@ -71,6 +71,11 @@ def test_paginate_false_returns_everything(api):
     assert {r["id"] for r in body["data"]} == set(ids)
 
 
+@pytest.mark.parametrize("value", ["maybe", "", "0", "no"])
+def test_a_bad_paginate_value_is_refused(api, value):
+    assert_invalid(api.get("devices", params={"paginate": value}), "paginate:enum", exact=True)
+
+
 def test_v1_listings_are_not_paginated(api):
     ids = make_devices(api, 52)
     body = api.get("devices", version="v1", params={"page_size": "5"}).json()
