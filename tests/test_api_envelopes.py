@@ -1,6 +1,8 @@
 """SPEC §2 envelopes and error table, and SPEC §3's check order, over HTTP."""
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import secrets
 
@@ -34,6 +36,12 @@ def test_document_envelope(api):
 def test_listing_envelope_revision_follows_the_data(api):
     first = api.get("devices")
     assert re.match(r"^[0-9a-f]{32}$", first.json()["revision"])
+    # the md5 of the encoded data, as it is in the body
+    start = first.text.index('"data":') + len('"data":')
+    data, end = json.JSONDecoder().raw_decode(first.text, start)
+    encoded = first.text[start:end]
+    assert data == first.json()["data"]
+    assert first.json()["revision"] == hashlib.md5(encoded.encode()).hexdigest()
     assert first.headers["ETag"].strip('"') == first.json()["revision"]
     assert api.get("devices").json()["revision"] == first.json()["revision"]
     api.create_device()

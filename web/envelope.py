@@ -41,8 +41,8 @@ _string = json.encoder.encode_basestring
 
 
 def _encoded_revision(encoded_data: str) -> str:
-    """The revision of a listing from its encoded data: the md5 of `{"d": data}` encoded."""
-    return hashlib.md5(f'{{"d":{encoded_data}}}'.encode()).hexdigest()
+    """The revision of a listing: the md5 of its encoded data (SPEC §2), as sent."""
+    return hashlib.md5(encoded_data.encode()).hexdigest()
 
 
 def listing_revision(data: Any) -> str:
