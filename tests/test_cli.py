@@ -182,14 +182,20 @@ def served(monkeypatch):
 @pytest.mark.parametrize("name, default, env_raw, env_value, flag_raw, flag_value", SETTINGS,
                          ids=[s[0] for s in SETTINGS])
 def test_setting_precedence(served, name, default, env_raw, env_value, flag_raw, flag_value):
+    # A certificate goes with its key (either alone is refused): give the other one.
+    partner = {env(other): f"/partner/{other}.pem" for this, other in TLS_PAIR if this == name}
     assert getattr(Settings.load(environ={}), name) == default
-    assert getattr(Settings.load(environ={env(name): env_raw}), name) == env_value
-    assert getattr(Settings.load(environ={env(name): env_raw}, overrides={name: flag_raw}), name) == flag_value
+    assert getattr(Settings.load(environ={env(name): env_raw, **partner}), name) == env_value
+    assert getattr(Settings.load(environ={env(name): env_raw, **partner}, overrides={name: flag_raw}),
+                   name) == flag_value
     assert getattr(Settings.load(environ={env(name): ""}), name) == default
     # The same through the command line: the variable, then the flag winning over it.
     assert getattr(served(), name) == default
-    assert getattr(served(**{env(name): env_raw}), name) == env_value
+    assert getattr(served(**{env(name): env_raw}, **partner), name) == env_value
     assert getattr(served(flag(name), flag_raw, **{env(name): env_raw}), name) == flag_value
+
+
+TLS_PAIR = (("tls_cert", "tls_key"), ("tls_key", "tls_cert"))
 
 
 def test_every_setting_is_covered():
@@ -199,7 +205,10 @@ def test_every_setting_is_covered():
 
 
 @pytest.mark.parametrize("argv", [["--http-port", "eighty"], ["--http-port", "70000"], ["--pool-size", "0"],
-                                  ["--command-timeout", "-1"], ["--freeswitch-allow", "10.0.0.0/33"]])
+                                  ["--command-timeout", "-1"], ["--freeswitch-allow", "10.0.0.0/33"],
+                                  ["--freeswitch", "garbage"], ["--freeswitch", "a:1:x,a:1:y"],
+                                  ["--freeswitch", "host:0:pw"], ["--database-url", "mysql://x"],
+                                  ["--log-level", "bogus"], ["--tls-cert", "/c.pem"], ["--tls-key", "/k.pem"]])
 def test_bad_setting_values_are_refused(served, capsys, argv):
     assert cli.main(["serve", *argv]) == 2
     assert argv[0].lstrip("-").replace("-", "_") in capsys.readouterr().err

@@ -8,6 +8,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
+from esl_bridge import Node
+
 
 def _list(value: str) -> tuple[str, ...]:
     return tuple(part.strip() for part in value.split(",") if part.strip())
@@ -31,6 +33,29 @@ def _positive_int(value: str) -> int:
     return number
 
 
+def _nodes(value: str) -> tuple[str, ...]:
+    """FreeSWITCH nodes, each checked as ``host:port:password`` (kept as given)."""
+    Node.parse_many(value)
+    return _list(value)
+
+
+def _database_url(value: str) -> str:
+    scheme = value.partition("://")[0].lower()
+    if scheme not in ("sqlite", "postgres", "postgresql"):
+        raise ValueError("expected sqlite:///<file> or postgresql://user:pass@host/db")
+    return value
+
+
+LOG_LEVELS = ("debug", "info", "warning", "error")
+
+
+def _log_level(value: str) -> str:
+    level = value.strip().lower()
+    if level not in LOG_LEVELS:
+        raise ValueError(f"expected one of {', '.join(LOG_LEVELS)}")
+    return level
+
+
 def _port(value: str) -> int:
     number = int(value)
     if not 0 <= number <= 65535:
@@ -43,9 +68,9 @@ class Settings:
     """Everything esl-bridge can be told, with SPEC §9's defaults."""
 
     database_url: str = field(default="sqlite:///esl-bridge.db",
-                              metadata={"parse": str, "help": "sqlite:///file.db or postgresql://user:pass@host/db"})
+                              metadata={"parse": _database_url, "help": "sqlite:///file.db or postgresql://user:pass@host/db"})
     freeswitch: tuple[str, ...] = field(default=("127.0.0.1:8021:ClueCon",),
-                                        metadata={"parse": _list, "help": "FreeSWITCH nodes host:port:password, comma-separated"})
+                                        metadata={"parse": _nodes, "help": "FreeSWITCH nodes host:port:password, comma-separated"})
     bind: str = field(default="127.0.0.1", metadata={"parse": str, "help": "address to listen on"})
     http_port: int = field(default=8000, metadata={"parse": _port, "help": "HTTP port"})
     https_port: int = field(default=8443, metadata={"parse": _port, "help": "HTTPS port (with a certificate and key)"})
@@ -58,7 +83,7 @@ class Settings:
     freeswitch_secret: str | None = field(default=None, metadata={"parse": str, "help": "shared secret of the /freeswitch/ endpoints"})
     freeswitch_allow: tuple[Any, ...] = field(default=_networks("127.0.0.1/32,::1/128"),
                                               metadata={"parse": _networks, "help": "source networks allowed on /freeswitch/"})
-    log_level: str = field(default="info", metadata={"parse": lambda v: v.lower(), "help": "debug, info, warning or error"})
+    log_level: str = field(default="info", metadata={"parse": _log_level, "help": "debug, info, warning or error"})
 
     def __post_init__(self) -> None:
         # Programmatic use (tests, embedding) may pass plain strings.
@@ -69,6 +94,10 @@ class Settings:
         for name in ("freeswitch", "sofia_profile"):
             if isinstance(getattr(self, name), str):
                 setattr(self, name, _list(getattr(self, name)))
+        if bool(self.tls_cert) != bool(self.tls_key):
+            given, missing = ("tls_cert", "tls_key") if self.tls_cert else ("tls_key", "tls_cert")
+            raise SettingsError(f"{given} is set but {missing} is not: HTTPS needs both "
+                                f"(ESL_BRIDGE_{missing.upper()} / --{missing.replace('_', '-')})")
 
     @classmethod
     def load(cls, environ: Mapping[str, str] | None = None,
