@@ -88,20 +88,40 @@ def hotdesked_devices(user_id: str) -> set[str]:
     return {device_id for (device_id,) in query.tuples()}
 
 
+def _device_summary(listing: dict[str, Any]) -> dict[str, Any]:
+    return {"device_id": listing["id"], "device_name": listing.get("name"),
+            "mac_address": listing.get("mac_address", ""), "owner_id": listing.get("owner_id")}
+
+
+def _device_listings(account_id: str, device_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The listing rows of the account's devices among `device_ids`, read by id."""
+    if not device_ids:
+        return {}
+    query = DeviceRow.select(DeviceRow.id, DeviceRow.listing).where(
+        (DeviceRow.account_id == account_id) & DeviceRow.id.in_(device_ids))
+    return {ident: docs.decode(listing) for ident, listing in query.tuples()}
+
+
+def _user_docs(account_id: str, user_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """The documents of the account's users among `user_ids`, read by id."""
+    if not user_ids:
+        return {}
+    query = UserRow.select(UserRow.id, UserRow.doc).where(
+        (UserRow.account_id == account_id) & UserRow.id.in_(user_ids))
+    return {ident: docs.decode(doc) for ident, doc in query.tuples()}
+
+
 def user_hotdesks(account_id: str, user_id: str) -> list[dict[str, Any]]:
-    """Devices the user is hotdesked into."""
-    rows = (
-        DeviceRow.select(DeviceRow.id, DeviceRow.doc)
-        .join(HotdeskRow, on=(HotdeskRow.device_id == DeviceRow.id))
-        .where((HotdeskRow.user_id == user_id) & (DeviceRow.account_id == account_id))
-        .order_by(DeviceRow.id)
-    )
-    out = []
-    for row in rows:
-        doc = docs.decode(row.doc)
-        out.append({"device_id": row.id, "device_name": doc.get("name"),
-                    "mac_address": doc.get("mac_address", ""), "owner_id": doc.get("owner_id")})
-    return out
+    """Devices the user is hotdesked into, in device id order.
+
+    Driven from the membership table by user, then the devices by id: its cost follows the
+    user's hotdesks, not the account's devices (SPEC §5).
+    """
+    query = (HotdeskRow.select(HotdeskRow.device_id).where(HotdeskRow.user_id == user_id)
+             .order_by(HotdeskRow.device_id))
+    device_ids = [device_id for (device_id,) in query.tuples()]
+    listings = _device_listings(account_id, device_ids)
+    return [_device_summary(listings[d]) for d in device_ids if d in listings]
 
 
 def _user_summary(user_id: str, doc: dict[str, Any]) -> dict[str, Any]:
@@ -110,14 +130,12 @@ def _user_summary(user_id: str, doc: dict[str, Any]) -> dict[str, Any]:
 
 
 def device_hotdesks(account_id: str, device_id: str) -> list[dict[str, Any]]:
-    """Users hotdesked into the device."""
-    rows = (
-        UserRow.select(UserRow.id, UserRow.doc)
-        .join(HotdeskRow, on=(HotdeskRow.user_id == UserRow.id))
-        .where((HotdeskRow.device_id == device_id) & (UserRow.account_id == account_id))
-        .order_by(UserRow.id)
-    )
-    return [_user_summary(row.id, docs.decode(row.doc)) for row in rows]
+    """Users hotdesked into the device, in user id order (by device, then the users by id)."""
+    query = (HotdeskRow.select(HotdeskRow.user_id).where(HotdeskRow.device_id == device_id)
+             .order_by(HotdeskRow.user_id))
+    user_ids = [user_id for (user_id,) in query.tuples()]
+    found = _user_docs(account_id, user_ids)
+    return [_user_summary(u, found[u]) for u in user_ids if u in found]
 
 
 def account_hotdesks(account_id: str) -> list[dict[str, Any]]:

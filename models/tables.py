@@ -59,8 +59,8 @@ class UserRow(DocumentTable):
     account_id = peewee.FixedCharField(max_length=32)
     username_lc = peewee.CharField(max_length=256, null=True)
     hotdesk_id = peewee.CharField(max_length=15, null=True)
-    md5_creds = peewee.FixedCharField(max_length=32, null=True, index=True)
-    sha1_creds = peewee.FixedCharField(max_length=40, null=True, index=True)
+    md5_creds = peewee.FixedCharField(max_length=32, null=True)
+    sha1_creds = peewee.FixedCharField(max_length=40, null=True)
     listing = peewee.TextField()
 
     class Meta:
@@ -69,6 +69,10 @@ class UserRow(DocumentTable):
             (("account_id", "id"), False),
             (("account_id", "username_lc"), True),
             (("account_id", "hotdesk_id"), True),
+            # PUT /user_auth: by credentials within the account, not credential by credential
+            # through the account's rows.
+            (("account_id", "md5_creds"), False),
+            (("account_id", "sha1_creds"), False),
         )
 
 
@@ -100,18 +104,25 @@ class HotdeskRow(BaseTable):
     """Membership: user U is hotdesked into device D (mirror of the device's hotdesk.users)."""
 
     device_id = peewee.FixedCharField(max_length=32)
-    user_id = peewee.FixedCharField(max_length=32, index=True)
-    account_id = peewee.FixedCharField(max_length=32, index=True)
+    user_id = peewee.FixedCharField(max_length=32)
+    account_id = peewee.FixedCharField(max_length=32)
 
     class Meta:
         table_name = "hotdesk"
+        # The key serves "users of device D" in user order; the indexes "devices of user U"
+        # and "the account's hotdesks", each in device order.
         primary_key = peewee.CompositeKey("device_id", "user_id")
+        indexes = (
+            (("user_id", "device_id"), False),
+            (("account_id", "device_id", "user_id"), False),
+        )
 
 
 class TokenRow(BaseTable):
     token = peewee.CharField(max_length=64, primary_key=True)
     account_id = peewee.FixedCharField(max_length=32, index=True)
-    user_id = peewee.FixedCharField(max_length=32, null=True)
+    # Disabling or deleting a user revokes their tokens.
+    user_id = peewee.FixedCharField(max_length=32, null=True, index=True)
     method = peewee.CharField(max_length=16)
     created = peewee.DoubleField()
     last_used = peewee.DoubleField()

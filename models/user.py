@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from models import device as devices
 from models import documents as docs
 from models import listing as listing_rows
 from models.db import database
@@ -127,15 +128,8 @@ def delete_user(account_id: str, user_id: str, if_match: str | None = None) -> D
     with database.atomic():
         current = docs.fetch(UserRow, user_id, account_id)
         docs.check_if_match(current, if_match)
-        affected = (
-            DeviceRow.select()
-            .where(DeviceRow.account_id == account_id)
-            .where((DeviceRow.owner_id == user_id)
-                   | DeviceRow.id.in_(HotdeskRow.select(HotdeskRow.device_id)
-                                      .where(HotdeskRow.user_id == user_id)))
-        )
-        for row in list(affected):
-            device = docs.to_document(row)
+        # By owner and by hotdesked user, two indexed lookups (never the account's devices).
+        for device in devices.user_devices(account_id, user_id):
             doc = dict(device.doc)
             if doc.get("owner_id") == user_id:
                 doc.pop("owner_id")
