@@ -12,16 +12,20 @@ plus any seen in that node's register events).
 """
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypeVar, cast
 
+import gevent
+import gevent.event
+
 from . import commands
-from .errors import CommandError, FreeSwitchUnavailable
+from .errors import CommandError, EslError, FreeSwitchUnavailable, JobTimeout
 from .jobs import Job, JobResult
 from .pool import EslPool
 from .registrations import Registration, parse_xmlstatus
@@ -29,6 +33,7 @@ from .registrations import Registration, parse_xmlstatus
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Item = TypeVar("Item")
 A = TypeVar("A", bound=Callable[..., Any])
 
 #: Slack added to a QuickCall's ring timeout when waiting for its outcome: FreeSWITCH counts
@@ -131,6 +136,15 @@ def registrations(pool: EslPool, realm: str, *, cached: bool = False) -> list[Re
                   f"registration listing of {realm}")
 
 
+def _concurrently(fn: Callable[[Item], T], items: Sequence[Item]) -> list[T]:
+    """``[fn(item) for item in items]``, each in its own greenlet (exceptions propagate)."""
+    if len(items) <= 1:
+        return [fn(item) for item in items]
+    greenlets = [gevent.spawn(fn, item) for item in items]
+    gevent.joinall(greenlets, raise_error=True)
+    return [g.value for g in greenlets]
+
+
 def _by_node(regs: Iterable[Registration]) -> dict[str, list[str]]:
     """``{node: [profiles]}`` of registrations, each profile once, in order."""
     targets: dict[str, list[str]] = {}
@@ -162,6 +176,10 @@ class QuickCall:
     timeout: int
     auto_answer: bool
     job: Job = field(repr=False)
+    #: Phones on several nodes: the originate of each node (this call's own first), the first
+    #: to answer wins; ``outcome`` is set by the race (see ``_first_answer_wins``).
+    per_node: list[QuickCall] = field(default_factory=list, repr=False)
+    outcome: gevent.event.AsyncResult | None = field(default=None, repr=False)
 
     def wait(self, timeout: float | None = None) -> JobResult:
         """Wait for the outcome: ``ok`` (answered, ``value`` is the call id) or ``cause``.
@@ -173,10 +191,19 @@ class QuickCall:
         """
         if timeout is None:
             timeout = self.timeout + QUICKCALL_WAIT_SLACK
-        return self.job.wait(timeout)
+        if self.outcome is None:
+            return self.job.wait(timeout)
+        try:
+            return self.outcome.get(timeout=timeout)
+        except gevent.Timeout:
+            raise JobTimeout(f"quickcall {self.call_id} has no outcome after {timeout:g} s",
+                             self.node) from None
 
     def hangup(self, pool: EslPool, cause: str | None = None) -> str:
-        """Hang the call up (``uuid_kill``) on its node; returns FreeSWITCH's answer."""
+        """Hang the call up (``uuid_kill``) on its node (on each node, for a call ringing on
+        several); returns FreeSWITCH's answer (one line per node)."""
+        if self.per_node:
+            return "\n".join(call.hangup(pool, cause) for call in self.per_node)
         return pool.api(commands.uuid_kill(self.call_id, cause), node=self.node).strip()
 
     def to_dict(self) -> dict[str, Any]:
@@ -189,36 +216,103 @@ class QuickCall:
             "cid_name": self.cid_name,
             "cid_number": self.cid_number,
             "timeout": self.timeout,
-            "auto_answer": self.auto_answer and len(self.endpoints) == 1,
+            "auto_answer": self.auto_answer,
             "node": self.node,
+            **({"calls": [{"call_id": c.call_id, "job_id": c.job_id, "node": c.node,
+                           "endpoint": ",".join(f"{u}@{r}" for u, r in c.endpoints)}
+                          for c in self.per_node]} if self.per_node else {}),
         }
 
 
-def _choose_node(pool: EslPool, endpoints: list[tuple[str, str]]
-                 ) -> tuple[str | None, list[tuple[str, str]]]:
-    """The node holding most of the endpoints' registrations, and those endpoints.
+def _place(pool: EslPool, endpoints: list[tuple[str, str]]
+           ) -> list[tuple[str | None, list[tuple[str, str]]]]:
+    """Where to ring the endpoints: ``[(node, endpoints)]``, the node holding most first.
 
-    ``(None, endpoints)`` when none is registered anywhere or the lookup failed: any node then
+    Each endpoint goes to one node holding its registration (the one holding most of the
+    others, when it is registered on several). Endpoints registered nowhere are left out;
+    ``[(None, endpoints)]`` when none is registered anywhere or the lookup failed: any node then
     gives FreeSWITCH's own answer (``USER_NOT_REGISTERED``, ``SUBSCRIBER_ABSENT``).
     """
-    where: dict[str, list[tuple[str, str]]] = {}
-    for user, realm in endpoints:
+    def locate(endpoint: tuple[str, str]) -> list[Registration]:
         try:
-            regs = registered(pool, user, realm)
+            return registered(pool, *endpoint)
         except FreeSwitchUnavailable as exc:
-            log.warning("quickcall: cannot locate %s@%s: %s", user, realm, exc)
-            continue
+            log.warning("quickcall: cannot locate %s@%s: %s", *endpoint, exc)
+            return []
+
+    # All at once: a slow node then costs one command timeout, not one per phone.
+    found = _concurrently(locate, endpoints)
+    where: dict[str, list[tuple[str, str]]] = {}
+    for endpoint, regs in zip(endpoints, found, strict=True):
         for node in dict.fromkeys(reg.node for reg in regs):
-            where.setdefault(node, []).append((user, realm))
+            where.setdefault(node, []).append(endpoint)
     if not where:
-        return None, endpoints
+        return [(None, endpoints)]
     order = pool.node_names()
-    node = max(where, key=lambda n: (len(where[n]), -order.index(n)))
-    if len(where[node]) < len(endpoints):
-        missing = [f"{u}@{r}" for u, r in endpoints if (u, r) not in where[node]]
-        log.warning("quickcall: ringing on %s only; not registered there: %s", node,
-                    ", ".join(missing))
-    return node, where[node]
+    placed: list[tuple[str | None, list[tuple[str, str]]]] = []
+    left = set(endpoints)
+    while left:
+        counts = {node: [e for e in held if e in left] for node, held in where.items()}
+        node = max(counts, key=lambda n: (len(counts[n]), -order.index(n)))
+        if not counts[node]:
+            break
+        placed.append((node, counts[node]))
+        left -= set(counts[node])
+    if left:
+        log.warning("quickcall: not registered on any node, not rung: %s",
+                    ", ".join(f"{u}@{r}" for u, r in endpoints if (u, r) in left))
+    return placed
+
+
+def _first_answer_wins(pool: EslPool, calls: list[QuickCall], outcome: gevent.event.AsyncResult
+                       ) -> None:
+    """Wait for one QuickCall's originates on several nodes: the first answered wins.
+
+    The outcome is that answer; the other originates, still ringing, are hung up with
+    ``LOSE_RACE`` (as FreeSWITCH ends the losing legs of one originate). When none answers, the
+    outcome is the first failure in node order (the node holding most phones first).
+    """
+    def result_of(call: QuickCall) -> JobResult | EslError:
+        try:
+            return call.job.wait(call.timeout + QUICKCALL_WAIT_SLACK)
+        except EslError as exc:  # the node went away, or no result in time
+            return exc
+
+    waiters = {gevent.spawn(result_of, call): call for call in calls}
+    pending = set(waiters)
+    try:
+        while pending:
+            for done in gevent.wait(list(pending), count=1):
+                pending.discard(done)
+                result = done.value
+                if not isinstance(result, JobResult) or not result.ok:
+                    continue
+                winner = waiters[done]
+                outcome.set(result)
+                losers = [call for call in calls if call is not winner]
+                _concurrently(lambda call: _hang_up_loser(pool, call), losers)
+                return
+        results = [waiter.value for waiter in waiters]  # in node order
+        failure = next((r for r in results if isinstance(r, JobResult)), None)
+        if failure is not None:
+            outcome.set(failure)
+        else:
+            outcome.set_exception(results[0])
+    finally:
+        gevent.killall(list(pending), block=False)
+
+
+#: Set on each leg of an originate of a QuickCall ringing on several nodes, so that a losing
+#: node's legs can all be hung up at once (``hupall``).
+RACE_VARIABLE = "esl_bridge_call_id"
+
+
+def _hang_up_loser(pool: EslPool, call: QuickCall) -> None:
+    try:
+        pool.api(commands.hupall("LOSE_RACE", RACE_VARIABLE, call.call_id), node=call.node)
+    except EslError as exc:
+        log.warning("quickcall %s: could not hang up the losing originate on %s: %s",
+                    call.call_id, call.node, exc)
 
 
 @_names_the_node
@@ -245,38 +339,60 @@ def quickcall(
 
     ``bgapi originate`` (SPEC 6.1) with our own ``origination_uuid`` (``call_id``, generated if
     not given) and Job-UUID. Returns as soon as FreeSWITCH accepted the job; ``.wait()`` gives
-    the outcome. ``endpoints`` are ``(sip user, realm)`` pairs; with several nodes the call runs
-    on the node holding most of their registrations, and only the endpoints registered there
-    ring (``node=`` forces a node). ``auto_answer`` applies only when exactly one endpoint rings.
+    the outcome. ``endpoints`` are ``(sip user, realm)`` pairs; with several nodes each rings on
+    the node holding its registration: one originate per node (the node holding most first,
+    with ``call_id`` and ``job_id``; the others get their own, listed in ``per_node``), the
+    first to answer wins and the others are hung up (``node=`` forces one node). ``auto_answer`` applies only when exactly one endpoint rings.
     ``variables`` (names ``esl_bridge_*``) are set on the call, e.g. account, device and request
     ids. Raises ``UnsafeValue`` before any I/O for a refused value, ``FreeSwitchUnavailable``
     (``NotConnected``, ``CommandTimeout``...) when FreeSWITCH cannot take the job, and
     ``CommandError`` when it refuses it.
     """
     legs = [tuple(endpoint) for endpoint in endpoints]
+    # Only a lone phone is asked to answer by itself: not one of several that stayed alone
+    # because the others are registered on another node.
+    auto_answer = auto_answer and len(legs) == 1
     call_id = call_id or str(uuid.uuid4())
     job_id = job_id or str(uuid.uuid4())
 
-    def build(selected: list[tuple[str, str]]) -> str:
+    def build(selected: list[tuple[str, str]], leg_call: str, race: bool = False) -> str:
         return commands.originate(
-            call_id=call_id, endpoints=selected, number=number, context=context,
+            call_id=leg_call, endpoints=selected, number=number, context=context,
             cid_name=cid_name, cid_number=cid_number, timeout=timeout, auto_answer=auto_answer,
             ignore_early_media=ignore_early_media, bypass_media=bypass_media,
-            variables=variables, origination_cid_name=origination_cid_name)
+            variables={**(variables or {}), RACE_VARIABLE: leg_call} if race else variables,
+            origination_cid_name=origination_cid_name)
 
-    text = build(legs)  # validates every value before any I/O
+    build(legs, call_id)  # validates every value before any I/O
     commands.safe(job_id, "uuid", "job_id")
+    places: list[tuple[str | None, list[tuple[str, str]]]] = [(node, legs)]
     if node is None and len(pool.node_names()) > 1:
-        node, chosen = _choose_node(pool, legs)
-        if chosen != legs:
-            legs = chosen
-            text = build(legs)
-    job = pool.bgapi(text, node=node, timeout=command_timeout, job_uuid=job_id)
-    log.info("quickcall %s: ringing %s for %s on %s (job %s)", call_id,
-             ",".join(f"{u}@{r}" for u, r in legs), number, job.node, job_id)
-    return QuickCall(call_id=call_id, job_id=job_id, node=job.node, endpoints=legs,
-                     number=number, cid_name=cid_name, cid_number=cid_number, timeout=timeout,
-                     auto_answer=auto_answer, job=job)
+        places = _place(pool, legs)
+    calls: list[QuickCall] = []
+    try:
+        for index, (where, selected) in enumerate(places):
+            leg_call = call_id if index == 0 else str(uuid.uuid4())
+            leg_job = job_id if index == 0 else str(uuid.uuid4())
+            job = pool.bgapi(build(selected, leg_call, race=len(places) > 1), node=where,
+                             timeout=command_timeout, job_uuid=leg_job)
+            log.info("quickcall %s: ringing %s for %s on %s (job %s)", leg_call,
+                     ",".join(f"{u}@{r}" for u, r in selected), number, job.node, leg_job)
+            calls.append(QuickCall(call_id=leg_call, job_id=leg_job, node=job.node,
+                                   endpoints=selected, number=number, cid_name=cid_name,
+                                   cid_number=cid_number, timeout=timeout,
+                                   auto_answer=auto_answer, job=job))
+    except FreeSwitchUnavailable:
+        if not calls:
+            raise
+        log.warning("quickcall %s: rings on %s only", call_id, ", ".join(c.node for c in calls))
+    first = calls[0]
+    if len(calls) == 1:
+        return first
+    # Phones on several nodes: one originate per node, the first to answer wins.
+    outcome = gevent.event.AsyncResult()
+    gevent.spawn(_first_answer_wins, pool, calls, outcome)
+    return dataclasses.replace(first, endpoints=[e for c in calls for e in c.endpoints],
+                               per_node=calls, outcome=outcome)
 
 
 @_names_the_node
@@ -338,6 +454,26 @@ def presence_reset(pool: EslPool, presence_id: str, *, realm: str | None = None)
     """
     target = _presence_target(presence_id, realm)
     return _to_every_node(pool, commands.presence_reset(target), f"presence reset of {target}")
+
+
+def presence_many(pool: EslPool, presence_ids: Sequence[str], state: str | None = None, *,
+                  realm: str | None = None) -> dict[str, list[str]]:
+    """``presence_reset`` (or ``presence_set`` with ``state``) of each id, all at once.
+
+    Every value is checked before anything is sent. Returns ``{presence id: nodes}``; raises
+    ``FreeSwitchUnavailable`` when no node took one of them.
+    """
+    targets = [_presence_target(pid, realm) for pid in presence_ids]
+    if state is not None:
+        for target in targets:
+            commands.presence_set(target, state)
+
+    def send(target: str) -> list[str]:
+        if state is None:
+            return presence_reset(pool, target)
+        return presence_set(pool, target, state)
+
+    return dict(zip(targets, _concurrently(send, targets), strict=True))
 
 
 @_names_the_node
@@ -410,6 +546,7 @@ __all__ = [
     "check_sync",
     "flush_directory_cache",
     "hangup",
+    "presence_many",
     "presence_reset",
     "presence_set",
     "quickcall",

@@ -122,6 +122,13 @@ def uuid_kill(call_id: str, cause: str | None = None) -> str:
     return text
 
 
+def hupall(cause: str, variable: str, value: str) -> str:
+    """``hupall <cause> <variable> <value>``: hang up every channel where ``variable`` is
+    ``value`` (every leg of one originate, given a variable of its own in its ``{}``)."""
+    return (f"hupall {safe(cause, 'hangup_cause', 'cause')} "
+            f"{safe(variable, 'variable_name', 'variable')} {safe(value, 'uuid', 'value')}")
+
+
 # ---------------------------------------------------------------------- SPEC 6.2 check-sync
 
 

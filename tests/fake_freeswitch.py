@@ -221,6 +221,8 @@ class FakeChannel:
     answered_us: int = 0
     job_uuid: str = ""
     answered: bool = False
+    #: set to the cause when the leg is hung up while it rings (uuid_kill, hupall)
+    ended: gevent.event.AsyncResult = field(default_factory=gevent.event.AsyncResult)
 
 
 @dataclass
@@ -446,6 +448,7 @@ class FakeFreeSwitch:
             "sofia_contact": FakeFreeSwitch._api_sofia_contact,
             "xml_flush_cache": FakeFreeSwitch._api_xml_flush_cache,
             "uuid_kill": FakeFreeSwitch._api_uuid_kill,
+            "hupall": FakeFreeSwitch._api_hupall,
             "originate": FakeFreeSwitch._api_originate,
         }
         self._server: StreamServer | None = None
@@ -1013,9 +1016,30 @@ class FakeFreeSwitch:
         channel = fake.channels.pop(parts[0], None) if parts else None
         if channel is None:
             return "-ERR No such channel!\n"
-        cause = parts[1] if len(parts) > 1 else "NORMAL_CLEARING"
-        fake._spawn(fake.channel_event, "CHANNEL_HANGUP_COMPLETE", channel, cause)
+        fake._kill(channel, parts[1] if len(parts) > 1 else "NORMAL_CLEARING")
         return "+OK\n"
+
+    @staticmethod
+    def _api_hupall(fake: FakeFreeSwitch, args: str) -> str:
+        parts = args.split()
+        cause = parts[0] if parts else "NORMAL_CLEARING"
+        wanted = tuple(parts[1:3]) if len(parts) >= 3 else None
+        for uuid_, channel in list(fake.channels.items()):
+            if wanted is None or wanted in channel.variables:
+                fake.channels.pop(uuid_, None)
+                fake._kill(channel, cause)
+        return f"+OK hangup all channels with cause {cause}\n"
+
+    def _kill(self, channel: FakeChannel, cause: str) -> None:
+        channel.ended.set(cause)
+        self._spawn(self.channel_event, "CHANNEL_HANGUP_COMPLETE", channel, cause)
+
+    def _ring(self, channels: list[FakeChannel], seconds: float) -> str | None:
+        """Let the legs ring ``seconds``: the cause when every one was hung up meanwhile."""
+        gevent.wait([channel.ended for channel in channels], timeout=seconds)
+        if all(channel.ended.ready() for channel in channels):
+            return channels[0].ended.get()
+        return None
 
     @staticmethod
     def _api_originate(fake: FakeFreeSwitch, args: str) -> str:
@@ -1130,8 +1154,11 @@ class FakeFreeSwitch:
             channels.append((outcome, channel))
             self.channels[leg_uuid] = channel
             self.channel_event("CHANNEL_CREATE", channel)
+        legs_only = [channel for _, channel in channels]
         if answerer is not None:
-            gevent.sleep(self.answer_delay)
+            killed = self._ring(legs_only, self.answer_delay)
+            if killed is not None:
+                return f"-ERR {killed}\n"
             result = None
             for outcome, channel in channels:
                 if outcome is answerer:
@@ -1145,7 +1172,9 @@ class FakeFreeSwitch:
             return result
         if "no_answer" in kinds:
             timeout = int(var_map.get("originate_timeout", "60") or 60)
-            gevent.sleep(timeout * self.time_scale)
+            killed = self._ring(legs_only, timeout * self.time_scale)
+            if killed is not None:
+                return f"-ERR {killed}\n"
             cause = "NO_ANSWER"
         elif "busy" in kinds:
             gevent.sleep(min(self.answer_delay, 0.01))

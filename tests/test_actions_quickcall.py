@@ -15,6 +15,7 @@ from test_actions_support import (
     is_uuid,
     originate,
     recorded,
+    wait_until,
     xmlstatus_user,
 )
 
@@ -446,7 +447,7 @@ def test_two_nodes_the_call_runs_where_the_phone_is_registered(bridge2: Bridge) 
                                        expected(bridge, response, device_id=device["id"])]
 
 
-def test_two_nodes_user_quickcall_rings_on_the_node_holding_most_phones(bridge2: Bridge) -> None:
+def test_two_nodes_user_quickcall_rings_every_phone_on_its_own_node(bridge2: Bridge) -> None:
     bridge = bridge2
     user = bridge.user()
     devices = [bridge.device(name, owner_id=user["id"]) for name in ("2001", "2002", "2003")]
@@ -456,12 +457,56 @@ def test_two_nodes_user_quickcall_rings_on_the_node_holding_most_phones(bridge2:
     bridge.mark()
     response = bridge.api.get(f"users/{user['id']}/quickcall/9196")
     data = ok(response)
+    # One originate per node, the node holding most phones first (its ids are the call's).
     assert data["node"] == bridge.fs2.name
+    assert [(c["node"], sorted(c["endpoint"].split(","))) for c in data["calls"]] == [
+        (bridge.fs2.name, ["2002@acme.test", "2003@acme.test"]), (bridge.fs1.name, ["2001@acme.test"])]
+    assert data["calls"][0]["call_id"] == data["call_id"] and data["auto_answer"] is False
     on_fs2 = sorted((d for d in devices if d["sip"]["username"] != "2001"), key=lambda d: d["id"])
     legs = ",".join(f"user/{d['sip']['username']}@acme.test" for d in on_fs2)
     assert [c for c in bridge.sent(bridge.fs2) if c.startswith("bgapi")] == [
-        expected(bridge, response, legs=legs, auto_answer=False, user_id=user["id"])]
-    assert not [c for c in bridge.sent(bridge.fs1) if not c.startswith("api sofia xmlstatus")]
+        expected(bridge, response, legs=legs, auto_answer=False, user_id=user["id"],
+                 race_call_id=data["call_id"])]
+    other = data["calls"][1]
+    # 2001 rings alone on its node but is one of three phones: no auto-answer there either.
+    assert [c for c in bridge.sent(bridge.fs1) if c.startswith("bgapi")] == [originate(
+        call_id=other["call_id"], job_id=other["job_id"], legs="user/2001@acme.test", number="9196",
+        cid_name=data["cid_name"], cid_number=data["cid_number"], account_id=bridge.account_id,
+        request_id=response.json()["request_id"], user_id=user["id"], auto_answer=False,
+        race_call_id=other["call_id"])]
+
+
+def test_two_nodes_the_first_phone_to_answer_wins_and_the_others_stop_ringing(bridge2: Bridge) -> None:
+    bridge = bridge2
+    user = bridge.user()
+    for name in ("2001", "2002"):
+        bridge.device(name, owner_id=user["id"])
+    bridge.register(bridge.fs1, "2001")
+    bridge.register(bridge.fs2, "2002")
+    bridge.fs1.set_behaviour("2001", "acme.test", "hang")  # rings on
+    bridge.mark()
+    response = bridge.api.post(f"users/{user['id']}/quickcall/9196")
+    data = ok(response)
+    assert data["status"] == "answered"
+    ringing_on_fs1 = next(c for c in data["calls"] if c["node"] == bridge.fs1.name)
+    assert wait_until(lambda: f"api hupall LOSE_RACE esl_bridge_call_id {ringing_on_fs1['call_id']}"
+                      in bridge.sent(bridge.fs1))
+    assert wait_until(lambda: not bridge.fs1.channels)  # 2001 no longer rings
+    assert not [c for c in bridge.sent(bridge.fs2) if "hupall" in c or "uuid_kill" in c]
+
+
+def test_two_nodes_no_phone_answers(bridge2: Bridge) -> None:
+    bridge = bridge2
+    user = bridge.user()
+    for name in ("2001", "2002"):
+        bridge.device(name, owner_id=user["id"])
+    bridge.register(bridge.fs1, "2001")
+    bridge.register(bridge.fs2, "2002")
+    bridge.fs1.set_behaviour("2001", "acme.test", "busy")
+    bridge.fs2.set_behaviour("2002", "acme.test", "busy")
+    response = bridge.api.post(f"users/{user['id']}/quickcall/9196")
+    body = assert_error(response, 500, "quickcall initiation failed")
+    assert body["data"]["error_message"] == "USER_BUSY"
 
 
 def test_two_nodes_not_registered_anywhere(bridge2: Bridge) -> None:

@@ -265,11 +265,7 @@ def _send_presence(presence_ids: list[str], state: str | None) -> Response:
         _gate(pid, "presence_id", "presence_id", errors)
     if errors:
         raise ValidationFailed(errors)
-    for pid in presence_ids:
-        if state is None:
-            fs.presence_reset(pool(), pid)
-        else:
-            fs.presence_set(pool(), pid, state)
+    fs.presence_many(pool(), presence_ids, state)
     return success("reset commands sent" if state is None else "presence state sent")
 
 
