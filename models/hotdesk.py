@@ -1,13 +1,17 @@
 """Hotdesking (SPEC §5): which users are logged into which devices, and the rules to change it."""
 from __future__ import annotations
 
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
+
+import peewee
 
 from models import documents as docs
 from models.db import database
 from models.device import sync_hotdesk
 from models.documents import Document
+from models.pages import ListQuery, Page
 from models.tables import DeviceRow, HotdeskRow, UserRow
 
 
@@ -88,9 +92,77 @@ def hotdesked_devices(user_id: str) -> set[str]:
     return {device_id for (device_id,) in query.tuples()}
 
 
+# --- the listings (SPEC §1, §2): pages of membership rows, each row's device and user by id ---
+
+_BATCH = 500
+
+Membership = dict[str, str]  # {"device_id": ..., "user_id": ...}
+
+
+def _memberships(scope: peewee.Expression, order: tuple[str, ...], start: str | None,
+                 first_batch: int) -> Iterator[list[Membership]]:
+    """Batches of the membership rows in `scope`, in `order` (column names), from `start` (a
+    value of the first column) on: one indexed range query per batch."""
+    columns = tuple(getattr(HotdeskRow, name) for name in order)
+    cursor: tuple[str, ...] | None = None
+    size = first_batch
+    while True:
+        query = HotdeskRow.select(HotdeskRow.device_id, HotdeskRow.user_id).where(scope)
+        if cursor is not None:
+            query = query.where(peewee.Tuple(*columns) > peewee.Tuple(*cursor))
+        elif start is not None:
+            query = query.where(columns[0] >= start)
+        batch = list(query.order_by(*columns).limit(size).dicts())
+        if batch:
+            yield batch
+        if len(batch) < size:
+            return
+        cursor = tuple(batch[-1][name] for name in order)
+        size = _BATCH
+
+
+def _first_batch(query: ListQuery) -> int:
+    """An unfiltered page needs one row past its end to know where the next starts."""
+    return query.page_size + 1 if query.paginate and not query.filters else _BATCH
+
+
+def _page(rows: Iterable[dict[str, Any]], key: str, query: ListQuery) -> Page:
+    """One page of listing rows that start at `query.start_key`, filtered.
+
+    `key` names the column the start keys are values of; rows sharing a key are never split
+    over two pages (the next page could not start inside them): a page ends early before them,
+    or holds all of them when they are more than a page.
+    """
+    limit = query.page_size if query.paginate else None
+    page: list[dict[str, Any]] = []
+    group_start = 0  # where the rows of the page's last key begin
+    for row in rows:
+        if query.filters and not all(f(row) for f in query.filters):
+            continue
+        same = bool(page) and row[key] == page[-1][key]
+        if limit is not None and len(page) >= limit:
+            if not same:
+                return _encoded_page(page, row[key], query)
+            if group_start > 0:
+                return _encoded_page(page[:group_start], row[key], query)
+        if not same:
+            group_start = len(page)
+        page.append(row)
+    return _encoded_page(page, None, query)
+
+
+def _encoded_page(rows: list[dict[str, Any]], next_key: str | None, query: ListQuery) -> Page:
+    return Page([docs.encode(row) for row in rows], next_key, query.start_key)
+
+
 def _device_summary(listing: dict[str, Any]) -> dict[str, Any]:
     return {"device_id": listing["id"], "device_name": listing.get("name"),
             "mac_address": listing.get("mac_address", ""), "owner_id": listing.get("owner_id")}
+
+
+def _user_summary(user_id: str, doc: dict[str, Any]) -> dict[str, Any]:
+    return {"user_id": user_id, "first_name": doc.get("first_name"), "last_name": doc.get("last_name"),
+            "hotdesk_id": (doc.get("hotdesk") or {}).get("id")}
 
 
 def _device_listings(account_id: str, device_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -111,43 +183,70 @@ def _user_docs(account_id: str, user_ids: list[str]) -> dict[str, dict[str, Any]
     return {ident: docs.decode(doc) for ident, doc in query.tuples()}
 
 
-def user_hotdesks(account_id: str, user_id: str) -> list[dict[str, Any]]:
-    """Devices the user is hotdesked into, in device id order.
+def _user_hotdesk_rows(account_id: str, batches: Iterable[list[Membership]]) -> Iterator[dict[str, Any]]:
+    for batch in batches:
+        listings = _device_listings(account_id, [m["device_id"] for m in batch])
+        yield from (_device_summary(listings[m["device_id"]]) for m in batch if m["device_id"] in listings)
+
+
+def _device_hotdesk_rows(account_id: str, batches: Iterable[list[Membership]]) -> Iterator[dict[str, Any]]:
+    for batch in batches:
+        found = _user_docs(account_id, [m["user_id"] for m in batch])
+        yield from (_user_summary(m["user_id"], found[m["user_id"]]) for m in batch if m["user_id"] in found)
+
+
+def _account_hotdesk_rows(account_id: str, batches: Iterable[list[Membership]]) -> Iterator[dict[str, Any]]:
+    for batch in batches:
+        listings = _device_listings(account_id, list({m["device_id"] for m in batch}))
+        found = _user_docs(account_id, list({m["user_id"] for m in batch}))
+        for m in batch:
+            device = listings.get(m["device_id"], {})
+            yield {"device_id": m["device_id"], "device_name": device.get("name"),
+                   **_user_summary(m["user_id"], found.get(m["user_id"], {}))}
+
+
+def user_hotdesks_page(account_id: str, user_id: str, query: ListQuery) -> Page:
+    """Devices the user is hotdesked into, by device id (`start_key` is a device id).
 
     Driven from the membership table by user, then the devices by id: its cost follows the
     user's hotdesks, not the account's devices (SPEC §5).
     """
-    query = (HotdeskRow.select(HotdeskRow.device_id).where(HotdeskRow.user_id == user_id)
-             .order_by(HotdeskRow.device_id))
-    device_ids = [device_id for (device_id,) in query.tuples()]
-    listings = _device_listings(account_id, device_ids)
-    return [_device_summary(listings[d]) for d in device_ids if d in listings]
+    batches = _memberships(HotdeskRow.user_id == user_id, ("device_id",), query.start_key,
+                           _first_batch(query))
+    return _page(_user_hotdesk_rows(account_id, batches), "device_id", query)
 
 
-def _user_summary(user_id: str, doc: dict[str, Any]) -> dict[str, Any]:
-    return {"user_id": user_id, "first_name": doc.get("first_name"), "last_name": doc.get("last_name"),
-            "hotdesk_id": (doc.get("hotdesk") or {}).get("id")}
+def device_hotdesks_page(account_id: str, device_id: str, query: ListQuery) -> Page:
+    """Users hotdesked into the device, by user id (`start_key` is a user id)."""
+    batches = _memberships(HotdeskRow.device_id == device_id, ("user_id",), query.start_key,
+                           _first_batch(query))
+    return _page(_device_hotdesk_rows(account_id, batches), "user_id", query)
+
+
+def account_hotdesks_page(account_id: str, query: ListQuery) -> Page:
+    """Every (device, user) hotdesk pair of the account, by device then user id.
+
+    `start_key` is a device id: a device's users are on one page.
+    """
+    batches = _memberships(HotdeskRow.account_id == account_id, ("device_id", "user_id"),
+                           query.start_key, _first_batch(query))
+    return _page(_account_hotdesk_rows(account_id, batches), "device_id", query)
+
+
+def _everything() -> ListQuery:
+    return ListQuery(paginate=False)
+
+
+def user_hotdesks(account_id: str, user_id: str) -> list[dict[str, Any]]:
+    """Every device the user is hotdesked into (`user_hotdesks_page`, unpaginated)."""
+    return user_hotdesks_page(account_id, user_id, _everything()).rows
 
 
 def device_hotdesks(account_id: str, device_id: str) -> list[dict[str, Any]]:
-    """Users hotdesked into the device, in user id order (by device, then the users by id)."""
-    query = (HotdeskRow.select(HotdeskRow.user_id).where(HotdeskRow.device_id == device_id)
-             .order_by(HotdeskRow.user_id))
-    user_ids = [user_id for (user_id,) in query.tuples()]
-    found = _user_docs(account_id, user_ids)
-    return [_user_summary(u, found[u]) for u in user_ids if u in found]
+    """Every user hotdesked into the device (`device_hotdesks_page`, unpaginated)."""
+    return device_hotdesks_page(account_id, device_id, _everything()).rows
 
 
 def account_hotdesks(account_id: str) -> list[dict[str, Any]]:
-    """Every (device, user) hotdesk pair of the account."""
-    pairs = list(HotdeskRow.select(HotdeskRow.device_id, HotdeskRow.user_id)
-                 .where(HotdeskRow.account_id == account_id)
-                 .order_by(HotdeskRow.device_id, HotdeskRow.user_id).tuples())
-    if not pairs:
-        return []
-    device_names = {r.id: docs.decode(r.doc).get("name") for r in DeviceRow.select(DeviceRow.id, DeviceRow.doc)
-                    .where(DeviceRow.id.in_(list({d for d, _ in pairs})))}
-    users = {r.id: docs.decode(r.doc) for r in UserRow.select(UserRow.id, UserRow.doc)
-             .where(UserRow.id.in_(list({u for _, u in pairs})))}
-    return [{"device_id": d, "device_name": device_names.get(d), **_user_summary(u, users.get(u, {}))}
-            for d, u in pairs]
+    """Every (device, user) hotdesk pair of the account (`account_hotdesks_page`, unpaginated)."""
+    return account_hotdesks_page(account_id, _everything()).rows

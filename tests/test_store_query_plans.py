@@ -23,6 +23,7 @@ from models import device as devices
 from models import documents as docs
 from models import user as users
 from models.documents import Document
+from models.pages import ListQuery
 from models.tables import DeviceRow, HotdeskRow, UserRow
 
 pytestmark = pytest.mark.store
@@ -148,6 +149,20 @@ def test_user_hotdesks(desk):
 
 def test_device_hotdesks(desk):
     assert_indexed(lambda: hotdesk.device_hotdesks(desk["account"].id, desk["visiting"].id))
+
+
+def test_account_hotdesks_page_reads_hotdesks_not_devices(desk):
+    """The account listing walks the account's hotdesk rows (it lists them), in an index's
+    order, and reads each device and user by id."""
+    with recorded() as statements:
+        hotdesk.account_hotdesks_page(desk["account"].id, ListQuery(page_size=1))
+    for statement in statements:
+        aliases = {alias: table for table, alias in _ALIAS.findall(statement)}
+        plan = [d for *_, d in db.database.execute_sql("EXPLAIN QUERY PLAN " + statement).fetchall()]
+        assert not [d for d in plan if d.startswith("SCAN ")], (statement, plan)
+        assert not [d for d in plan if "TEMP B-TREE" in d], (statement, plan)
+        if HotdeskRow._meta.table_name not in aliases.values():
+            assert walks(statement) == [], statement
 
 
 def test_delete_user(desk):
