@@ -180,3 +180,24 @@ def test_store_user_device_rows_match_the_api(api, desk):
     with db.database.connection_context():
         rows = store_devices.user_device_rows(api.account_id, alice["id"])
     assert rows == api.get(f"users/{alice['id']}/devices").json()["data"]
+
+
+# --- SPEC §1: a method a path does not support answers 405 ----------------------------------
+
+@pytest.mark.parametrize("method", ["POST", "PATCH", "DELETE", "PUT"])
+@pytest.mark.parametrize("version", ["v1", "v2"])
+def test_users_hotdesks_refuses_other_methods_with_405(api, method, version):
+    """Not 404 for a user called `hotdesks`: the older SDKs' path is a listing, GET only."""
+    response = api.request(method, "users/hotdesks", {"first_name": "x"}, version=version)
+    assert_error(response, 405, "invalid_method", {"message": "method not allowed"})
+    allowed = {m.strip() for m in response.headers["Allow"].split(",")}
+    assert "GET" in allowed and method not in allowed
+
+
+@pytest.mark.parametrize("method", ["POST", "PATCH", "DELETE"])
+def test_users_hotdesks_405_comes_first(api, other, method):
+    """SPEC §3: 405 before a malformed body, a missing token and another account's path."""
+    assert_error(api.request(method, "users/hotdesks", raw="{not json", token=None), 405, "invalid_method")
+    assert_error(api.request(method, f"/v2/accounts/{other.account_id}/users/hotdesks"), 405,
+                 "invalid_method")
+    assert api.get("users/hotdesks").status_code == 200

@@ -1,12 +1,18 @@
 """Hotdesk listings: per user, per device and for the whole account (SPEC §1, §5)."""
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from typing import Any, NoReturn
+
+from flask import Blueprint, Response, request
+from werkzeug.exceptions import MethodNotAllowed
 
 from models import device as devices
 from models import hotdesk
 from models import user as users
 from web.resource import listing_query, page_reply, route
+
+_REFUSED_METHODS = ["POST", "PATCH", "DELETE"]
+_LISTING_METHODS = ["GET", "HEAD", "OPTIONS"]
 
 
 def register(bp: Blueprint) -> None:
@@ -15,6 +21,10 @@ def register(bp: Blueprint) -> None:
     route(bp, "@/hotdesks", ["GET"])(account_hotdesks)
     # Older SDKs call the account listing under /users.
     route(bp, "@/users/hotdesks", ["GET"])(account_hotdesks)
+    # Other methods of /users/hotdesks would fall through to /users/<user_id> (werkzeug tries
+    # the next rule when the method does not match) and answer 404 for a user "hotdesks".
+    route(bp, "@/users/hotdesks", _REFUSED_METHODS)(users_hotdesks_refused)
+    bp.url_value_preprocessor(_refuse_at_routing)
 
 
 # Listings like the others (SPEC §2): pagination and filters from `listing_query`, an unknown
@@ -32,3 +42,20 @@ def device_hotdesks(account_id: str, device_id: str) -> Response:
 
 def account_hotdesks(account_id: str) -> Response:
     return page_reply(hotdesk.account_hotdesks_page(account_id, listing_query()))
+
+
+def _not_allowed() -> MethodNotAllowed:
+    return MethodNotAllowed(valid_methods=_LISTING_METHODS)
+
+
+def _refuse_at_routing(endpoint: str | None, values: dict[str, Any] | None) -> None:
+    """Report the refused methods as a routing failure, as werkzeug reports any other 405:
+    the request line raises it before the body, the token and the account are looked at
+    (SPEC §3)."""
+    if endpoint is not None and endpoint.endswith("." + users_hotdesks_refused.__name__):
+        request.routing_exception = _not_allowed()
+
+
+def users_hotdesks_refused(account_id: str) -> NoReturn:
+    """POST, PATCH or DELETE of `/users/hotdesks`: 405 (normally raised at routing already)."""
+    raise _not_allowed()
