@@ -86,15 +86,20 @@ def test_quickcall_runs_where_the_phone_is_registered(fake_freeswitch_factory, e
         call = quickcall(pool)
         assert call.node == fs2.name and call.wait(2.0).ok
     assert not fs1.received("bgapi")
-    # several endpoints: the node holding most of them, ringing only those
+    # several endpoints: each rings on its node, the node holding most of them first
     fs1.register("2002", REALM, event=False)
     fs1.register("2003", REALM, event=False)
     call = quickcall(pool, endpoints=[("2001", REALM), ("2002", REALM), ("2003", REALM)])
     assert call.node == fs1.name
-    assert call.endpoints == [("2002", REALM), ("2003", REALM)]
+    assert call.endpoints == [("2002", REALM), ("2003", REALM), ("2001", REALM)]
+    assert [(c.node, c.endpoints) for c in call.per_node] == [
+        (fs1.name, [("2002", REALM), ("2003", REALM)]), (fs2.name, [("2001", REALM)])]
     parsed = fs1.parse_originate(fs1.received("bgapi")[-1].split("\n")[0].split(" ", 2)[2])
     assert parsed[1] == ["user/2002@acme.test", "user/2003@acme.test"]
-    assert "sip_auto_answer" not in dict(parsed[0])  # two phones ring: no auto answer
+    assert dict(parsed[0])["esl_bridge_call_id"] == call.call_id
+    assert "sip_auto_answer" not in dict(parsed[0])  # three phones ring: no auto answer
+    alone = fs2.parse_originate(fs2.received("bgapi")[-1].split("\n")[0].split(" ", 2)[2])
+    assert alone[1] == ["user/2001@acme.test"] and "sip_auto_answer" not in dict(alone[0])
     assert call.wait(2.0).ok
     # registered nowhere: FreeSWITCH's own answer
     assert quickcall(pool, user="2009").wait(2.0).cause == "USER_NOT_REGISTERED"
@@ -133,6 +138,23 @@ def test_check_sync_refuses_a_hostile_event_string(esl_pool, fake_freeswitch):
 
 
 # ---------------------------------------------------------------------- presence
+
+
+def test_presence_of_several_ids_skips_a_hung_node_after_its_first_failure(
+        fake_freeswitch_factory, esl_pool_factory):
+    fs1, fs2 = fake_freeswitch_factory(), fake_freeswitch_factory()
+    pool = esl_pool_factory([fs1, fs2], command_timeout=0.3)
+    fs2.hang("sendevent")
+    ids = ["2001@acme.test", "2002@acme.test", "2003@acme.test"]
+    assert actions.presence_many(pool, ids) == {pid: [fs1.name] for pid in ids}
+    assert [h["from"] for name, h in fs1.sent_events] == ids
+    # the hung node was asked once, not once per id (each would have cost a timeout)
+    assert len(fs2.received("sendevent")) == 1
+    fs2.clear_faults()
+    assert actions.presence_many(pool, ids[:1], "early") == {ids[0]: [fs1.name, fs2.name]}
+    with pytest.raises(UnsafeValue):
+        actions.presence_many(pool, ["ok@acme.test", "bad,id@acme.test"])
+    assert len(fs1.sent_events) == 4  # the refused batch sent nothing
 
 
 def test_presence_reset_and_set_go_to_every_node(fake_freeswitch_factory, esl_pool_factory):

@@ -1,0 +1,277 @@
+"""QuickCall in FreeSWITCH's terms (SPEC 6.1): ring the phones, then send the call to a number.
+
+One ``bgapi originate`` per node holding the phones' registrations; with several, the first
+phone to answer wins and the other nodes' legs are hung up. Every value goes through the quoting
+gate of ``esl_bridge.commands`` before any I/O.
+"""
+from __future__ import annotations
+
+import dataclasses
+import logging
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import gevent
+import gevent.event
+
+from . import commands
+from .errors import EslError, FreeSwitchUnavailable, JobTimeout
+from .jobs import Job, JobResult
+from .locate import concurrently, names_the_node, registered
+from .pool import EslPool
+from .registrations import Registration
+
+log = logging.getLogger(__name__)
+
+#: Slack added to a QuickCall's ring timeout when waiting for its outcome: FreeSWITCH counts
+#: whole seconds and the job reports only after answer or failure.
+QUICKCALL_WAIT_SLACK = 10.0
+
+
+@dataclass
+class QuickCall:
+    """A QuickCall FreeSWITCH accepted: ids at once, the outcome with ``wait()``.
+
+    ``call_id`` is the origination uuid (the call's uuid once it exists), ``job_id`` our
+    Job-UUID, ``node`` the node that runs it, ``endpoints`` the legs actually dialled.
+    """
+
+    call_id: str
+    job_id: str
+    node: str
+    endpoints: list[tuple[str, str]]
+    number: str
+    cid_name: str
+    cid_number: str
+    timeout: int
+    auto_answer: bool
+    job: Job = field(repr=False)
+    #: Phones on several nodes: the originate of each node (this call's own first), the first
+    #: to answer wins; ``outcome`` is set by the race (see ``_first_answer_wins``).
+    per_node: list[QuickCall] = field(default_factory=list, repr=False)
+    outcome: gevent.event.AsyncResult | None = field(default=None, repr=False)
+
+    def wait(self, timeout: float | None = None) -> JobResult:
+        """Wait for the outcome: ``ok`` (answered, ``value`` is the call id) or ``cause``.
+
+        Causes as FreeSWITCH reports them: ``USER_NOT_REGISTERED``, ``NO_ANSWER``,
+        ``USER_BUSY``, ``SUBSCRIBER_ABSENT``... Default timeout: the ring timeout plus
+        ``QUICKCALL_WAIT_SLACK``. Raises ``JobTimeout`` or ``ConnectionLost`` (both
+        ``FreeSwitchUnavailable``).
+        """
+        if timeout is None:
+            timeout = self.timeout + QUICKCALL_WAIT_SLACK
+        if self.outcome is None:
+            return self.job.wait(timeout)
+        try:
+            return self.outcome.get(timeout=timeout)
+        except gevent.Timeout:
+            raise JobTimeout(f"quickcall {self.call_id} has no outcome after {timeout:g} s",
+                             self.node) from None
+
+    def hangup(self, pool: EslPool, cause: str | None = None) -> str:
+        """Hang the call up (``uuid_kill``) on its node (on each node, for a call ringing on
+        several); returns FreeSWITCH's answer (one line per node)."""
+        if self.per_node:
+            return "\n".join(call.hangup(pool, cause) for call in self.per_node)
+        return pool.api(commands.uuid_kill(self.call_id, cause), node=self.node).strip()
+
+    def to_dict(self) -> dict[str, Any]:
+        """The call as SPEC 6.1 describes it in ``data`` (``endpoint`` is ``user@realm``)."""
+        return {
+            "call_id": self.call_id,
+            "job_id": self.job_id,
+            "endpoint": ",".join(f"{u}@{r}" for u, r in self.endpoints),
+            "number": self.number,
+            "cid_name": self.cid_name,
+            "cid_number": self.cid_number,
+            "timeout": self.timeout,
+            "auto_answer": self.auto_answer,
+            "node": self.node,
+            **({"calls": [{"call_id": c.call_id, "job_id": c.job_id, "node": c.node,
+                           "endpoint": ",".join(f"{u}@{r}" for u, r in c.endpoints)}
+                          for c in self.per_node]} if self.per_node else {}),
+        }
+
+
+def _place(pool: EslPool, endpoints: list[tuple[str, str]]
+           ) -> list[tuple[str | None, list[tuple[str, str]]]]:
+    """Where to ring the endpoints: ``[(node, endpoints)]``, the node holding most first.
+
+    Each endpoint goes to one node holding its registration (the one holding most of the
+    others, when it is registered on several). Endpoints registered nowhere are left out;
+    ``[(None, endpoints)]`` when none is registered anywhere or the lookup failed: any node then
+    gives FreeSWITCH's own answer (``USER_NOT_REGISTERED``, ``SUBSCRIBER_ABSENT``).
+    """
+    def locate(endpoint: tuple[str, str]) -> list[Registration]:
+        try:
+            return registered(pool, *endpoint)
+        except FreeSwitchUnavailable as exc:
+            log.warning("quickcall: cannot locate %s@%s: %s", *endpoint, exc)
+            return []
+
+    # All at once: a slow node then costs one command timeout, not one per phone.
+    found = concurrently(locate, endpoints)
+    where: dict[str, list[tuple[str, str]]] = {}
+    for endpoint, regs in zip(endpoints, found, strict=True):
+        for node in dict.fromkeys(reg.node for reg in regs):
+            where.setdefault(node, []).append(endpoint)
+    if not where:
+        return [(None, endpoints)]
+    order = pool.node_names()
+    placed: list[tuple[str | None, list[tuple[str, str]]]] = []
+    left = set(endpoints)
+    while left:
+        counts = {node: [e for e in held if e in left] for node, held in where.items()}
+        node = max(counts, key=lambda n: (len(counts[n]), -order.index(n)))
+        if not counts[node]:
+            break
+        placed.append((node, counts[node]))
+        left -= set(counts[node])
+    if left:
+        log.warning("quickcall: not registered on any node, not rung: %s",
+                    ", ".join(f"{u}@{r}" for u, r in endpoints if (u, r) in left))
+    return placed
+
+
+def _first_answer_wins(pool: EslPool, calls: list[QuickCall], outcome: gevent.event.AsyncResult
+                       ) -> None:
+    """Wait for one QuickCall's originates on several nodes: the first answered wins.
+
+    The outcome is that answer; the other originates, still ringing, are hung up with
+    ``LOSE_RACE`` (as FreeSWITCH ends the losing legs of one originate). When none answers, the
+    outcome is the first failure in node order (the node holding most phones first).
+    """
+    def result_of(call: QuickCall) -> JobResult | EslError:
+        try:
+            return call.job.wait(call.timeout + QUICKCALL_WAIT_SLACK)
+        except EslError as exc:  # the node went away, or no result in time
+            return exc
+
+    waiters = {gevent.spawn(result_of, call): call for call in calls}
+    pending = set(waiters)
+    try:
+        while pending:
+            for done in gevent.wait(list(pending), count=1):
+                pending.discard(done)
+                result = done.value
+                if not isinstance(result, JobResult) or not result.ok:
+                    continue
+                winner = waiters[done]
+                outcome.set(result)
+                losers = [call for call in calls if call is not winner]
+                concurrently(lambda call: _hang_up_loser(pool, call), losers)
+                return
+        results = [waiter.value for waiter in waiters]  # in node order
+        failure = next((r for r in results if isinstance(r, JobResult)), None)
+        if failure is not None:
+            outcome.set(failure)
+        else:
+            outcome.set_exception(results[0])
+    finally:
+        gevent.killall(list(pending), block=False)
+
+
+#: Set on each leg of an originate of a QuickCall ringing on several nodes, so that a losing
+#: node's legs can all be hung up at once (``hupall``).
+RACE_VARIABLE = "esl_bridge_call_id"
+
+
+def _hang_up_loser(pool: EslPool, call: QuickCall) -> None:
+    try:
+        pool.api(commands.hupall("LOSE_RACE", RACE_VARIABLE, call.call_id), node=call.node)
+    except EslError as exc:
+        log.warning("quickcall %s: could not hang up the losing originate on %s: %s",
+                    call.call_id, call.node, exc)
+
+
+@names_the_node
+def quickcall(
+    pool: EslPool,
+    *,
+    endpoints: Iterable[tuple[str, str]],
+    number: str,
+    context: str,
+    cid_name: str,
+    cid_number: str,
+    timeout: int = 30,
+    auto_answer: bool = True,
+    ignore_early_media: bool = True,
+    bypass_media: bool = False,
+    variables: Mapping[str, str] | None = None,
+    origination_cid_name: str = "Device QuickCall",
+    node: str | None = None,
+    call_id: str | None = None,
+    job_id: str | None = None,
+    command_timeout: float | None = None,
+) -> QuickCall:
+    """Ring the endpoints; when one answers, send the call to ``number`` in ``context``.
+
+    ``bgapi originate`` (SPEC 6.1) with our own ``origination_uuid`` (``call_id``, generated if
+    not given) and Job-UUID. Returns as soon as FreeSWITCH accepted the job; ``.wait()`` gives
+    the outcome. ``endpoints`` are ``(sip user, realm)`` pairs; with several nodes each rings on
+    the node holding its registration: one originate per node (the node holding most first,
+    with ``call_id`` and ``job_id``; the others get their own, listed in ``per_node``), the
+    first to answer wins and the others are hung up (``node=`` forces one node). ``auto_answer`` applies only when exactly one endpoint rings.
+    ``variables`` (names ``esl_bridge_*``) are set on the call, e.g. account, device and request
+    ids. Raises ``UnsafeValue`` before any I/O for a refused value, ``FreeSwitchUnavailable``
+    (``NotConnected``, ``CommandTimeout``...) when FreeSWITCH cannot take the job, and
+    ``CommandError`` when it refuses it.
+    """
+    legs = [tuple(endpoint) for endpoint in endpoints]
+    # Only a lone phone is asked to answer by itself: not one of several that stayed alone
+    # because the others are registered on another node.
+    auto_answer = auto_answer and len(legs) == 1
+    call_id = call_id or str(uuid.uuid4())
+    job_id = job_id or str(uuid.uuid4())
+
+    def build(selected: list[tuple[str, str]], leg_call: str, race: bool = False) -> str:
+        return commands.originate(
+            call_id=leg_call, endpoints=selected, number=number, context=context,
+            cid_name=cid_name, cid_number=cid_number, timeout=timeout, auto_answer=auto_answer,
+            ignore_early_media=ignore_early_media, bypass_media=bypass_media,
+            variables={**(variables or {}), RACE_VARIABLE: leg_call} if race else variables,
+            origination_cid_name=origination_cid_name)
+
+    build(legs, call_id)  # validates every value before any I/O
+    commands.safe(job_id, "uuid", "job_id")
+    places: list[tuple[str | None, list[tuple[str, str]]]] = [(node, legs)]
+    if node is None and len(pool.node_names()) > 1:
+        places = _place(pool, legs)
+    calls: list[QuickCall] = []
+    try:
+        for index, (where, selected) in enumerate(places):
+            leg_call = call_id if index == 0 else str(uuid.uuid4())
+            leg_job = job_id if index == 0 else str(uuid.uuid4())
+            job = pool.bgapi(build(selected, leg_call, race=len(places) > 1), node=where,
+                             timeout=command_timeout, job_uuid=leg_job)
+            log.info("quickcall %s: ringing %s for %s on %s (job %s)", leg_call,
+                     ",".join(f"{u}@{r}" for u, r in selected), number, job.node, leg_job)
+            calls.append(QuickCall(call_id=leg_call, job_id=leg_job, node=job.node,
+                                   endpoints=selected, number=number, cid_name=cid_name,
+                                   cid_number=cid_number, timeout=timeout,
+                                   auto_answer=auto_answer, job=job))
+    except FreeSwitchUnavailable:
+        if not calls:
+            raise
+        log.warning("quickcall %s: rings on %s only", call_id, ", ".join(c.node for c in calls))
+    first = calls[0]
+    if len(calls) == 1:
+        return first
+    # Phones on several nodes: one originate per node, the first to answer wins.
+    outcome = gevent.event.AsyncResult()
+    gevent.spawn(_first_answer_wins, pool, calls, outcome)
+    return dataclasses.replace(first, endpoints=[e for c in calls for e in c.endpoints],
+                               per_node=calls, outcome=outcome)
+
+
+@names_the_node
+def hangup(pool: EslPool, call_id: str, *, node: str, cause: str | None = None) -> str:
+    """``uuid_kill`` a call on ``node``; returns FreeSWITCH's answer (``+OK`` or ``-ERR ...``)."""
+    return pool.api(commands.uuid_kill(call_id, cause), node=node).strip()
+
+
+
+__all__ = ["QUICKCALL_WAIT_SLACK", "RACE_VARIABLE", "QuickCall", "hangup", "quickcall"]
