@@ -312,6 +312,11 @@ def test_anonymous_device_quickcall_when_allowed(bridge: Bridge, where: str) -> 
     else:
         assert_error(response, 401, "invalid_credentials")
         assert bridge.sent() == []
+    # A token that is given must be valid: a wrong one is never taken as anonymous.
+    bridge.mark()
+    assert_error(bridge.quickcall(device["id"], "9196", "auth_token=" + "0" * 43, token=None),
+                 401, "invalid_credentials")
+    assert bridge.sent() == []
 
 
 def test_anonymous_never_reveals_whether_ids_exist(bridge: Bridge) -> None:

@@ -254,8 +254,10 @@ def test_presence_reset_with_an_empty_body_and_the_token_in_it(bridge: Bridge) -
     device = bridge.device("2001")
     response = bridge.api.post(f"devices/{device['id']}/presence", token=None,
                                raw=f'{{"auth_token": "{bridge.api.token}"}}')
-    # A body without "data" is neither "no body" nor an accepted form.
-    assert_invalid(response, "data:invalid")
+    # A body carrying only the token is as no body: a reset.
+    assert response.status_code == 200, response.text
+    assert bridge.sent() == [presence_reset("2001@acme.test")] * 2
+    bridge.mark()
     response = bridge.api.post(f"devices/{device['id']}/presence", token=None,
                                raw=f'{{"data": {{"reset": true}}, "auth_token": "{bridge.api.token}"}}')
     assert response.status_code == 200, response.text

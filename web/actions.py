@@ -18,7 +18,7 @@ from models import user as users
 from models.documents import Document
 from models.errors import NotFound, ValidationFailed
 from models.validation import Errors, add_error
-from web.auth import current_identity
+from web.auth import current_identity, request_token
 from web.envelope import request_id, success
 from web.errors import Disabled, QuickcallFailed, Unauthorized
 from web.resource import public, route, runtime
@@ -146,6 +146,8 @@ def _quickcall_target(account_id: str, loader: Any, target_id: str) -> tuple[Doc
     """Account and target document, authenticated: a token (checked before the view) or, with
     no token, only when anonymous quickcalls are allowed (else 401, revealing nothing)."""
     identity = current_identity(required=False)
+    if identity is None and request_token():
+        raise Unauthorized()  # a token was given and is not valid: never taken as anonymous
     try:
         account = accounts.get_account(account_id)
         target = loader(account_id, target_id)
@@ -242,7 +244,8 @@ def device_sync(account_id: str, device_id: str) -> Response:
 def _presence_request() -> str | None:
     """The asked state: None for a reset, else early/confirmed/terminated; 400 otherwise."""
     body = g.get("body")
-    if body is None or ("data" in body and body["data"] in (None, {})):
+    # No body, or one carrying only the token (SPEC §3 allows it there): a reset.
+    if body is None or "data" not in body or body["data"] in (None, {}):
         return None
     data = body.get("data")
     if isinstance(data, dict):
