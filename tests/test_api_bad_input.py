@@ -3,6 +3,7 @@ traceback. Runs on SQLite and on PostgreSQL (which refuses some strings SQLite a
 from __future__ import annotations
 
 import json
+import socket
 
 import pytest
 from fixtures_web import assert_error, assert_invalid
@@ -166,3 +167,22 @@ def test_a_query_string_that_is_not_utf8_is_400(api, path):
     head, _, body = data.partition(b"\r\n\r\n")
     assert head.startswith(b"HTTP/1.1 400"), head
     assert json.loads(body)["data"] == {"query_string": {"invalid": {"message": "the query string is not UTF-8"}}}
+
+
+@pytest.mark.parametrize("request_bytes, code", [
+    (b"GET /v2/accounts/" + b"a" * 9000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", "414"),
+    (b"GET /v2/accounts HTTP/7.1\r\nHost: x\r\n\r\n", "400"),
+    (b"NOT A REQUEST LINE\r\n\r\n", "400"),
+])
+def test_requests_the_http_server_refuses_get_the_error_envelope(api, request_bytes, code):
+    host, port = api.base.split("//", 1)[1].rsplit(":", 1)
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request_bytes)
+        raw = b""
+        while chunk := sock.recv(65536):
+            raw += chunk
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.split(b" ", 2)[1] == code.encode(), head
+    envelope = json.loads(body)
+    assert envelope["status"] == "error" and envelope["error"] == code and envelope["message"]
+    assert f"X-Request-ID: {envelope['request_id']}".encode() in head

@@ -1,14 +1,16 @@
 """The HTTP(S) servers on gevent's WSGI server, the ESL pool, and a clean stop."""
 from __future__ import annotations
 
+import json
 import logging
 import signal
 import socket
+import uuid
 from typing import Any
 
 import gevent
 from gevent.event import Event
-from gevent.pywsgi import WSGIServer
+from gevent.pywsgi import WSGIHandler, WSGIServer
 
 from models import db
 from web.app import create_app
@@ -19,12 +21,41 @@ log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 10.0
 
 
+#: The requests gevent refuses before the app sees them, as the app words its errors.
+_REFUSED_BY_SERVER = {"414": "request URI too long", "400": "malformed HTTP request"}
+
+
+def refused_response(code: str) -> bytes:
+    """A whole HTTP response with the Kazoo error envelope (and a request id) for a request
+    gevent's server refused before reading it (over-long request line, bad headers)."""
+    rid = uuid.uuid4().hex
+    body = json.dumps({"auth_token": "undefined", "status": "error", "request_id": rid,
+                       "error": code, "message": _REFUSED_BY_SERVER[code], "data": {}},
+                      separators=(",", ":")).encode()
+    reason = {"414": "Request URI Too Long", "400": "Bad Request"}[code]
+    return (f"HTTP/1.1 {code} {reason}\r\nConnection: close\r\n"
+            f"Content-Type: application/json\r\nX-Request-ID: {rid}\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
+
+
+class EnvelopeHandler(WSGIHandler):
+    """gevent's handler, with the app's error envelope on the requests it refuses itself."""
+
+    def handle_one_request(self) -> Any:
+        result = super().handle_one_request()
+        if isinstance(result, tuple) and result[0] in _REFUSED_BY_SERVER:
+            return result[0], refused_response(result[0])
+        return result
+
+
 class NoDelayWSGIServer(WSGIServer):
     """gevent's WSGI server with Nagle's algorithm off on every connection.
 
     pywsgi writes a response's headers and body separately; on a keep-alive connection Nagle
     holds the body back until the client's delayed ACK (about 40 ms per request).
     """
+
+    handler_class = EnvelopeHandler
 
     def handle(self, sock: Any, address: Any) -> Any:
         try:
