@@ -214,7 +214,8 @@ def quickcall(
     the outcome. ``endpoints`` are ``(sip user, realm)`` pairs; with several nodes each rings on
     the node holding its registration: one originate per node (the node holding most first,
     with ``call_id`` and ``job_id``; the others get their own, listed in ``per_node``), the
-    first to answer wins and the others are hung up (``node=`` forces one node). ``auto_answer`` applies only when exactly one endpoint rings.
+    first to answer wins and the others are hung up (``node=`` forces one node); a node that
+    cannot take its originate is skipped. ``auto_answer`` applies only to a lone endpoint.
     ``variables`` (names ``esl_bridge_*``) are set on the call, e.g. account, device and request
     ids. Raises ``UnsafeValue`` before any I/O for a refused value, ``FreeSwitchUnavailable``
     (``NotConnected``, ``CommandTimeout``...) when FreeSWITCH cannot take the job, and
@@ -241,22 +242,27 @@ def quickcall(
     if node is None and len(pool.node_names()) > 1:
         places = _place(pool, legs)
     calls: list[QuickCall] = []
-    try:
-        for index, (where, selected) in enumerate(places):
-            leg_call = call_id if index == 0 else str(uuid.uuid4())
-            leg_job = job_id if index == 0 else str(uuid.uuid4())
+    failures: list[FreeSwitchUnavailable] = []
+    for where, selected in places:
+        # The first originate FreeSWITCH takes carries the call's own ids.
+        leg_call = str(uuid.uuid4()) if calls else call_id
+        leg_job = str(uuid.uuid4()) if calls else job_id
+        try:
             job = pool.bgapi(build(selected, leg_call, race=len(places) > 1), node=where,
                              timeout=command_timeout, job_uuid=leg_job)
-            log.info("quickcall %s: ringing %s for %s on %s (job %s)", leg_call,
-                     ",".join(f"{u}@{r}" for u, r in selected), number, job.node, leg_job)
-            calls.append(QuickCall(call_id=leg_call, job_id=leg_job, node=job.node,
-                                   endpoints=selected, number=number, cid_name=cid_name,
-                                   cid_number=cid_number, timeout=timeout,
-                                   auto_answer=auto_answer, job=job))
-    except FreeSwitchUnavailable:
-        if not calls:
-            raise
-        log.warning("quickcall %s: rings on %s only", call_id, ", ".join(c.node for c in calls))
+        except FreeSwitchUnavailable as exc:
+            log.warning("quickcall %s: %s not rung: %s", call_id,
+                        ",".join(f"{u}@{r}" for u, r in selected), exc)
+            failures.append(exc)
+            continue
+        log.info("quickcall %s: ringing %s for %s on %s (job %s)", leg_call,
+                 ",".join(f"{u}@{r}" for u, r in selected), number, job.node, leg_job)
+        calls.append(QuickCall(call_id=leg_call, job_id=leg_job, node=job.node,
+                               endpoints=selected, number=number, cid_name=cid_name,
+                               cid_number=cid_number, timeout=timeout, auto_answer=auto_answer,
+                               job=job))
+    if not calls:
+        raise failures[0]
     first = calls[0]
     if len(calls) == 1:
         return first
@@ -271,7 +277,6 @@ def quickcall(
 def hangup(pool: EslPool, call_id: str, *, node: str, cause: str | None = None) -> str:
     """``uuid_kill`` a call on ``node``; returns FreeSWITCH's answer (``+OK`` or ``-ERR ...``)."""
     return pool.api(commands.uuid_kill(call_id, cause), node=node).strip()
-
 
 
 __all__ = ["QUICKCALL_WAIT_SLACK", "RACE_VARIABLE", "QuickCall", "hangup", "quickcall"]

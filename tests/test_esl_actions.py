@@ -105,6 +105,24 @@ def test_quickcall_runs_where_the_phone_is_registered(fake_freeswitch_factory, e
     assert quickcall(pool, user="2009").wait(2.0).cause == "USER_NOT_REGISTERED"
 
 
+CALL_ID = "931a5c0a-60a9-4023-96c3-4731911344e2"
+
+
+def test_a_node_that_cannot_take_its_originate_is_skipped(fake_freeswitch_factory, esl_pool_factory):
+    fs1, fs2 = fake_freeswitch_factory(), fake_freeswitch_factory()
+    pool = esl_pool_factory([fs1, fs2])
+    fs1.register("2001", REALM, event=False)
+    fs1.register("2002", REALM, event=False)
+    fs2.register("2003", REALM, event=False)
+    fs1.close_on("bgapi", times=1)  # the node holding most drops the connection instead
+    call = quickcall(pool, endpoints=[("2001", REALM), ("2002", REALM), ("2003", REALM)],
+                     call_id=CALL_ID)
+    # the call's own ids go to the originate FreeSWITCH took; only 2003 rings
+    assert (call.node, call.call_id, call.endpoints) == (fs2.name, CALL_ID, [("2003", REALM)])
+    assert call.per_node == []
+    assert call.wait(2.0).ok
+
+
 # ---------------------------------------------------------------------- check-sync
 
 
