@@ -481,15 +481,21 @@ def test_two_nodes_user_quickcall_rings_every_phone_on_its_own_node(bridge2: Bri
         race_call_id=other["call_id"])]
 
 
+def user_on_two_nodes(bridge: Bridge, on_fs1: str, on_fs2: str) -> dict[str, Any]:
+    """A user with phone 2001 registered on node 1 and 2002 on node 2, each doing as told
+    when it rings (answer, busy, hang...)."""
+    user = bridge.user()
+    for fake, name, behaviour in ((bridge.fs1, "2001", on_fs1), (bridge.fs2, "2002", on_fs2)):
+        bridge.device(name, owner_id=user["id"])
+        bridge.register(fake, name)
+        fake.set_behaviour(name, "acme.test", behaviour)
+    bridge.mark()
+    return user
+
+
 def test_two_nodes_the_first_phone_to_answer_wins_and_the_others_stop_ringing(bridge2: Bridge) -> None:
     bridge = bridge2
-    user = bridge.user()
-    for name in ("2001", "2002"):
-        bridge.device(name, owner_id=user["id"])
-    bridge.register(bridge.fs1, "2001")
-    bridge.register(bridge.fs2, "2002")
-    bridge.fs1.set_behaviour("2001", "acme.test", "hang")  # rings on
-    bridge.mark()
+    user = user_on_two_nodes(bridge, "hang", "answer")  # 2001 would ring on and on
     response = bridge.api.post(f"users/{user['id']}/quickcall/9196")
     data = ok(response)
     assert data["status"] == "answered"
@@ -502,13 +508,7 @@ def test_two_nodes_the_first_phone_to_answer_wins_and_the_others_stop_ringing(br
 
 def test_two_nodes_no_phone_answers(bridge2: Bridge) -> None:
     bridge = bridge2
-    user = bridge.user()
-    for name in ("2001", "2002"):
-        bridge.device(name, owner_id=user["id"])
-    bridge.register(bridge.fs1, "2001")
-    bridge.register(bridge.fs2, "2002")
-    bridge.fs1.set_behaviour("2001", "acme.test", "busy")
-    bridge.fs2.set_behaviour("2002", "acme.test", "busy")
+    user = user_on_two_nodes(bridge, "busy", "busy")
     response = bridge.api.post(f"users/{user['id']}/quickcall/9196")
     body = assert_error(response, 500, "quickcall initiation failed")
     assert body["data"]["error_message"] == "USER_BUSY"
