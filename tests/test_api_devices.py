@@ -184,6 +184,7 @@ RULES = [
     ({"sip": {"invite_format": "sip"}}, "sip.invite_format:enum"),
     ({"sip": {"expire_seconds": "300"}}, "sip.expire_seconds:type"),
     ({"sip": {"expire_seconds": 1.5}}, "sip.expire_seconds:type"),
+    ({"sip": {"expire_seconds": 300.0}}, "sip.expire_seconds:type"),
     ({"sip": {"expire_seconds": 0}}, "sip.expire_seconds:minimum"),
     ({"caller_id": "x"}, "caller_id:type"),
     ({"caller_id": {"internal": {"name": "n" * 36}}}, "caller_id.internal.name:maxLength"),
