@@ -17,7 +17,7 @@ import gevent
 import gevent.event
 
 from . import commands
-from .errors import EslError, FreeSwitchUnavailable, JobTimeout
+from .errors import EslError, FreeSwitchTimeout, FreeSwitchUnavailable, JobTimeout
 from .jobs import Job, JobResult
 from .locate import concurrently, names_the_node, registered
 from .pool import EslPool
@@ -70,6 +70,11 @@ class QuickCall:
         except gevent.Timeout:
             raise JobTimeout(f"quickcall {self.call_id} has no outcome after {timeout:g} s",
                              self.node) from None
+
+    def answered_by(self, result: JobResult) -> QuickCall:
+        """The originate whose job gave ``result``: with phones on several nodes, the one that
+        answered (its call id, job id and node); else this call."""
+        return next((call for call in self.per_node if call.job_id == result.job_id), self)
 
     def hangup(self, pool: EslPool, cause: str | None = None) -> str:
         """Hang the call up (``uuid_kill``) on its node (on each node, for a call ringing on
@@ -165,6 +170,12 @@ def _first_answer_wins(pool: EslPool, calls: list[QuickCall], outcome: gevent.ev
                 concurrently(lambda call: _hang_up_loser(pool, call), losers)
                 return
         results = [waiter.value for waiter in waiters]  # in node order
+        # A node whose job never reported (its connection died, no result in time) may still
+        # have phones ringing: a late answer there would dial NUMBER after the caller was told
+        # the call failed.
+        unknown = [call for call, r in zip(waiters.values(), results, strict=True)
+                   if not isinstance(r, JobResult)]
+        concurrently(lambda call: _hang_up_loser(pool, call), unknown)
         failure = next((r for r in results if isinstance(r, JobResult)), None)
         if failure is not None:
             outcome.set(failure)
@@ -179,12 +190,14 @@ def _first_answer_wins(pool: EslPool, calls: list[QuickCall], outcome: gevent.ev
 RACE_VARIABLE = "esl_bridge_call_id"
 
 
-def _hang_up_loser(pool: EslPool, call: QuickCall) -> None:
+def _hang_up_loser(pool: EslPool, call: QuickCall | str, node: str | None = None) -> None:
+    """Hang up every leg of one node's originate (``call``, or its uuid on ``node``)."""
+    call_id, node = (call.call_id, call.node) if isinstance(call, QuickCall) else (call, node)
     try:
-        pool.api(commands.hupall("LOSE_RACE", RACE_VARIABLE, call.call_id), node=call.node)
+        pool.api(commands.hupall("LOSE_RACE", RACE_VARIABLE, call_id), node=node)
     except EslError as exc:
         log.warning("quickcall %s: could not hang up the losing originate on %s: %s",
-                    call.call_id, call.node, exc)
+                    call_id, node, exc)
 
 
 @names_the_node
@@ -242,18 +255,24 @@ def quickcall(
     if node is None and len(pool.node_names()) > 1:
         places = _place(pool, legs)
     calls: list[QuickCall] = []
-    failures: list[FreeSwitchUnavailable] = []
+    failures: list[EslError] = []
+    race = len(places) > 1
     for where, selected in places:
         # The first originate FreeSWITCH takes carries the call's own ids.
         leg_call = str(uuid.uuid4()) if calls else call_id
         leg_job = str(uuid.uuid4()) if calls else job_id
         try:
-            job = pool.bgapi(build(selected, leg_call, race=len(places) > 1), node=where,
+            job = pool.bgapi(build(selected, leg_call, race=race), node=where,
                              timeout=command_timeout, job_uuid=leg_job)
-        except FreeSwitchUnavailable as exc:
+        except EslError as exc:
+            if not race:
+                raise
             log.warning("quickcall %s: %s not rung: %s", call_id,
                         ",".join(f"{u}@{r}" for u, r in selected), exc)
             failures.append(exc)
+            if isinstance(exc, FreeSwitchTimeout) and where is not None:
+                # FreeSWITCH may have taken it all the same: make sure nothing rings there.
+                gevent.spawn(_hang_up_loser, pool, leg_call, where)
             continue
         log.info("quickcall %s: ringing %s for %s on %s (job %s)", leg_call,
                  ",".join(f"{u}@{r}" for u, r in selected), number, job.node, leg_job)

@@ -499,6 +499,10 @@ def test_two_nodes_the_first_phone_to_answer_wins_and_the_others_stop_ringing(br
     response = bridge.api.post(f"users/{user['id']}/quickcall/9196")
     data = ok(response)
     assert data["status"] == "answered"
+    # the call described is the one that answered, on node 2
+    answered = next(c for c in data["calls"] if c["node"] == bridge.fs2.name)
+    assert (data["node"], data["call_id"], data["job_id"]) == (
+        bridge.fs2.name, answered["call_id"], answered["job_id"])
     ringing_on_fs1 = next(c for c in data["calls"] if c["node"] == bridge.fs1.name)
     assert wait_until(lambda: f"api hupall LOSE_RACE esl_bridge_call_id {ringing_on_fs1['call_id']}"
                       in bridge.sent(bridge.fs1))

@@ -6,7 +6,13 @@ import logging
 import pytest
 
 from esl_bridge import actions, commands
-from esl_bridge.errors import FreeSwitchUnavailable, NotConnected, UnsafeValue
+from esl_bridge.errors import (
+    CommandError,
+    CommandTimeout,
+    FreeSwitchUnavailable,
+    NotConnected,
+    UnsafeValue,
+)
 
 REALM = "acme.test"
 VARS = {"esl_bridge_account_id": "fedcba9876543210fedcba9876543210",
@@ -121,6 +127,37 @@ def test_a_node_that_cannot_take_its_originate_is_skipped(fake_freeswitch_factor
     assert (call.node, call.call_id, call.endpoints) == (fs2.name, CALL_ID, [("2003", REALM)])
     assert call.per_node == []
     assert call.wait(2.0).ok
+
+
+@pytest.mark.parametrize("error", [CommandError("-ERR refused", None, "-ERR refused"),
+                                   CommandTimeout("no reply", None)])
+def test_a_later_node_failing_its_originate_leaves_the_others_supervised(
+        fake_freeswitch_factory, esl_pool_factory, monkeypatch, error):
+    fs1, fs2 = fake_freeswitch_factory(), fake_freeswitch_factory()
+    pool = esl_pool_factory([fs1, fs2])
+    fs1.register("2001", REALM, event=False)
+    fs1.register("2002", REALM, event=False)
+    fs2.register("2003", REALM, event=False)
+    real_bgapi = pool.bgapi
+    taken: list[str] = []
+
+    def bgapi(text, *, node=None, **kwargs):
+        if node == fs2.name:
+            taken.append(text.split("esl_bridge_call_id=", 1)[1].split("}", 1)[0])
+            raise type(error)(*error.args)
+        return real_bgapi(text, node=node, **kwargs)
+
+    monkeypatch.setattr(pool, "bgapi", bgapi)
+    call = quickcall(pool, endpoints=[("2001", REALM), ("2002", REALM), ("2003", REALM)])
+    # node 1's phones ring and are waited for as usual; node 2's failure is not the caller's
+    assert (call.node, call.endpoints) == (fs1.name, [("2001", REALM), ("2002", REALM)])
+    assert call.wait(2.0).ok
+    hung_up = f"api hupall LOSE_RACE esl_bridge_call_id {taken[0]}"
+    if isinstance(error, CommandTimeout):
+        # it may have started all the same: whatever rings there is hung up
+        assert fs2.wait_for(lambda: hung_up in fs2.received("api hupall"))
+    else:
+        assert fs2.received("api hupall") == []
 
 
 # ---------------------------------------------------------------------- check-sync

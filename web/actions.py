@@ -185,7 +185,9 @@ def _run_quickcall(account: Document, endpoints: list[tuple[str, str]], params: 
         raise FreeSwitchUnavailable(f"no outcome for call {call.call_id} in time: {exc}", call.node) from exc
     if not outcome.ok:
         raise QuickcallFailed(outcome.cause or outcome.body.strip() or "unknown", data)
-    return success({**data, "status": "answered"})
+    answered = call.answered_by(outcome)  # phones on several nodes: the one that answered
+    return success({**data, "call_id": answered.call_id, "job_id": answered.job_id,
+                    "node": answered.node, "status": "answered"})
 
 
 @public
@@ -245,7 +247,7 @@ def _presence_request() -> str | None:
     """The asked state: None for a reset, else early/confirmed/terminated; 400 otherwise."""
     body = g.get("body")
     # No body, or one carrying only the token (SPEC §3 allows it there): a reset.
-    if body is None or "data" not in body or body["data"] in (None, {}):
+    if body is None or set(body) <= {"auth_token"} or ("data" in body and body["data"] in (None, {})):
         return None
     data = body.get("data")
     if isinstance(data, dict):
