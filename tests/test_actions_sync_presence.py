@@ -330,6 +330,15 @@ def test_other_presence_bodies_are_400_and_send_nothing(bridge: Bridge, body: An
     assert bridge.sent() == []
 
 
+@pytest.mark.parametrize("raw", ['{"action": "set", "state": "confirmed"}', '{"reset": true}', '{"x": 1}',
+                                 '{"auth_token": "t", "state": "early"}'])
+def test_a_body_without_data_is_400_unless_it_only_carries_the_token(bridge: Bridge, raw: str) -> None:
+    device = bridge.device("2001")
+    response = bridge.api.post(f"devices/{device['id']}/presence", raw=raw)
+    assert_error(response, 400, "invalid request")
+    assert bridge.sent() == []
+
+
 def test_presence_unknown_device_anonymous_and_no_presence_id(bridge: Bridge) -> None:
     device = bridge.device(None, device_type="cellphone")
     assert_error(bridge.api.post(f"devices/{'0' * 32}/presence"), 404, "bad_identifier")
