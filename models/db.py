@@ -114,12 +114,16 @@ def open_database(url: str = DEFAULT_URL) -> peewee.Database:
 
 def connect(url: str = DEFAULT_URL) -> peewee.Database:
     """Point the models at the database of `url` and create the schema if it is missing."""
+    from models.device import upgrade_forward_keys
     from models.tables import create_tables
 
     db = open_database(url)
     database.initialize(db)
     with db.connection_context():
         create_tables()
+        upgraded = upgrade_forward_keys()
+    if upgraded:
+        log.info("rewrote %d call-forward numbers as match keys", upgraded)
     log.info("database ready: %s", redacted(url))
     return db
 

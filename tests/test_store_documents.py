@@ -205,3 +205,17 @@ def test_directory_entry_is_case_insensitive_and_gone_after_delete(store):
     assert entry is not None and entry.device.id == device.id and entry.account.id == store.id
     devices.delete_device(store.id, device.id)
     assert devices.directory_entry("acme.test", "alice") is None
+
+
+# --- forward numbers stored by an older version --------------------------------------------------
+
+def test_forward_numbers_stored_in_the_old_form_are_rewritten_as_keys(store):
+    cell = devices.create_device(store, {"name": "cell", "device_type": "cellphone",
+                                         "call_forward": {"enabled": True, "number": "+1 555 000 1111"}})
+    assert devices.device_by_forward_number(store.id, "5550001111").id == cell.id
+    # as an earlier version kept it: every digit and the +
+    DeviceRow.update(forward_number="+15550001111").where(DeviceRow.id == cell.id).execute()
+    assert devices.device_by_forward_number(store.id, "15550001111") is None
+    assert devices.upgrade_forward_keys() == 1
+    assert devices.device_by_forward_number(store.id, "15550001111").id == cell.id
+    assert devices.upgrade_forward_keys() == 0  # once is enough
