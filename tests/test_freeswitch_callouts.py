@@ -122,15 +122,15 @@ def test_a_phone_guessing_hotdesk_ids_is_limited(bridge, office):
     assert hot(bridge, "login", desk="2002", hotdesk_id="100")["result"] == "ok"
 
 
-def test_slow_pin_guessing_is_stopped_by_the_daily_limit():
+def test_paced_pin_guessing_is_stopped_by_the_hourly_limit():
     limiter = PinLimiter()
     now = 0.0
     for _ in range(20):
         assert not limiter.locked("user", now)
         limiter.failed("user", now)
-        now += 301.0  # paced under the 5-in-5-minutes limit
+        now += 65.0  # 4 in 5 minutes: under the short limit
     assert limiter.locked("user", now)
-    assert not limiter.locked("user", now + 86400.0)
+    assert not limiter.locked("user", 20 * 65.0 + 3600.0)  # an hour after the first ones
     limiter.failed("other", 0.0)
     limiter.succeeded("other")
     assert not limiter.locked("other", 0.0)

@@ -2,8 +2,9 @@
 
 A key (a user being guessed at, or a phone doing the guessing) is locked while it has too many
 failures within a window. Two windows apply at once: a short one that stops a burst
-(5 in 5 minutes) and a long one that stops a slow, patient guesser (20 in a day), so a 4-digit
-PIN cannot be walked through by pacing the attempts under the short limit.
+(5 in 5 minutes) and a longer one that stops a patient guesser pacing under it (20 in an hour:
+a 4-digit PIN then takes weeks). The longer window stays an hour, not a day, because anyone at
+a phone of the account can trip it against a colleague; nothing else clears a lock.
 """
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ import time
 from collections import defaultdict, deque
 
 #: (failures, seconds): a key with that many failures within that window is locked.
-DEFAULT_LIMITS = ((5, 300.0), (20, 86400.0))
+DEFAULT_LIMITS = ((5, 300.0), (20, 3600.0))
 
 
 class PinLimiter:
