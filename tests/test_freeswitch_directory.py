@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import re
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -143,6 +144,33 @@ def test_a_device_without_password_is_never_answered(bridge, phones):
     api = phones["api"]
     api.create_device(name="no secret", sip={"username": "2003"})
     assert ask(bridge, lookup("2003")).text == NOT_FOUND
+
+
+def test_a_call_forwarded_device_is_dialled_at_its_number_with_its_presence_id(bridge, phones):
+    api = phones["api"]
+    cell = api.create_device(name="alice cell", device_type="cellphone", presence_id="alice-static",
+                             sip={"username": "2005"},
+                             call_forward={"enabled": True, "number": "+1 (555) 010-2000"})
+    for action in ("user_call", "sip_auth"):
+        user = user_of(ask(bridge, lookup("2005", action=action)))
+        # through the account's dialplan (its outbound routes), with the device's presence id
+        assert user["params"]["dial-string"] == "{^^:presence_id=alice-static@acme.test}loopback/+15550102000/acme-ctx"
+        # no password: a credential nobody knows, never an empty one
+        secret_password = hmac.new(FREESWITCH_SECRET.encode(), cell["id"].encode(), hashlib.sha256).hexdigest()
+        assert user["params"]["a1-hash"] == a1("2005", "acme.test", secret_password)
+    # a phone that forwards without being replaced (substitute: false) rings too
+    api.patch(f"devices/{phones['2002']['id']}", {"call_forward": {"enabled": True, "number": "5550109999",
+                                                                   "substitute": False}})
+    user = user_of(ask(bridge, lookup("2002")))
+    assert user["params"]["dial-string"] == (
+        "{^^:sip_invite_domain=${dialed_domain}:presence_id=2002@acme.test}"
+        "${sofia_contact(*/${dialed_user}@${dialed_domain})},loopback/5550109999/acme-ctx")
+    assert user["params"]["a1-hash"] == a1("2002", "acme.test", PASSWORDS["2002"])
+    # forwarding off (or to a number that is not dialable): a device without password is not found
+    api.patch(f"devices/{cell['id']}", {"call_forward": {"enabled": False}})
+    assert ask(bridge, lookup("2005")).text == NOT_FOUND
+    api.patch(f"devices/{cell['id']}", {"call_forward": {"enabled": True, "number": "1+2"}})
+    assert ask(bridge, lookup("2005")).text == NOT_FOUND
 
 
 def test_lookups_are_case_insensitive_on_user_and_realm(bridge, phones):

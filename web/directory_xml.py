@@ -31,7 +31,18 @@ def dial_string(presence_id: str) -> str:
     return DIAL_STRING.format(presence_id=presence_id)
 
 
-def user_document(*, realm: str, user: str, a1_hash: str, presence_id: str,
+def forward_dial_string(presence_id: str, number: str, context: str, ring_phone: bool) -> str:
+    """The dial-string of a call-forwarded device: the number, through the dialplan of
+    `context` (`loopback/`, so the outbound routes apply), with the device's presence id;
+    the phone itself too when `ring_phone`. Values validated by the caller (digits and a
+    leading `+`; a context of letters, digits and `._-`)."""
+    forward = f"loopback/{number}/{context}"
+    if not ring_phone:
+        return f"{{^^:presence_id={presence_id}}}{forward}"
+    return f"{dial_string(presence_id)},{forward}"
+
+
+def user_document(*, realm: str, user: str, a1_hash: str, dial: str,
                   variables: Iterable[tuple[str, str]]) -> str:
     """A directory document with one user; every value is XML-escaped."""
     variable_lines = "".join(
@@ -46,7 +57,7 @@ def user_document(*, realm: str, user: str, a1_hash: str, presence_id: str,
             <user id={quoteattr(user)}>
               <params>
                 <param name="a1-hash" value={quoteattr(a1_hash)}/>
-                <param name="dial-string" value={quoteattr(dial_string(presence_id))}/>
+                <param name="dial-string" value={quoteattr(dial)}/>
               </params>
               <variables>{variable_lines}
               </variables>

@@ -20,7 +20,7 @@ from models import hotdesk
 from models import user as users
 from models.device import DirectoryEntry
 from models.documents import Document
-from web.directory_xml import NOT_FOUND, user_document
+from web.directory_xml import NOT_FOUND, dial_string, forward_dial_string, user_document
 from web.freeswitch_request import PREFIX, FormFields, Refused, form_fields
 from web.pin_limiter import PinLimiter
 from web.resource import runtime
@@ -31,6 +31,10 @@ SIP_USER_RE = re.compile(r"^[A-Za-z0-9._+-]{1,32}\Z")
 REALM_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
 DIGITS_RE = re.compile(r"^[0-9]{1,15}\Z")
 NUMBER_RE = re.compile(r"^[0-9+*#]{1,35}\Z")
+# A call-forward number as dialled through loopback: what the schema allows, punctuation dropped.
+DIALABLE_JUNK_RE = re.compile(r"[() .-]")
+DIALABLE_RE = re.compile(r"^\+?[0-9*#]{1,32}\Z")
+CONTEXT_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
 
 # mod_xml_curl actions answered with a user; everything else gets the not-found document.
 USER_ACTIONS = {"sip_auth", "user_call", None}
@@ -68,18 +72,59 @@ def directory() -> Response:
         return _xml(NOT_FOUND)
     if entry is None:
         return _xml(NOT_FOUND)
-    device = entry.device.doc
-    password = (device.get("sip") or {}).get("password")
     user, realm = fields["user"], fields["domain"]
-    a1_hash = hashlib.md5(f"{user}:{realm}:{password}".encode()).hexdigest()
     presence_id = _directory_presence_id(entry, user, realm)
+    forward = _forward(entry)
+    if forward is None:
+        dial = dial_string(presence_id)
+    else:
+        number, ring_phone = forward
+        dial = forward_dial_string(presence_id, number, _context(entry), ring_phone)
     return _xml(user_document(
         realm=realm,
         user=user,
-        a1_hash=a1_hash,
-        presence_id=presence_id,
+        a1_hash=_a1_hash(entry, user, realm),
+        dial=dial,
         variables=_directory_variables(entry, presence_id),
     ))
+
+
+def _password(entry: DirectoryEntry) -> str | None:
+    """The device's SIP password when it authenticates with one."""
+    sip = entry.device.doc.get("sip") or {}
+    if sip.get("method", "password") != "password":
+        return None
+    return sip.get("password") or None
+
+
+def _a1_hash(entry: DirectoryEntry, user: str, realm: str) -> str:
+    """md5 of `user:realm:password`. A forwarded device without a password gets one nobody
+    knows (derived from the shared secret and its id): FreeSWITCH can dial it, nothing can
+    register as it, and the credential is never empty (an empty one lets any password in)."""
+    password = _password(entry)
+    if password is None:
+        secret = (runtime().settings.freeswitch_secret or "").encode()
+        password = hmac.new(secret, entry.device.id.encode(), hashlib.sha256).hexdigest()
+    return hashlib.md5(f"{user}:{realm}:{password}".encode()).hexdigest()
+
+
+def _context(entry: DirectoryEntry) -> str:
+    return entry.account.doc.get("dialplan_context", "default")
+
+
+def _forward(entry: DirectoryEntry) -> tuple[str, bool] | None:
+    """`(number, ring the phone too)` when the device's calls go to its call-forward number
+    (Kazoo's `call_forward`: `substitute`, default true, replaces the phone); else None."""
+    forward = entry.device.doc.get("call_forward") or {}
+    if not forward.get("enabled") or not isinstance(forward.get("number"), str):
+        return None
+    number = DIALABLE_JUNK_RE.sub("", forward["number"])
+    if not DIALABLE_RE.match(number) or not CONTEXT_RE.match(_context(entry)):
+        log.warning("device %s: call-forward number %r or context not dialable; not forwarded",
+                    entry.device.id, forward["number"])
+        return None
+    ring_phone = forward.get("substitute") is False and _password(entry) is not None
+    return number, ring_phone
 
 
 def _directory_lookup(fields: FormFields) -> DirectoryEntry | None:
@@ -103,12 +148,10 @@ def _directory_lookup(fields: FormFields) -> DirectoryEntry | None:
     if not SIP_USER_RE.match(user) or not REALM_RE.match(domain):
         raise Refused(f"unsafe user or domain {user!r}@{domain!r}")
     entry = devices.directory_entry(domain, user)
-    if entry is None:
+    if entry is None or not entry.device.doc.get("enabled", True):
         return None
-    doc = entry.device.doc
-    sip = doc.get("sip") or {}
-    if not doc.get("enabled", True) or not sip.get("password") or sip.get("method", "password") != "password":
-        # A user without a credential would register with any password: never answer one.
+    if _password(entry) is None and _forward(entry) is None:
+        # Nothing to dial and nothing to authenticate with (see _a1_hash for forwarded ones).
         return None
     return entry
 
