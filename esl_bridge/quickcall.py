@@ -106,7 +106,7 @@ def _place(pool: EslPool, endpoints: list[tuple[str, str]]
     """Where to ring the endpoints: ``[(node, endpoints)]``, the node holding most first.
 
     Each endpoint goes to one node holding its registration (the one holding most of the
-    others, when it is registered on several). Endpoints registered nowhere are left out;
+    others, when it is registered on several); endpoints registered nowhere go with the first;
     ``[(None, endpoints)]`` when none is registered anywhere or the lookup failed: any node then
     gives FreeSWITCH's own answer (``USER_NOT_REGISTERED``, ``SUBSCRIBER_ABSENT``).
     """
@@ -136,8 +136,11 @@ def _place(pool: EslPool, endpoints: list[tuple[str, str]]
         placed.append((node, counts[node]))
         left -= set(counts[node])
     if left:
-        log.warning("quickcall: not registered on any node, not rung: %s",
-                    ", ".join(f"{u}@{r}" for u, r in endpoints if (u, r) in left))
+        # Registered nowhere: rung from the first node all the same, where FreeSWITCH fails
+        # that leg at once (USER_NOT_REGISTERED) or dials it some other way (a call-forwarded
+        # device's dial-string goes out to its number).
+        node, held = placed[0]
+        placed[0] = (node, held + [e for e in endpoints if e in left])
     return placed
 
 

@@ -228,6 +228,9 @@ def test_credentials_change_when_not_registered_only_flushes(bridge: Bridge) -> 
     ({"presence_id": "desk"}, {"presence_id": "front"}),
     ({"presence_id": "desk"}, {"presence_id": None}),
     ({"enabled": False}, {"enabled": True}),
+    # the directory dials a call-forwarded device at its number
+    ({}, {"call_forward": {"enabled": True, "number": "+15550002222"}}),
+    ({"call_forward": {"enabled": True, "number": "+15550002222"}}, {"call_forward": {"number": "5550003333"}}),
 ])
 def test_presence_id_change_or_enabling_only_flushes(bridge: Bridge, before: dict, change: dict) -> None:
     device = bridge.device("2001", **before)
@@ -243,7 +246,6 @@ def test_presence_id_change_or_enabling_only_flushes(bridge: Bridge, before: dic
 @pytest.mark.parametrize("change", [
     {"name": "renamed"},
     {"caller_id": {"external": {"name": "Main", "number": "+15550001111"}}},
-    {"call_forward": {"enabled": True, "number": "+15550002222"}},
     {"do_not_disturb": {"enabled": True}},
     {"provision": {"check_sync_event": "resync"}},
     {"sip": {"expire_seconds": 600}},

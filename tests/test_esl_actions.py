@@ -107,6 +107,10 @@ def test_quickcall_runs_where_the_phone_is_registered(fake_freeswitch_factory, e
     alone = fs2.parse_originate(fs2.received("bgapi")[-1].split("\n")[0].split(" ", 2)[2])
     assert alone[1] == ["user/2001@acme.test"] and "sip_auto_answer" not in dict(alone[0])
     assert call.wait(2.0).ok
+    # a phone registered nowhere (a call-forwarded one, say) rings from the first node
+    call = quickcall(pool, endpoints=[("2001", REALM), ("2002", REALM), ("2003", REALM), ("2009", REALM)])
+    assert [(c.node, c.endpoints) for c in call.per_node] == [
+        (fs1.name, [("2002", REALM), ("2003", REALM), ("2009", REALM)]), (fs2.name, [("2001", REALM)])]
     # registered nowhere: FreeSWITCH's own answer
     assert quickcall(pool, user="2009").wait(2.0).cause == "USER_NOT_REGISTERED"
 

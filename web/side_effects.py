@@ -71,9 +71,12 @@ def plan(before: Document | None, after: Document | None, sync: bool) -> list[St
         enabled_before = before.doc.get("enabled", True)
         enabled_after = after is not None and after.doc.get("enabled", True)
         credentials_changed = after is None or _credentials(before) != _credentials(after)
-        presence_changed = after is not None and before.doc.get("presence_id") != after.doc.get("presence_id")
+        # What the directory dials changed: the presence id in its dial-string, or the number a
+        # call-forwarded device is dialled at.
+        dialled_changed = after is not None and any(
+            before.doc.get(key) != after.doc.get(key) for key in ("presence_id", "call_forward"))
         retire = old is not None and (credentials_changed or (enabled_before and not enabled_after))
-        if old is not None and (retire or presence_changed or enabled_before != enabled_after):
+        if old is not None and (retire or dialled_changed or enabled_before != enabled_after):
             steps.append(Step("flush_cache", old.user, old.realm))
         if new is not None and new != old and (credentials_changed or enabled_before != enabled_after):
             steps.append(Step("flush_cache", new.user, new.realm))
