@@ -412,13 +412,4 @@ class EslConnection(InboundESL):
         return f"<EslConnection {self.node} {state}>"
 
 
-def __getattr__(name: str) -> object:
-    # Keeps ``from esl_bridge.connection import CommandConnection`` working now that the class
-    # has its own module; looked up lazily because that module imports this one.
-    if name == "CommandConnection":
-        from .command_connection import CommandConnection
-        return CommandConnection
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-__all__ = ["EslConnection", "check_frame_text"]
+__all__ = ["EslConnection"]

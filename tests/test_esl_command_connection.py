@@ -13,7 +13,7 @@ import pytest
 from fake_freeswitch import SHUTDOWN, api_response, disconnect_notice, serialize_event
 from fixtures_freeswitch import live_greenlets
 
-from esl_bridge.connection import CommandConnection
+from esl_bridge.command_connection import CommandConnection
 from esl_bridge.errors import CommandTimeout, ConnectionLost, NotConnected
 
 

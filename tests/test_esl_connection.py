@@ -13,7 +13,8 @@ import gevent
 import pytest
 from greenswitch.esl import InboundESL
 
-from esl_bridge.connection import CommandConnection, EslConnection, check_frame_text
+from esl_bridge.command_connection import CommandConnection
+from esl_bridge.connection import EslConnection
 from esl_bridge.errors import (
     AuthFailed,
     CommandTimeout,
@@ -23,6 +24,7 @@ from esl_bridge.errors import (
     NotConnected,
     UnsafeValue,
 )
+from esl_bridge.frames import check_frame_text
 
 
 def connection(fake, password="ClueCon", kind=EslConnection, **kwargs) -> EslConnection:
