@@ -50,24 +50,28 @@ def command_for(workload: str, counter: itertools.count) -> str:
     return "status"
 
 
-def cpu_seconds(pid: int | None) -> float | None:
-    """CPU time (user + system) used so far by process ``pid`` (Linux ``/proc``), or None."""
-    if pid is None:
+def cpu_seconds(pids: list[int] | None) -> float | None:
+    """CPU time (user + system) used so far by the processes ``pids`` (Linux ``/proc``), or
+    None."""
+    if not pids:
         return None
+    total = 0
     try:
-        with open(f"/proc/{pid}/stat") as stat:
-            fields = stat.read().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        for pid in pids:
+            with open(f"/proc/{pid}/stat") as stat:
+                fields = stat.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
     except (OSError, ValueError, IndexError):
         return None
+    return total / os.sysconf("SC_CLK_TCK")
 
 
 def run_callers(callers: int, seconds: float, call: Callable[[str], object], workload: str,
-                server_pid: int | None = None) -> tuple[float, float, float | None]:
+                server_pids: list[int] | None = None) -> tuple[float, float, float | None]:
     """``callers`` greenlets calling ``call(cmd)`` for ``seconds``.
 
     Returns round trips per second and the CPU microseconds per round trip of this process and
-    of ``server_pid`` (None when unknown).
+    of the processes ``server_pids`` together (None when unknown).
     """
     counter = itertools.count()
     done = [0]
@@ -78,13 +82,13 @@ def run_callers(callers: int, seconds: float, call: Callable[[str], object], wor
             call(command_for(workload, counter))
             done[0] += 1
 
-    server_before = cpu_seconds(server_pid)
+    server_before = cpu_seconds(server_pids)
     client_before = time.process_time()
     started = time.monotonic()
     gevent.joinall([gevent.spawn(caller) for _ in range(callers)], raise_error=True)
     elapsed = time.monotonic() - started
     client = time.process_time() - client_before
-    server_after = cpu_seconds(server_pid)
+    server_after = cpu_seconds(server_pids)
     trips = max(done[0], 1)
     server = None
     # /proc counts in clock ticks (10 ms): below 5 of them the figure is noise (slow workload)
@@ -95,7 +99,7 @@ def run_callers(callers: int, seconds: float, call: Callable[[str], object], wor
 
 
 def measure_cell(node: Node, callers: int, seconds: float, workload: str, pool_size: int,
-                 rounds: int, server_pid: int | None = None) -> dict[str, dict[str, float | None]]:
+                 rounds: int, server_pids: list[int] | None = None) -> dict[str, dict[str, float | None]]:
     """Median rates (and CPU per round trip) of the pool and of one shared greenswitch
     connection for one cell: ``{"pool": {"rate", "client_us", "freeswitch_us"}, "shared": ...}``.
 
@@ -122,7 +126,7 @@ def measure_cell(node: Node, callers: int, seconds: float, workload: str, pool_s
         for _ in range(rounds):
             for side, call in sides.items():
                 samples[side].append(
-                    run_callers(callers, seconds / rounds, call, workload, server_pid))
+                    run_callers(callers, seconds / rounds, call, workload, server_pids))
         cell: dict[str, dict[str, float | None]] = {}
         for side, runs in samples.items():
             server = [s for _, _, s in runs if s is not None]
@@ -135,15 +139,16 @@ def measure_cell(node: Node, callers: int, seconds: float, workload: str, pool_s
         shared.stop()
 
 
-def start_fake() -> tuple[subprocess.Popen, str]:
-    """The test FreeSWITCH in a child process; returns it and its ``host:port:password``."""
-    child = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_freeswitch.py")],
-                             stdout=subprocess.PIPE, text=True)
-    line = child.stdout.readline().strip()
+def start_fake(workers: int = 1) -> tuple[subprocess.Popen, str, list[int]]:
+    """The test FreeSWITCH in a child process (``workers`` processes accepting on one socket);
+    returns it, its ``host:port:password`` and the process ids of its workers."""
+    child = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_freeswitch.py"),
+                              "--workers", str(workers)], stdout=subprocess.PIPE, text=True)
+    line = child.stdout.readline().split()
     if not line:
         child.kill()
         raise SystemExit("the test FreeSWITCH did not start")
-    return child, line
+    return child, line[0], [int(pid) for pid in line[1:]]
 
 
 def main() -> None:
@@ -152,16 +157,20 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement (default 2)")
     parser.add_argument("--pool-size", type=int, default=4,
                         help="command connections per node (default 4, the service's default)")
+    parser.add_argument("--fake-workers", type=int, default=1,
+                        help="processes of the test FreeSWITCH, each serving whole connections, "
+                             "as FreeSWITCH's thread per connection (default 1)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating pool/shared rounds per cell, median kept (default 3)")
     options = parser.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    child = None
+    child, server_pids = None, None
     if options.freeswitch:
         spec, target = options.freeswitch, "freeswitch"
     else:
-        child, spec = start_fake()
-        target = "test FreeSWITCH (child process)"
+        child, spec, server_pids = start_fake(options.fake_workers)
+        target = (f"test FreeSWITCH ({options.fake_workers} worker processes)"
+                  if options.fake_workers > 1 else "test FreeSWITCH (child process)")
     node = Node.parse(spec)
     results: dict[str, dict[str, dict[str, object]]] = {}
 
@@ -172,7 +181,7 @@ def main() -> None:
         for workload in WORKLOADS:
             for callers in CALLERS:
                 cell = measure_cell(node, callers, options.seconds, workload, options.pool_size,
-                                    options.rounds, child.pid if child is not None else None)
+                                    options.rounds, server_pids)
                 pool_rate, shared_rate = cell["pool"]["rate"], cell["shared"]["rate"]
                 results.setdefault(workload, {})[str(callers)] = {
                     "pool": round(pool_rate, 1), "shared": round(shared_rate, 1),
@@ -211,6 +220,7 @@ def main() -> None:
         "seconds": options.seconds,
         "rounds": options.rounds,
         "pool_size": options.pool_size,
+        "fake_workers": None if options.freeswitch else options.fake_workers,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "results": results,

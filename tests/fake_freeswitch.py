@@ -44,7 +44,8 @@ Faults: ``slow(prefix, seconds)``, ``hang(prefix)``, ``drop_mid_reply(prefix)`` 
 ``job_event_before_reply`` makes ``BACKGROUND_JOB`` arrive before the ``bgapi`` reply;
 ``api_handlers[name] = fn(fake, args) -> str | bytes`` adds or replaces an api command.
 
-Run it alone with ``python tests/fake_freeswitch.py [--port N]`` (the benchmark does).
+Run it alone with ``python tests/fake_freeswitch.py [--port N] [--workers N]`` (the benchmark
+does; see ``main``).
 """
 from __future__ import annotations
 
@@ -1202,7 +1203,17 @@ def _epoch(text: str) -> float:
 
 
 def main() -> None:
-    """Serve a fake FreeSWITCH until killed; print ``host:port:password`` on stdout."""
+    """Serve a fake FreeSWITCH until killed; print ``host:port:password`` on stdout.
+
+    ``--workers N`` forks N processes that accept on the one listening socket, so that each
+    connection is served by one of them: a model of FreeSWITCH's thread per connection, whose
+    connections run on separate cores (each worker keeps its own state, so it is only fit for
+    stateless commands such as the benchmark's ``api status`` and ``api msleep``). The first
+    line names the workers' process ids after the node: ``host:port:password pid pid ...``.
+    """
+    import os
+    import signal
+
     from gevent import monkey
 
     monkey.patch_all()
@@ -1210,13 +1221,39 @@ def main() -> None:
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--port", type=int, default=0)
     parser.add_argument("--password", default="ClueCon")
+    parser.add_argument("--workers", type=int, default=1,
+                        help="processes accepting on the one socket (default 1)")
     options = parser.parse_args()
+    if options.workers < 1:
+        parser.error("--workers must be at least 1")
     fake = FakeFreeSwitch(options.password, host=options.host, port=options.port).start()
-    print(fake.node, flush=True)  # noqa: T201 - the one line a parent process reads
+    children = []
+    for _ in range(options.workers - 1):
+        pid = os.fork()  # gevent's fork: the child's loop is re-initialised, the server kept
+        if pid == 0:
+            children = []
+            break
+        children.append(pid)
+    else:
+        print(" ".join([fake.node, str(os.getpid()), *map(str, children)]),  # noqa: T201
+              flush=True)  # the one line a parent process reads
+
+    def end(*_: object) -> None:
+        for child in children:
+            try:
+                os.kill(child, signal.SIGTERM)
+                os.waitpid(child, 0)  # gone (and reaped) before the parent says it is
+            except (ProcessLookupError, ChildProcessError):
+                pass
+        os._exit(0)
+
+    # The handler runs in the event loop, where waitpid may not block: end in a greenlet.
+    gevent.signal_handler(signal.SIGTERM, gevent.spawn, end)
     try:
         gevent.event.Event().wait()
     except KeyboardInterrupt:
         fake.stop()
+        end()
 
 
 __all__ = ["FakeChannel", "FakeFreeSwitch", "FakeRegistration", "fs_url_encode",

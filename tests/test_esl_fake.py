@@ -450,3 +450,77 @@ def test_inject_and_kill(fake_freeswitch):
     assert listener.frame() == b"garbage\n\n"
     fake_freeswitch.kill_connections()
     assert listener.at_eof() and other.at_eof()
+
+
+def _read_frame(file) -> bytes:
+    """One frame from a blocking file: the head, then the body its Content-Length announces."""
+    head = b""
+    while not head.endswith(b"\n\n"):
+        line = file.readline()
+        assert line, "connection closed"
+        head += line
+    for line in head.splitlines():
+        if line.startswith(b"Content-Length: "):
+            return head + file.read(int(line.split(b": ")[1]))
+    return head
+
+
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    for fd in Path(f"/proc/{pid}/fd").iterdir():
+        try:
+            target = fd.readlink().name
+        except OSError:
+            continue
+        if target.startswith("socket:["):
+            inodes.add(target[len("socket:["):-1])
+    return inodes
+
+
+def _server_inode(server_port: int, client_port: int) -> str | None:
+    """The inode of the fake's side of the TCP connection from ``client_port`` (/proc/net/tcp)."""
+    for line in Path("/proc/net/tcp").read_text().splitlines()[1:]:
+        fields = line.split()
+        local, remote = fields[1].split(":")[1], fields[2].split(":")[1]
+        if int(local, 16) == server_port and int(remote, 16) == client_port:
+            return fields[9]
+    return None
+
+
+@pytest.mark.skipif(not Path("/proc/net/tcp").exists(), reason="needs Linux /proc")
+def test_workers_serve_whole_connections_in_separate_processes():
+    """``--workers 2``: two processes accept on one socket, each serving the connections it took
+    (the benchmark's model of FreeSWITCH's thread per connection); SIGTERM ends both."""
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parent / "fake_freeswitch.py"
+    child = subprocess.Popen([sys.executable, str(script), "--workers", "2"],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        node, *pids = child.stdout.readline().split()
+        workers = [int(pid) for pid in pids]
+        assert len(workers) == 2 and workers[0] == child.pid
+        port = int(node.split(":")[1])
+        holders: dict[int, int] = {pid: 0 for pid in workers}
+        clients = []
+        while min(holders.values()) == 0 and len(clients) < 64:
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            clients.append(sock)
+            file = sock.makefile("rb")
+            assert file.readline() == b"Content-Type: auth/request\n"
+            file.readline()
+            sock.sendall(b"auth ClueCon\n\napi status\n\n")
+            assert b"Reply-Text: +OK accepted\n" in _read_frame(file)
+            assert b"is ready" in _read_frame(file)
+            inode = _server_inode(port, sock.getsockname()[1])
+            owners = [pid for pid in workers if inode in _socket_inodes(pid)]
+            assert len(owners) == 1, owners
+            holders[owners[0]] += 1
+        assert min(holders.values()) > 0, holders
+    finally:
+        child.terminate()
+        assert child.wait(timeout=10) == 0
+        for sock in clients:
+            sock.close()
+    assert not any(Path(f"/proc/{pid}").exists() for pid in workers)
