@@ -55,12 +55,12 @@ def targets(api):
     return {"device": f"devices/{device}", "user": f"users/{user}", "account": ""}
 
 
-@pytest.mark.parametrize("kind", ["device", "user", "account"])
-@pytest.mark.parametrize("method", ["PATCH", "POST", "DELETE"])
+# Every write of each document; accounts are not deleted over the API.
+@pytest.mark.parametrize(("kind", "method"), [
+    (kind, method) for kind in ("device", "user", "account")
+    for method in ("PATCH", "POST", "DELETE") if (kind, method) != ("account", "DELETE")])
 def test_stale_if_match_is_412_and_changes_nothing(api, targets, kind, method):
     path = targets[kind]
-    if kind == "account" and method == "DELETE":
-        pytest.skip("accounts are not deleted over the API")
     before = api.get(path).json()
     body = {"name": "renamed", "first_name": "Renamed", "last_name": "X", "realm": "acme.test"}
     response = api.request(method, path, None if method == "DELETE" else body, headers={"If-Match": STALE})
