@@ -16,12 +16,12 @@ from gevent import socket
 from .connection import EslConnection
 from .errors import (
     AuthFailed,
-    CommandTimeout,
     ConnectionLost,
     ConnectTimeout,
     EslError,
     NotConnected,
     ProtocolError,
+    ReplyTimeout,
 )
 from .frames import Frame, FrameBuffer
 
@@ -127,7 +127,7 @@ class CommandConnection(EslConnection):
 
     def _command_late(self) -> EslError:
         verb = self._late_text.split(" ", 1)[0].split("\n", 1)[0]
-        return CommandTimeout(f"no reply to {verb!r} within {self._late_timeout:g} s", self.node)
+        return ReplyTimeout(f"no reply to {verb!r} within {self._late_timeout:g} s", self.node)
 
     def _arm(self, deadline: float) -> None:
         """Make sure the deadline timer fires no later than ``deadline`` (monotonic seconds).

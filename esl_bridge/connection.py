@@ -47,6 +47,7 @@ from .errors import (
     EslError,
     NotConnected,
     ProtocolError,
+    ReplyTimeout,
 )
 from .frames import Event, Frame, check_frame_text, parse_event, read_frame
 
@@ -234,7 +235,7 @@ class EslConnection(InboundESL):
         if waiter.ready() or self._pending is not waiter:
             return
         verb = text.split(" ", 1)[0].split("\n", 1)[0]
-        self.close(CommandTimeout(f"no reply to {verb!r} within {timeout:g} s", self.node))
+        self.close(ReplyTimeout(f"no reply to {verb!r} within {timeout:g} s", self.node))
 
     def send(self, data: str) -> Frame:
         """greenswitch's entry point, routed through ``execute`` (lock, sendall, timeout).

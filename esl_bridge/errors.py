@@ -9,7 +9,8 @@
     │   ├── AuthFailed                the event socket refused the password (or the ACL refused us)
     │   └── FreeSwitchTimeout         something took longer than its timeout
     │       ├── ConnectTimeout        TCP connect or the auth exchange
-    │       ├── CommandTimeout        a command got no reply in time
+    │       ├── CommandTimeout        a command got no reply in time (or no connection)
+    │       │   └── ReplyTimeout      it was written: FreeSWITCH may have run it anyway
     │       └── JobTimeout            a bgapi job's BACKGROUND_JOB did not arrive in time
     ├── CommandError                  FreeSWITCH answered a command with -ERR
     ├── JobFailed                     a job finished with -ERR <cause> (JobResult.raise_for_cause)
@@ -20,6 +21,8 @@ Every ``FreeSwitchUnavailable`` carries ``.node`` (the node name ``host:port``, 
 node at all could be used) so that the web layer can put it in the 503 envelope.
 """
 from __future__ import annotations
+
+from typing import Any
 
 
 class EslError(Exception):
@@ -65,6 +68,15 @@ class ConnectTimeout(FreeSwitchTimeout):
 
 class CommandTimeout(FreeSwitchTimeout):
     """A command got no reply within its timeout; the connection it used has been closed."""
+
+
+class ReplyTimeout(CommandTimeout):
+    """The command was written but its reply did not come in time, so FreeSWITCH may have run
+    it all the same (a ``CommandTimeout`` that is not one means it was never sent). From
+    ``EslPool.bgapi``, ``job`` is its ``Job``, still registered: a job FreeSWITCH started
+    anyway reports there."""
+
+    job: Any = None
 
 
 class JobTimeout(FreeSwitchTimeout):
@@ -122,5 +134,6 @@ __all__ = [
     "JobTimeout",
     "NotConnected",
     "ProtocolError",
+    "ReplyTimeout",
     "UnsafeValue",
 ]

@@ -34,7 +34,14 @@ import gevent
 import gevent.event
 
 from . import commands
-from .errors import CommandError, EslError, FreeSwitchTimeout, FreeSwitchUnavailable, NotConnected
+from .errors import (
+    CommandError,
+    EslError,
+    FreeSwitchTimeout,
+    FreeSwitchUnavailable,
+    NotConnected,
+    ReplyTimeout,
+)
 from .frames import Event, Frame
 from .jobs import Job, JobRegistry
 from .metrics import KINDS, kind_of
@@ -374,6 +381,11 @@ class EslPool:
         job = self.jobs.register(job_id, state.name, command.split(" ", 1)[0])
         try:
             name, frame = self.execute(text, node=state.name, timeout=timeout)
+        except ReplyTimeout as exc:
+            # Written but unanswered: FreeSWITCH starts a job before it replies, so it may run.
+            # Its waiter stays (until the job lifetime) for the caller to follow: ``exc.job``.
+            exc.job = job
+            raise
         except BaseException:
             self.jobs.discard(job_id)
             raise

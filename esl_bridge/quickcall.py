@@ -17,7 +17,7 @@ import gevent
 import gevent.event
 
 from . import commands
-from .errors import EslError, FreeSwitchTimeout, FreeSwitchUnavailable, JobTimeout
+from .errors import EslError, FreeSwitchUnavailable, JobTimeout, ReplyTimeout
 from .jobs import Job, JobResult
 from .locate import concurrently, names_the_node, registered
 from .pool import EslPool
@@ -188,19 +188,35 @@ def _first_answer_wins(pool: EslPool, calls: list[QuickCall], outcome: gevent.ev
         gevent.killall(list(pending), block=False)
 
 
-#: Set on each leg of an originate of a QuickCall ringing on several nodes, so that a losing
-#: node's legs can all be hung up at once (``hupall``).
+#: Set on each leg of a QuickCall's originate (to that originate's uuid), so that all its legs
+#: on a node can be hung up at once (``hupall``): a losing node's, or one whose job timed out.
 RACE_VARIABLE = "esl_bridge_call_id"
 
 
-def _hang_up_loser(pool: EslPool, call: QuickCall | str, node: str | None = None) -> None:
+def _hang_up_loser(pool: EslPool, call: QuickCall | str, node: str | None = None,
+                   cause: str = "LOSE_RACE") -> None:
     """Hang up every leg of one node's originate (``call``, or its uuid on ``node``)."""
     call_id, node = (call.call_id, call.node) if isinstance(call, QuickCall) else (call, node)
     try:
-        pool.api(commands.hupall("LOSE_RACE", RACE_VARIABLE, call_id), node=node)
+        pool.api(commands.hupall(cause, RACE_VARIABLE, call_id), node=node)
     except EslError as exc:
         log.warning("quickcall %s: could not hang up the losing originate on %s: %s",
                     call_id, node, exc)
+
+
+def _cancel_unconfirmed(pool: EslPool, call_id: str, job: Job, ring_timeout: float) -> None:
+    """Cancel an originate whose ``bgapi`` got no reply: its legs are hung up now (it may be
+    ringing), and again if its job reports an answer, or nothing, within its ring time."""
+    _hang_up_loser(pool, call_id, job.node, "ORIGINATOR_CANCEL")
+    try:
+        result: JobResult | None = job.wait(ring_timeout + QUICKCALL_WAIT_SLACK)
+    except EslError:
+        result = None
+        pool.jobs.discard(job.job_id)
+    if result is None or result.ok:
+        log.warning("quickcall %s: the originate whose bgapi timed out %s; hanging it up",
+                    call_id, "was answered" if result else "never reported")
+        _hang_up_loser(pool, call_id, job.node, "ORIGINATOR_CANCEL")
 
 
 @names_the_node
@@ -244,12 +260,12 @@ def quickcall(
     call_id = call_id or str(uuid.uuid4())
     job_id = job_id or str(uuid.uuid4())
 
-    def build(selected: list[tuple[str, str]], leg_call: str, race: bool = False) -> str:
+    def build(selected: list[tuple[str, str]], leg_call: str) -> str:
         return commands.originate(
             call_id=leg_call, endpoints=selected, number=number, context=context,
             cid_name=cid_name, cid_number=cid_number, timeout=timeout, auto_answer=auto_answer,
             ignore_early_media=ignore_early_media, bypass_media=bypass_media,
-            variables={**(variables or {}), RACE_VARIABLE: leg_call} if race else variables,
+            variables={**(variables or {}), RACE_VARIABLE: leg_call},
             origination_cid_name=origination_cid_name)
 
     build(legs, call_id)  # validates every value before any I/O
@@ -265,17 +281,18 @@ def quickcall(
         leg_call = str(uuid.uuid4()) if calls else call_id
         leg_job = str(uuid.uuid4()) if calls else job_id
         try:
-            job = pool.bgapi(build(selected, leg_call, race=race), node=where,
+            job = pool.bgapi(build(selected, leg_call), node=where,
                              timeout=command_timeout, job_uuid=leg_job)
         except EslError as exc:
+            if isinstance(exc, ReplyTimeout) and exc.job is not None:
+                # FreeSWITCH may have taken it all the same, and the caller is told it failed:
+                # make sure nothing it started rings, or dials NUMBER once answered.
+                gevent.spawn(_cancel_unconfirmed, pool, leg_call, exc.job, timeout)
             if not race:
                 raise
             log.warning("quickcall %s: %s not rung: %s", call_id,
                         ",".join(f"{u}@{r}" for u, r in selected), exc)
             failures.append(exc)
-            if isinstance(exc, FreeSwitchTimeout) and where is not None:
-                # FreeSWITCH may have taken it all the same: make sure nothing rings there.
-                gevent.spawn(_hang_up_loser, pool, leg_call, where)
             continue
         log.info("quickcall %s: ringing %s for %s on %s (job %s)", leg_call,
                  ",".join(f"{u}@{r}" for u, r in selected), number, job.node, leg_job)

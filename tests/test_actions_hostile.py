@@ -104,7 +104,7 @@ def test_control_benign_values_do_reach_freeswitch(bridge: Bridge) -> None:
     [command] = bridge.sent()
     assert command.startswith("bgapi originate {")
     assert ",effective_caller_id_name='Bars Test',effective_caller_id_number=+15551112222," in command
-    assert ",esl_bridge_request_id=benign-1}" in command
+    assert ",esl_bridge_request_id=benign-1,esl_bridge_call_id=" in command
     bridge.mark()
     assert bridge.api.post(f"devices/{ident}/presence").status_code == 200
     assert len(bridge.sent()) == 1
@@ -169,7 +169,9 @@ def test_hostile_request_id_is_replaced_by_a_fresh_one(bridge: Bridge, value: st
     assert fresh != value and re.fullmatch(r"[A-Za-z0-9._-]{1,64}", fresh)
     assert response.headers["X-Request-ID"] == fresh
     [command] = bridge.sent()
-    assert f",esl_bridge_request_id={fresh}}}user/2001@acme.test 9196 XML default\n" in command
+    call_id = response.json()["data"]["call_id"]
+    assert (f",esl_bridge_request_id={fresh},esl_bridge_call_id={call_id}}}"
+            "user/2001@acme.test 9196 XML default\n") in command
     assert value not in command
 
 

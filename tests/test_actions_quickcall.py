@@ -61,14 +61,15 @@ def test_originate_is_the_recorded_one_byte_for_byte(bridge: Bridge) -> None:
     response = bridge.quickcall(device["id"], "9196", "cid-name=Bars%20Test&cid-number=15551112222",
                                 headers={"X-Request-ID": "req-113"})
     data = ok(response)
-    # The FreeSWITCH recording (esl2/113), with this call's ids and the request id that
-    # SPEC §6.1 adds after the device id.
+    # The FreeSWITCH recording (esl2/113), with this call's ids, and after the device id the
+    # request id SPEC §6.1 adds and the call's own id (its legs can be hung up at once).
     want = recorded("113_")
     want = want.replace("931a5c0a-60a9-4023-96c3-4731911344e2", data["call_id"])
     want = want.replace("a9061ffb-bfdd-4924-8ee7-a8c5ddb85f44", data["job_id"])
     want = want.replace("fedcba9876543210fedcba9876543210", bridge.account_id)
     want = want.replace("esl_bridge_device_id=0123456789abcdef0123456789abcdef",
-                        f"esl_bridge_device_id={device['id']},esl_bridge_request_id=req-113")
+                        f"esl_bridge_device_id={device['id']},esl_bridge_request_id=req-113,"
+                        f"esl_bridge_call_id={data['call_id']}")
     assert bridge.sent() == [want]
     assert data == {"call_id": data["call_id"], "job_id": data["job_id"],
                     "endpoint": "2001@acme.test", "number": "9196", "cid_name": "Bars Test",
@@ -470,15 +471,13 @@ def test_two_nodes_user_quickcall_rings_every_phone_on_its_own_node(bridge2: Bri
     on_fs2 = sorted((d for d in devices if d["sip"]["username"] != "2001"), key=lambda d: d["id"])
     legs = ",".join(f"user/{d['sip']['username']}@acme.test" for d in on_fs2)
     assert [c for c in bridge.sent(bridge.fs2) if c.startswith("bgapi")] == [
-        expected(bridge, response, legs=legs, auto_answer=False, user_id=user["id"],
-                 race_call_id=data["call_id"])]
+        expected(bridge, response, legs=legs, auto_answer=False, user_id=user["id"])]
     other = data["calls"][1]
     # 2001 rings alone on its node but is one of three phones: no auto-answer there either.
     assert [c for c in bridge.sent(bridge.fs1) if c.startswith("bgapi")] == [originate(
         call_id=other["call_id"], job_id=other["job_id"], legs="user/2001@acme.test", number="9196",
         cid_name=data["cid_name"], cid_number=data["cid_number"], account_id=bridge.account_id,
-        request_id=response.json()["request_id"], user_id=user["id"], auto_answer=False,
-        race_call_id=other["call_id"])]
+        request_id=response.json()["request_id"], user_id=user["id"], auto_answer=False)]
 
 
 def user_on_two_nodes(bridge: Bridge, on_fs1: str, on_fs2: str) -> dict[str, Any]:

@@ -182,11 +182,9 @@ def originate(*, call_id: str, job_id: str, legs: str, number: str, cid_name: st
               cid_number: str, account_id: str, request_id: str, device_id: str | None = None,
               user_id: str | None = None, timeout: int = 30, ignore_early_media: bool = True,
               bypass_media: bool = False, auto_answer: bool = True, context: str = "default",
-              shown_number: str | None = None, race_call_id: str | None = None) -> str:
-    """SPEC §6.1's `bgapi originate`, written out independently of `esl_bridge.commands`.
-
-    ``race_call_id``: the originate is one node's of a QuickCall ringing on several nodes.
-    """
+              shown_number: str | None = None) -> str:
+    """SPEC §6.1's `bgapi originate`, written out independently of `esl_bridge.commands`,
+    with `esl_bridge_call_id` (every leg of one originate can be hung up at once)."""
     quoted_name = f"'{cid_name}'" if " " in cid_name else cid_name
     parts = [
         f"origination_uuid={call_id}",
@@ -207,8 +205,7 @@ def originate(*, call_id: str, job_id: str, legs: str, number: str, cid_name: st
     if user_id:
         parts.append(f"esl_bridge_user_id={user_id}")
     parts.append(f"esl_bridge_request_id={request_id}")
-    if race_call_id:
-        parts.append(f"esl_bridge_call_id={race_call_id}")
+    parts.append(f"esl_bridge_call_id={call_id}")
     return (f"bgapi originate {{{','.join(parts)}}}{legs} {number} XML {context}\n"
             f"Job-UUID: {job_id}")
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import logging
 
+import gevent
 import pytest
 
 from esl_bridge import actions, commands
@@ -11,6 +12,7 @@ from esl_bridge.errors import (
     CommandTimeout,
     FreeSwitchUnavailable,
     NotConnected,
+    ReplyTimeout,
     UnsafeValue,
 )
 
@@ -37,7 +39,7 @@ def test_quickcall_answered(esl_pool, fake_freeswitch):
     sent = fake_freeswitch.received("bgapi originate")[0]
     assert sent == commands.bgapi(commands.originate(
         call_id=call.call_id, endpoints=[("2001", REALM)], number="9196", context="default",
-        cid_name="Bars Test", cid_number="15551112222", variables=VARS), call.job_id)
+        cid_name="Bars Test", cid_number="15551112222", variables={**VARS, "esl_bridge_call_id": call.call_id}), call.job_id)
     result = call.wait(2.0)
     assert result.ok and result.value == call.call_id and result.cause is None
     assert call.call_id in fake_freeswitch.channels
@@ -133,8 +135,33 @@ def test_a_node_that_cannot_take_its_originate_is_skipped(fake_freeswitch_factor
     assert call.wait(2.0).ok
 
 
+@pytest.mark.parametrize("behaviour, hangups", [("answer", 2), ("busy", 1)])
+def test_a_quickcall_whose_bgapi_reply_is_late_is_cancelled(
+        fake_freeswitch, esl_pool_factory, behaviour, hangups):
+    """The caller is told it failed (→ 503), so whatever FreeSWITCH started all the same must
+    not ring, nor dial the number once answered: hung up at once, and again on a late answer."""
+    pool = esl_pool_factory([fake_freeswitch], command_timeout=0.2)
+    fake_freeswitch.register("2001", REALM, event=False)
+    fake_freeswitch.set_behaviour("2001", REALM, behaviour)
+    fake_freeswitch.slow("bgapi", 0.5, times=1)  # the job runs once the reply is written
+    with pytest.raises(ReplyTimeout):
+        quickcall(pool, call_id=CALL_ID)
+    hupall = f"api hupall ORIGINATOR_CANCEL esl_bridge_call_id {CALL_ID}"
+    assert fake_freeswitch.wait_for(lambda: hupall in fake_freeswitch.received("api hupall"))
+    # the job reports (answered, or busy) to the waiter the pool kept for it
+    assert fake_freeswitch.wait_for(lambda: pool.jobs.counts()["pending"] == 0, timeout=5)
+    if hangups == 2:
+        assert fake_freeswitch.wait_for(
+            lambda: fake_freeswitch.received("api hupall") == [hupall, hupall])
+    else:
+        gevent.sleep(0.2)
+        assert fake_freeswitch.received("api hupall") == [hupall]
+    assert fake_freeswitch.wait_for(lambda: not fake_freeswitch.channels)
+
+
 @pytest.mark.parametrize("error", [CommandError("-ERR refused", None, "-ERR refused"),
-                                   CommandTimeout("no reply", None)])
+                                   CommandTimeout("all connections stayed busy", None),
+                                   ReplyTimeout("no reply", None)])
 def test_a_later_node_failing_its_originate_leaves_the_others_supervised(
         fake_freeswitch_factory, esl_pool_factory, monkeypatch, error):
     fs1, fs2 = fake_freeswitch_factory(), fake_freeswitch_factory()
@@ -148,7 +175,10 @@ def test_a_later_node_failing_its_originate_leaves_the_others_supervised(
     def bgapi(text, *, node=None, **kwargs):
         if node == fs2.name:
             taken.append(text.split("esl_bridge_call_id=", 1)[1].split("}", 1)[0])
-            raise type(error)(*error.args)
+            exc = type(error)(*error.args)
+            if isinstance(exc, ReplyTimeout):  # written, unanswered: the pool keeps its job
+                exc.job = pool.jobs.register(kwargs["job_uuid"], fs2.name, "originate")
+            raise exc
         return real_bgapi(text, node=node, **kwargs)
 
     monkeypatch.setattr(pool, "bgapi", bgapi)
@@ -156,8 +186,8 @@ def test_a_later_node_failing_its_originate_leaves_the_others_supervised(
     # node 1's phones ring and are waited for as usual; node 2's failure is not the caller's
     assert (call.node, call.endpoints) == (fs1.name, [("2001", REALM), ("2002", REALM)])
     assert call.wait(2.0).ok
-    hung_up = f"api hupall LOSE_RACE esl_bridge_call_id {taken[0]}"
-    if isinstance(error, CommandTimeout):
+    hung_up = f"api hupall ORIGINATOR_CANCEL esl_bridge_call_id {taken[0]}"
+    if isinstance(error, ReplyTimeout):
         # it may have started all the same: whatever rings there is hung up
         assert fs2.wait_for(lambda: hung_up in fs2.received("api hupall"))
     else:
