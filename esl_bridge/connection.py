@@ -190,6 +190,12 @@ class EslConnection(InboundESL):
                     reason = ConnectionLost(f"write failed: {exc}", self.node)
                     self.close(reason)
                 raise reason from exc
+            except BaseException:
+                if not waiter.ready():
+                    # Interrupted from outside (killed, an outer gevent.Timeout) in flight: its
+                    # reply may still come and would be taken for the next command's.
+                    self.close(ConnectionLost("a command was interrupted in flight", self.node))
+                raise
             finally:
                 timer.close()
                 self._pending = None

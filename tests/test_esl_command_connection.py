@@ -118,15 +118,6 @@ def test_bytes_right_after_a_reply_close_the_connection_once_the_reply_is_return
     assert "shut down" in str(conn.close_reason)
 
 
-def test_a_command_interrupted_from_outside_closes_the_connection(conn, fake_freeswitch):
-    with pytest.raises(gevent.Timeout):
-        with gevent.Timeout(0.05):
-            conn.api("msleep 2000", timeout=5.0)
-    # its reply may still come: the connection can never be trusted again
-    assert not conn.alive
-    assert "interrupted" in str(conn.close_reason)
-
-
 def test_a_short_deadline_after_a_long_one(fake_freeswitch, greenlet_leak_check):
     c = connection(fake_freeswitch, connect_timeout=5.0, command_timeout=5.0)
     c.connect()

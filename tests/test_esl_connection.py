@@ -157,6 +157,18 @@ def test_partial_writes_still_send_the_whole_frame(conn, fake_freeswitch):
     assert conn.api("version").startswith("FreeSWITCH Version")
 
 
+def test_a_command_interrupted_from_outside_closes_the_connection(conn, fake_freeswitch,
+                                                                  greenlet_leak_check):
+    with pytest.raises(gevent.Timeout):
+        with gevent.Timeout(0.05):
+            conn.api("msleep 150", timeout=5.0)
+    # its reply may still come, and would be taken for the next command's: never trusted again
+    assert not conn.alive
+    assert "interrupted" in str(conn.close_reason)
+    with pytest.raises(NotConnected):
+        conn.api("version")
+
+
 def test_killed_during_a_command(conn, fake_freeswitch, greenlet_leak_check):
     waiter = gevent.spawn(conn.api, "msleep 5000", 5.0)
     assert fake_freeswitch.wait_for("api msleep")
