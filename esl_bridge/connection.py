@@ -112,6 +112,9 @@ class EslConnection(InboundESL):
             raise ConnectTimeout(f"TCP connect timed out after {self.timeout:g} s", self.node) from exc
         except OSError as exc:
             raise NotConnected(f"cannot connect: {exc.strerror or exc}", self.node) from exc
+        if self._is_closed:  # closed (the pool stopping) while the TCP connect ran
+            sock.close()
+            raise self.close_reason or NotConnected("closed while connecting", self.node)
         try:
             # Small request/response frames: do not let Nagle hold a command back.
             sock.setsockopt(_stdlib_socket.IPPROTO_TCP, _stdlib_socket.TCP_NODELAY, 1)

@@ -157,6 +157,7 @@ class EslPool:
         if not self._started:
             return
         self._stopping.set()
+        self._slots.close_connecting("the ESL pool is stopping")
         for state in self._states.values():
             state.stop_waiting("the ESL pool is stopping")
         gevent.joinall(self._greenlets + list(self._helpers), timeout=timeout)

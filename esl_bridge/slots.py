@@ -26,7 +26,7 @@ import gevent.event
 from . import commands
 from .command_connection import CommandConnection
 from .connection import EslConnection
-from .errors import CommandError, EslError, FreeSwitchUnavailable
+from .errors import CommandError, EslError, FreeSwitchUnavailable, NotConnected
 from .frames import Event
 from .jobs import JobRegistry
 from .node import NodeState
@@ -67,6 +67,8 @@ class Slots:
         self._jobs = jobs
         self._on_event = on_event
         self._refresh_node = refresh_node
+        # Connections still connecting, authenticating or subscribing: see close_connecting.
+        self._connecting: set[EslConnection] = set()
 
     def backoff(self, failures: int) -> float:
         """Seconds to wait after ``failures`` failed connects in a row (capped, jittered)."""
@@ -88,22 +90,41 @@ class Slots:
         conn = self._new_connection(state, event)
         if event:
             conn.register_handle("*", lambda ev: self._on_event(state, ev))
+        self._connecting.add(conn)
         try:
+            if self._stopping.is_set():
+                raise NotConnected("the ESL pool is stopping", state.name)
             conn.connect()
             if event:
                 reply = conn.execute(commands.EVENT_SUBSCRIPTION)
                 if not reply.reply_text.startswith("+OK"):
                     raise CommandError(f"event subscription refused: {reply.reply_text}",
                                        state.name, reply.reply_text)
-        except EslError as exc:
-            conn.close(exc if isinstance(exc, FreeSwitchUnavailable) else None)
-            state.counters.connect_failures += 1
-            state.last_error = str(exc)
-            level = logging.WARNING if failures == 0 else logging.DEBUG
-            log.log(level, "ESL %s: %s connection failed: %s", state.name,
-                    "event" if event else "command", exc)
-            return None
+        except BaseException as exc:
+            if not isinstance(exc, EslError):  # killed: never leave the connection behind
+                conn.close(NotConnected("connect interrupted", state.name))
+                raise
+            return self._failed(state, conn, exc, failures, event)
+        finally:
+            self._connecting.discard(conn)
         return conn
+
+    def close_connecting(self, reason: str) -> None:
+        """Close every connection still connecting (the pool is stopping): their slots wake at
+        once instead of waiting for FreeSWITCH's answer or their timeout."""
+        for conn in list(self._connecting):
+            conn.close(NotConnected(reason, conn.node))
+
+    @staticmethod
+    def _failed(state: NodeState, conn: EslConnection, exc: EslError, failures: int,
+                event: bool) -> None:
+        """Close a connection that failed to come up; log and count it."""
+        conn.close(exc if isinstance(exc, FreeSwitchUnavailable) else None)
+        state.counters.connect_failures += 1
+        state.last_error = str(exc)
+        level = logging.WARNING if failures == 0 else logging.DEBUG
+        log.log(level, "ESL %s: %s connection failed: %s", state.name,
+                "event" if event else "command", exc)
 
     def command_slot(self, state: NodeState, index: int) -> None:
         self._slot_loop(state, event=False)

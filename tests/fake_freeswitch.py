@@ -358,6 +358,12 @@ class FakeConnection:
     def serve(self) -> None:
         self.greenlet = gevent.getcurrent()
         if self.fake.hang_on_connect:
+            # Say nothing; end when the client goes away (noticed by peeking for its EOF).
+            try:
+                if self.sock.recv(1, socket.MSG_PEEK) == b"":
+                    return
+            except OSError:
+                return
             self.closed.wait()
             return
         self.write(AUTH_REQUEST)

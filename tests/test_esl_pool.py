@@ -88,6 +88,27 @@ def test_stop_closes_everything(fake_freeswitch, esl_pool_factory, greenlet_leak
     assert fake_freeswitch.received("exit")
 
 
+@pytest.mark.parametrize("hung", ["auth/request", "subscription"])
+def test_stop_closes_connections_still_coming_up(fake_freeswitch, esl_pool_factory,
+                                                 greenlet_leak_check, hung):
+    """Stopping while FreeSWITCH has not answered a connection yet (no ``auth/request``, or the
+    event subscription unanswered) closes it at once: nothing waits for its long timeouts, and
+    no connection or greenlet outlives the pool."""
+    if hung == "auth/request":
+        fake_freeswitch.hang_on_connect = True
+    else:
+        fake_freeswitch.hang("event")
+    pool = esl_pool_factory([fake_freeswitch], wait=False, connect_timeout=30.0,
+                            command_timeout=30.0)
+    assert fake_freeswitch.wait_for(lambda: len(fake_freeswitch.connections) >= 2)
+    if hung == "subscription":
+        assert fake_freeswitch.wait_for("event plain")
+    started = time.monotonic()
+    pool.stop(timeout=20.0)
+    assert time.monotonic() - started < 10.0  # not the 20 s join, nor a 30 s timeout
+    assert fake_freeswitch.wait_for(lambda: not fake_freeswitch.connections)
+
+
 # ---------------------------------------------------------------------- faults
 
 
