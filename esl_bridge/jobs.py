@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gevent.event
@@ -96,6 +97,11 @@ class Job:
             raise JobTimeout(
                 f"job {self.job_id} ({self.command}) has no result after {timeout:g} s",
                 self.node) from None
+
+    def on_done(self, callback: Callable[[Job], None]) -> None:
+        """Call ``callback(job)`` from the hub once the job ends: a result, or an error (its
+        event connection lost, expired, the pool stopped). It must not block."""
+        self._result.rawlink(lambda _: callback(self))
 
     def _set(self, result: JobResult) -> None:
         if not self._result.ready():

@@ -206,17 +206,31 @@ def _hang_up_loser(pool: EslPool, call: QuickCall | str, node: str | None = None
 
 def _cancel_unconfirmed(pool: EslPool, call_id: str, job: Job, ring_timeout: float) -> None:
     """Cancel an originate whose ``bgapi`` got no reply: its legs are hung up now (it may be
-    ringing), and again if its job reports an answer, or nothing, within its ring time."""
-    _hang_up_loser(pool, call_id, job.node, "ORIGINATOR_CANCEL")
-    try:
-        result: JobResult | None = job.wait(ring_timeout + QUICKCALL_WAIT_SLACK)
-    except EslError:
-        result = None
-        pool.jobs.discard(job.job_id)
-    if result is None or result.ok:
+    ringing), and again if its job reports an answer, or nothing, within its ring time.
+
+    Waits with a job callback and a loop timer, not a greenlet: when FreeSWITCH hangs, many
+    calls may time out, each to be watched for a minute or so.
+    """
+    gevent.spawn(_hang_up_loser, pool, call_id, job.node, "ORIGINATOR_CANCEL")
+    timer = gevent.get_hub().loop.timer(ring_timeout + QUICKCALL_WAIT_SLACK, ref=False)
+    settled = []
+
+    def settle(_: object = None) -> None:  # runs in the hub, once
+        if settled:
+            return
+        settled.append(True)
+        timer.close()
+        result = job.result
+        if result is not None and not result.ok:
+            return  # it failed by itself: nothing is up
+        if not job.ready():
+            pool.jobs.discard(job.job_id)
         log.warning("quickcall %s: the originate whose bgapi timed out %s; hanging it up",
                     call_id, "was answered" if result else "never reported")
-        _hang_up_loser(pool, call_id, job.node, "ORIGINATOR_CANCEL")
+        gevent.spawn(_hang_up_loser, pool, call_id, job.node, "ORIGINATOR_CANCEL")
+
+    job.on_done(settle)
+    timer.start(settle)
 
 
 @names_the_node
@@ -287,7 +301,7 @@ def quickcall(
             if isinstance(exc, ReplyTimeout) and exc.job is not None:
                 # FreeSWITCH may have taken it all the same, and the caller is told it failed:
                 # make sure nothing it started rings, or dials NUMBER once answered.
-                gevent.spawn(_cancel_unconfirmed, pool, leg_call, exc.job, timeout)
+                _cancel_unconfirmed(pool, leg_call, exc.job, timeout)
             if not race:
                 raise
             log.warning("quickcall %s: %s not rung: %s", call_id,

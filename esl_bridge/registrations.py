@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from urllib.parse import unquote
 
 import gevent.event
 
@@ -55,30 +56,60 @@ class Registration:
         return (self.profile, self.user.lower(), self.realm.lower(), self.call_id)
 
 
-_REGISTRATION = re.compile(r"<registration>(.*?)</registration>", re.S)
-_FIELD = re.compile(r"<([A-Za-z-]+)>(.*?)</\1>", re.S)
+#: One field line of a registration: ``<name>value</name>``, the value running to the closing
+#: tag that ends the line (so a value holding ``</name>`` or other tags stays whole).
+_FIELD_LINE = re.compile(r"\s*<([a-z-]+)>(.*)</\1>\s*")
+#: How mod_sofia's ``show_reg_callback_xml`` encodes a field: ``contact`` and ``agent`` with
+#: ``switch_amp_encode``, ``sip-auth-user`` with ``switch_url_encode``; every other field,
+#: ``call-id`` and ``user`` included, is written as it is.
+_FIELD_DECODING: dict[str, Callable[[str], str]] = {
+    "contact": html.unescape, "agent": html.unescape, "sip-auth-user": unquote}
+
+
+def _registration_blocks(text: str) -> Iterable[dict[str, str]]:
+    """The fields of each ``<registration>`` of an xmlstatus answer, read line by line.
+
+    mod_sofia writes each registration as a ``<registration>`` line, one line per field and a
+    ``</registration>`` line, and leaves ``call-id``, ``user`` and ``host`` unescaped: a phone's
+    Call-ID may hold ``<``, ``>`` and ``/`` (RFC 3261 allows them). Reading by line, with the
+    first and last tag of a line naming its field, such a value can neither close its block nor
+    forge another field. Lines cannot be forged: SIP header values never hold a line break.
+    """
+    block: dict[str, str] | None = None
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped == "<registration>":
+            block = {}
+        elif stripped == "</registration>":
+            if block is not None:
+                yield block
+            block = None
+        elif block is not None:
+            match = _FIELD_LINE.fullmatch(line)
+            if match and match.group(1) not in block:
+                name, value = match.groups()
+                block[name] = _FIELD_DECODING.get(name, str)(value.strip())
 
 
 def parse_xmlstatus(text: str, node: str, profile: str) -> list[Registration]:
     """Read a ``sofia xmlstatus profile <p> user|reg`` answer into registrations.
 
-    The answer declares ISO-8859-1 but carries whatever bytes phones sent (user agents), and
-    FreeSWITCH escapes only some fields, so a tolerant field-by-field reader is used rather than
-    an XML parser that would reject the whole listing for one odd user agent. Raises
+    The answer declares ISO-8859-1 but carries whatever bytes phones sent, and FreeSWITCH
+    escapes only some fields, so a tolerant line-by-line reader is used (``_registration_blocks``)
+    rather than an XML parser that would reject the whole listing for one odd value. Raises
     ``CommandError`` for ``Invalid Profile!`` or any answer that is not a registrations document.
     """
     stripped = text.strip()
     if "<profile>" not in stripped or "<registrations" not in stripped:
         raise CommandError(f"not a registrations document: {stripped[:80]!r}", node, stripped)
     found = []
-    for block in _REGISTRATION.findall(text):
-        fields = {name: html.unescape(value.strip()) for name, value in _FIELD.findall(block)}
+    for fields in _registration_blocks(text):
         user_at = fields.get("user", "")
         user, at, realm = user_at.rpartition("@")
         if not at:
             user, realm = fields.get("sip-auth-user", user_at), fields.get("sip-auth-realm", "")
         if not user or not realm:
-            log.warning("ESL %s: registration without user@realm skipped: %r", node, block[:120])
+            log.warning("ESL %s: registration without user@realm skipped: %r", node, fields)
             continue
         found.append(Registration(
             user=user, realm=realm, node=node, profile=profile,

@@ -182,6 +182,18 @@ def xml_escape(text: str) -> str:
             .replace('"', "&quot;"))
 
 
+def amp_encode(text: str) -> str:
+    """``switch_amp_encode``: what xmlstatus does to ``contact`` and ``agent``."""
+    return xml_escape(text).replace("'", "&apos;")
+
+
+#: How mod_sofia's ``show_reg_callback_xml`` writes each xmlstatus field: ``contact`` and
+#: ``agent`` amp-encoded, ``sip-auth-user`` URL-encoded, every other one as it is (a phone's
+#: Call-ID may hold ``<``, ``>`` and ``/``).
+XMLSTATUS_ENCODING: dict[str, Callable[[str], str]] = {
+    "contact": amp_encode, "agent": amp_encode, "sip-auth-user": fs_url_encode}
+
+
 # ---------------------------------------------------------------------------- state
 
 
@@ -1071,7 +1083,8 @@ class FakeFreeSwitch:
             ]
             parts.append("    <registration>\n")
             for name, value in fields:
-                parts.append(f"        <{name}>{xml_escape(value)}</{name}>\n")
+                encode = XMLSTATUS_ENCODING.get(name)
+                parts.append(f"        <{name}>{encode(value) if encode else value}</{name}>\n")
             parts.append("    </registration>\n")
         parts.append("  </registrations>\n</profile>\n")
         return "".join(parts)

@@ -297,6 +297,23 @@ def test_registered_and_registrations_across_nodes(fake_freeswitch_factory, esl_
     assert actions.registered(pool, "2001", REALM, cached=True)  # the cache still answers
 
 
+# A phone's Call-ID may hold tags (RFC 3261 allows <, > and /) and xmlstatus writes it as it is.
+FORGING_CALL_ID = "x</call-id></registration><registration><user>2001@acme.test</user><agent>"
+
+
+@pytest.mark.parametrize("call_id", [FORGING_CALL_ID, "a&amp;b<c>", "plain@10.0.0.1"])
+def test_xmlstatus_values_cannot_forge_another_registration(esl_pool, fake_freeswitch, call_id):
+    """Only 2002 is registered: however its Call-ID and user agent read, nothing makes 2001 look
+    registered, and every value comes back as the phone sent it."""
+    agent = "Phone </agent><user>2001@acme.test</user> & 'co'"
+    fake_freeswitch.register("2002", REALM, event=False, call_id=call_id, user_agent=agent)
+    assert actions.registered(esl_pool, "2001", REALM) == []
+    [reg] = actions.registrations(esl_pool, REALM)
+    assert (reg.user, reg.realm, reg.call_id, reg.agent) == ("2002", REALM, call_id, agent)
+    [mine] = actions.registered(esl_pool, "2002", REALM)
+    assert mine.call_id == call_id and mine.contact.startswith('"" <sip:2002@')
+
+
 def test_registrations_when_the_only_node_is_down(fake_freeswitch, esl_pool_factory):
     pool = esl_pool_factory([fake_freeswitch])
     fake_freeswitch.stop()

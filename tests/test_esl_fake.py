@@ -193,6 +193,20 @@ def test_xmlstatus_answers_as_recorded(pinned):
     assert everything.count(b"<registration>") == 3
 
 
+def test_xmlstatus_encodes_each_field_as_mod_sofia_does(fake_freeswitch):
+    """``show_reg_callback_xml``: contact and agent amp-encoded, sip-auth-user URL-encoded, the
+    Call-ID and the user as they are (not in the recordings: their values are plain)."""
+    raw = Raw(fake_freeswitch).login()
+    fake_freeswitch.register("a+b", "acme.test", event=False, call_id="c<1>&x",
+                             user_agent="Tom's <Phone> & co", contact="<sip:a+b@10.0.0.1>")
+    answer = raw.ask("api sofia xmlstatus profile internal user a+b@acme.test").decode()
+    assert "        <call-id>c<1>&x</call-id>\n" in answer
+    assert "        <user>a+b@acme.test</user>\n" in answer
+    assert "        <contact>&lt;sip:a+b@10.0.0.1&gt;</contact>\n" in answer
+    assert "        <agent>Tom&apos;s &lt;Phone&gt; &amp; co</agent>\n" in answer
+    assert "        <sip-auth-user>a%2Bb</sip-auth-user>\n" in answer
+
+
 def test_xml_flush_cache_as_recorded(fake_freeswitch):
     raw = Raw(fake_freeswitch).login()
     fake_freeswitch.register("2001", "acme.test", event=False)
