@@ -7,10 +7,11 @@
   with test-sized timeouts (``FAST_POOL``), started and, by default, fully connected; stopped
   after the test.
 - ``esl_pool``: a pool over ``fake_freeswitch``.
-- ``greenlet_leak_check``: counts live greenlets before the test's fakes and pools start;
-  ``.mark_steady()`` / ``.assert_steady()`` compare with a running pool's steady state, and at
-  teardown, after the fakes and pools have stopped, it fails if more greenlets are alive than
-  before.
+- Every test that uses a fake or a pool is checked for leaked greenlets: their live count is
+  taken before the fakes and pools start and, at teardown once they have stopped, more greenlets
+  alive than before fails the test. ``greenlet_leak_check`` gives access to that check:
+  ``.mark_steady()`` / ``.assert_steady()`` compare with a running pool's steady state (after a
+  fault and its recovery).
 
 See ``tests/fake_freeswitch.py`` for registering users, faults and what the fake records.
 """
@@ -53,13 +54,15 @@ def settle(expected: int, timeout: float = 2.0) -> int:
 
 
 class GreenletLeakCheck:
-    """Live-greenlet counts: the baseline at setup, and checks against it or a steady state."""
+    """Live-greenlet counts: the baseline at setup, and checks against it or a steady state.
+
+    ``enabled`` (the default) makes the teardown check the baseline."""
 
     def __init__(self) -> None:
         gevent.sleep(0)
         self.baseline = len(live_greenlets())
         self.steady: int | None = None
-        self.enabled = False
+        self.enabled = True
 
     def mark_steady(self) -> int:
         """Remember the count now (a pool and its fakes up and idle) as the steady state."""

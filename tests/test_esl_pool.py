@@ -166,7 +166,9 @@ def test_hanging_reply_times_out_and_the_connection_is_replaced(
     greenlet_leak_check.assert_steady()
 
 
-def test_restart_under_concurrent_load(fake_freeswitch, esl_pool_factory, greenlet_leak_check):
+@pytest.mark.parametrize("notice", [True, False], ids=["shutdown", "killed"])
+def test_restart_under_concurrent_load(fake_freeswitch, esl_pool_factory, greenlet_leak_check,
+                                       notice):
     timeout = 0.5
     pool = esl_pool_factory([fake_freeswitch], command_timeout=timeout, pool_size=4,
                             overflow_idle=0.1)
@@ -186,7 +188,7 @@ def test_restart_under_concurrent_load(fake_freeswitch, esl_pool_factory, greenl
 
     callers = [gevent.spawn(caller) for _ in range(16)]
     gevent.sleep(0.1)
-    fake_freeswitch.restart(down_for=0.2)
+    fake_freeswitch.restart(down_for=0.2, notice=notice)
     restarted = len(outcomes)
     gevent.sleep(0.4)
     stop.set()
@@ -195,8 +197,8 @@ def test_restart_under_concurrent_load(fake_freeswitch, esl_pool_factory, greenl
     assert failures, "the restart was not felt"
     assert set(failures) <= {"NotConnected", "ConnectionLost", "CommandTimeout"}
     assert any(kind == "ok" for kind, _ in outcomes[restarted:]), "no recovery"
-    # no caller waited past its timeout (generous slack for a loaded machine)
-    assert max(elapsed for _, elapsed in outcomes) < timeout + 1.0
+    # no caller waited past its timeout (slack for a loaded machine's scheduling only)
+    assert max(elapsed for _, elapsed in outcomes) < timeout + 0.25
     assert pool.wait_connected(5.0)
     greenlet_leak_check.assert_steady()
 
