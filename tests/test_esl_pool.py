@@ -5,6 +5,7 @@ pool's steady state after recovery, and to the baseline after everything stopped
 """
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 
@@ -204,7 +205,8 @@ def test_restart_under_concurrent_load(fake_freeswitch, esl_pool_factory, greenl
 
 
 def test_malformed_frames_and_non_utf8_bytes(fake_freeswitch, esl_pool_factory,
-                                             greenlet_leak_check):
+                                             greenlet_leak_check, caplog):
+    caplog.set_level(logging.WARNING, logger="esl_bridge")
     pool = esl_pool_factory([fake_freeswitch])
     greenlet_leak_check.mark_steady()
     name = fake_freeswitch.name
@@ -226,6 +228,10 @@ def test_malformed_frames_and_non_utf8_bytes(fake_freeswitch, esl_pool_factory,
     assert fake_freeswitch.wait_for(lambda: pool.registrations.lookup("2002", "acme.test"))
     assert pool.api("status").startswith("UP")
     greenlet_leak_check.assert_steady()
+    # each was logged, naming the node
+    logged = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    for what in ("header line", "UTF-8", "Content-Length"):
+        assert any(name in line and what in line for line in logged), (what, logged)
 
 
 def test_a_node_without_connections_fails_callers_at_once(
