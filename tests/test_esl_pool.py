@@ -409,6 +409,25 @@ def test_bgapi_needs_the_event_connection(fake_freeswitch, esl_pool_factory):
     assert pool.api("status").startswith("UP")
 
 
+def test_an_unanswered_event_subscription_is_retried(fake_freeswitch, esl_pool_factory,
+                                                      greenlet_leak_check):
+    """FreeSWITCH takes the event connection but never answers its subscription: that
+    connection times out and is replaced; meanwhile commands work and jobs are refused (their
+    result could not be seen); once it answers, jobs work."""
+    fake_freeswitch.hang("event", times=2)
+    pool = esl_pool_factory([fake_freeswitch], wait=False, command_timeout=0.3)
+    assert fake_freeswitch.wait_for(lambda: pool.health()[fake_freeswitch.name]["connected"])
+    assert pool.api("status").startswith("UP")
+    with pytest.raises(NotConnected) as info:
+        pool.bgapi("status")
+    assert "event connection" in str(info.value)
+    assert fake_freeswitch.wait_for(
+        lambda: pool.health()[fake_freeswitch.name]["event_connection"], timeout=5.0)
+    assert len(fake_freeswitch.received("event plain")) == 3  # two unanswered, one answered
+    assert pool.bgapi("status").wait(2.0).ok
+    assert pool.health()[fake_freeswitch.name]["connect_failures"] >= 2
+
+
 def test_forgotten_jobs_expire(fake_freeswitch, esl_pool_factory):
     pool = esl_pool_factory([fake_freeswitch], job_ttl=0.2)
     fake_freeswitch.register("2001", "acme.test", event=False)
