@@ -148,6 +148,23 @@ def _template(relative: str) -> tuple[list[tuple[str, str]], str]:
     return headers, body
 
 
+def _event_templates(relative: str) -> list[tuple[list[tuple[str, str]], str]]:
+    """Every plain event of a recording holding several frames, as ``_template`` reads one."""
+    raw = _read_recording(relative).decode("utf-8")
+    events = []
+    while raw:
+        head, _, rest = raw.partition("\n\n")
+        outer = dict(line.split(": ", 1) for line in head.split("\n"))
+        size = int(outer["Content-Length"])
+        inner, raw = rest[:size], rest[size:]
+        if outer.get("Content-Type") != "text/event-plain":
+            continue
+        headers = [(name, unquote(value)) for name, _, value in
+                   (line.partition(": ") for line in inner.rstrip("\n").split("\n"))]
+        events.append((headers, ""))
+    return events
+
+
 def _api_body(relative: str) -> bytes:
     raw = _read_recording(relative)
     return raw.partition(b"\n\n")[2]
@@ -162,6 +179,11 @@ T_CREATE = _template("esl2/114_event_CHANNEL_CREATE_quickcall_plain.txt")
 T_ANSWER = _template("esl2/115_event_CHANNEL_ANSWER_quickcall_plain.txt")
 T_HANGUP = _template("esl2/118_event_CHANNEL_HANGUP_COMPLETE_quickcall_plain.txt")
 T_JOB = _template("esl2/116_event_BACKGROUND_JOB_quickcall_ok_plain.txt")
+#: What a connection subscribed to them gets as FreeSWITCH shuts down, before the notice
+#: (esl/81, without the API event of the recording's ``api shutdown``): SHUTDOWN, a
+#: MODULE_UNLOAD per module, sofia's UNPUBLISH.
+T_SHUTDOWN_EVENTS = [event for event in _event_templates("esl/81_shutdown_client_event_plain_ALL.txt")
+                     if dict(event[0])["Event-Name"] != "API"]
 
 # The directory variables at the end of the recorded register event, and the originate's
 # {variables} in the recorded channel events: replaced by this fake's own.
@@ -520,6 +542,9 @@ class FakeFreeSwitch:
         """Stop: shutdown notice on every connection (unless ``notice=False``), close, join."""
         self.refuse_connections()
         if notice:
+            for headers, body in T_SHUTDOWN_EVENTS:
+                values: dict[str, str | None] = dict(self._common(self._now()))
+                self.fire(dict(headers)["Event-Name"], self._fill(headers, values), body or None)
             for conn in list(self.connections):
                 if conn.busy:
                     # It is inside a command (msleep, a hang fault): FreeSWITCH writes the

@@ -14,6 +14,7 @@ from urllib.parse import unquote
 import gevent
 import pytest
 from fake_freeswitch import (
+    _COMMON,
     FakeFreeSwitch,
     _epoch,
     fs_url_encode,
@@ -169,6 +170,47 @@ def test_shutdown_notice_on_stop(fake_freeswitch):
     assert authed.frame() == rec("80_shutdown_client_authed_no_events.txt")
     assert anonymous.frame() == rec("82_shutdown_client_unauthenticated.txt")
     assert authed.at_eof() and anonymous.at_eof()
+
+
+def _split_frames(data: bytes) -> list[tuple[dict[str, str], bytes]]:
+    """ESL frames in a byte stream: (outer headers, body read by Content-Length)."""
+    frames = []
+    while data:
+        head, _, data = data.partition(b"\n\n")
+        outer = dict(line.split(": ", 1) for line in head.decode().split("\n"))
+        size = int(outer.get("Content-Length", 0))
+        frames.append((outer, data[:size]))
+        data = data[size:]
+    return frames
+
+
+def _event_rows(stream: bytes) -> list[list[tuple[str, str]]]:
+    """Each plain event's headers (decoded), without the ones that vary with time and node."""
+    events = []
+    for outer, body in _split_frames(stream):
+        if outer.get("Content-Type") == "text/event-plain":
+            rows = [line.split(": ", 1) for line in body.decode().rstrip("\n").split("\n")]
+            events.append([(name, unquote(value)) for name, value in rows
+                           if name not in _COMMON])
+    return events
+
+
+def test_shutdown_events_to_an_all_subscriber_as_recorded(fake_freeswitch):
+    """esl/81: a connection subscribed to ALL gets SHUTDOWN, the MODULE_UNLOADs and UNPUBLISH
+    (the recording's first event, API, is its ``api shutdown``), then the notice, then EOF."""
+    listener = Raw(fake_freeswitch).login()
+    assert listener.ask("event plain ALL") == rec("10_event_plain_custom_sofia_register_reply.txt")
+    plain = Raw(fake_freeswitch).login()  # not subscribed: the notice alone
+    fake_freeswitch.stop()
+    recorded, got = rec("81_shutdown_client_event_plain_ALL.txt"), b""
+    while not got.endswith(rec("80_shutdown_client_authed_no_events.txt")):
+        got += listener.frame()
+    wanted, received = _event_rows(recorded)[1:], _event_rows(got)
+    assert [rows[0] for rows in wanted] == [("Event-Name", "SHUTDOWN")] + [
+        ("Event-Name", "MODULE_UNLOAD")] * 37 + [("Event-Name", "UNPUBLISH")]
+    assert received == wanted
+    assert listener.at_eof()
+    assert plain.frame() == rec("80_shutdown_client_authed_no_events.txt") and plain.at_eof()
 
 
 def test_xmlstatus_answers_as_recorded(pinned):
