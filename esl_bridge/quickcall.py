@@ -290,17 +290,21 @@ def quickcall(
     calls: list[QuickCall] = []
     failures: list[EslError] = []
     race = len(places) > 1
+    ids_taken = False  # by an originate FreeSWITCH took, or may have (no reply in time)
     for where, selected in places:
-        # The first originate FreeSWITCH takes carries the call's own ids.
-        leg_call = str(uuid.uuid4()) if calls else call_id
-        leg_job = str(uuid.uuid4()) if calls else job_id
+        # The first originate FreeSWITCH takes carries the call's own ids; every id is used
+        # once, so that a late answer of a cancelled originate can settle no other.
+        leg_call = str(uuid.uuid4()) if ids_taken else call_id
+        leg_job = str(uuid.uuid4()) if ids_taken else job_id
         try:
             job = pool.bgapi(build(selected, leg_call), node=where,
                              timeout=command_timeout, job_uuid=leg_job)
+            ids_taken = True
         except EslError as exc:
             if isinstance(exc, ReplyTimeout) and exc.job is not None:
                 # FreeSWITCH may have taken it all the same, and the caller is told it failed:
                 # make sure nothing it started rings, or dials NUMBER once answered.
+                ids_taken = True
                 _cancel_unconfirmed(pool, leg_call, exc.job, timeout)
             if not race:
                 raise

@@ -76,7 +76,7 @@ def _registration_blocks(text: str) -> Iterable[dict[str, str]]:
     forge another field. Lines cannot be forged: SIP header values never hold a line break.
     """
     block: dict[str, str] | None = None
-    for line in text.splitlines():
+    for line in text.split("\n"):  # mod_sofia ends lines with LF; other breaks are values
         stripped = line.strip()
         if stripped == "<registration>":
             block = {}

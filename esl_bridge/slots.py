@@ -115,11 +115,14 @@ class Slots:
         for conn in list(self._connecting):
             conn.close(NotConnected(reason, conn.node))
 
-    @staticmethod
-    def _failed(state: NodeState, conn: EslConnection, exc: EslError, failures: int,
+    def _failed(self, state: NodeState, conn: EslConnection, exc: EslError, failures: int,
                 event: bool) -> None:
-        """Close a connection that failed to come up; log and count it."""
+        """Close a connection that failed to come up; log and count it (not when it was closed
+        because the pool is stopping)."""
         conn.close(exc if isinstance(exc, FreeSwitchUnavailable) else None)
+        if self._stopping.is_set():
+            log.debug("ESL %s: connect abandoned, the pool is stopping", state.name)
+            return
         state.counters.connect_failures += 1
         state.last_error = str(exc)
         level = logging.WARNING if failures == 0 else logging.DEBUG

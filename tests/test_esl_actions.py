@@ -159,6 +159,48 @@ def test_a_quickcall_whose_bgapi_reply_is_late_is_cancelled(
     assert fake_freeswitch.wait_for(lambda: not fake_freeswitch.channels)
 
 
+def test_an_originate_that_timed_out_shares_no_id_with_the_next_node(
+        fake_freeswitch_factory, esl_pool_factory):
+    """Node 1 (two phones, so asked first) replies late and its phones are busy; node 2's phone
+    answers later. Node 2's originate has ids of its own, so node 1's late result settles
+    nothing of it: the call is node 2's answer."""
+    fs1, fs2 = fake_freeswitch_factory(), fake_freeswitch_factory(answer_delay=0.8)
+    pool = esl_pool_factory([fs1, fs2], command_timeout=0.2)
+    for user in ("2001", "2002"):
+        fs1.register(user, REALM, event=False)
+        fs1.set_behaviour(user, REALM, "busy")
+    fs2.register("2003", REALM, event=False)
+    fs1.slow("bgapi", 0.4, times=1)
+    call = quickcall(pool, endpoints=[("2001", REALM), ("2002", REALM), ("2003", REALM)],
+                     call_id=CALL_ID)
+    [on_fs1], [on_fs2] = fs1.received("bgapi originate"), fs2.received("bgapi originate")
+    ids = [(line.split("origination_uuid=", 1)[1][:36], line.rsplit("Job-UUID: ", 1)[1])
+           for line in (on_fs1, on_fs2)]
+    assert ids[0][0] == CALL_ID and ids[1][0] != CALL_ID and ids[0][1] != ids[1][1]
+    assert (call.node, call.call_id) == (fs2.name, ids[1][0])
+    result = call.wait(5.0)
+    assert result.ok and result.value == call.call_id
+
+
+def test_a_timed_out_originate_that_never_reports_is_hung_up_after_its_ring_time(
+        fake_freeswitch, esl_pool_factory, monkeypatch):
+    from esl_bridge import quickcall as quickcall_module
+
+    monkeypatch.setattr(quickcall_module, "QUICKCALL_WAIT_SLACK", 0.2)
+    pool = esl_pool_factory([fake_freeswitch], command_timeout=0.2)
+    fake_freeswitch.register("2001", REALM, event=False)
+    fake_freeswitch.set_behaviour("2001", REALM, "hang")  # rings, and its job never reports
+    fake_freeswitch.slow("bgapi", 0.4, times=1)
+    with pytest.raises(ReplyTimeout):
+        quickcall(pool, call_id=CALL_ID, timeout=1)
+    hupall = f"api hupall ORIGINATOR_CANCEL esl_bridge_call_id {CALL_ID}"
+    assert fake_freeswitch.wait_for(lambda: fake_freeswitch.channels)  # ringing after all
+    assert fake_freeswitch.wait_for(
+        lambda: fake_freeswitch.received("api hupall") == [hupall, hupall], timeout=5.0)
+    assert fake_freeswitch.wait_for(lambda: not fake_freeswitch.channels)
+    assert pool.jobs.counts()["pending"] == 0
+
+
 @pytest.mark.parametrize("error", [CommandError("-ERR refused", None, "-ERR refused"),
                                    CommandTimeout("all connections stayed busy", None),
                                    ReplyTimeout("no reply", None)])
@@ -301,7 +343,13 @@ def test_registered_and_registrations_across_nodes(fake_freeswitch_factory, esl_
 FORGING_CALL_ID = "x</call-id></registration><registration><user>2001@acme.test</user><agent>"
 
 
-@pytest.mark.parametrize("call_id", [FORGING_CALL_ID, "a&amp;b<c>", "plain@10.0.0.1"])
+# Only LF ends a line of xmlstatus: other line breaks in a value must not start a new field.
+BREAKING_CALL_IDS = [f"y{brk}        <user>2001@acme.test</user>{brk}z"
+                     for brk in ("\x0b", "\x0c", "\x1c", "\x85", "\u2028", "\r")]
+
+
+@pytest.mark.parametrize("call_id", [FORGING_CALL_ID, "a&amp;b<c>", "plain@10.0.0.1",
+                                     *BREAKING_CALL_IDS])
 def test_xmlstatus_values_cannot_forge_another_registration(esl_pool, fake_freeswitch, call_id):
     """Only 2002 is registered: however its Call-ID and user agent read, nothing makes 2001 look
     registered, and every value comes back as the phone sent it."""

@@ -71,6 +71,30 @@ def test_connection_refused(fake_freeswitch, kind, greenlet_leak_check):
     assert info.value.node == fake_freeswitch.name
 
 
+def test_closed_while_the_tcp_connect_runs(fake_freeswitch, kind, greenlet_leak_check,
+                                          monkeypatch):
+    """Closed (the pool stopping) while its TCP connect is under way: the socket that connect
+    then returns is closed at once and the connection never comes up."""
+    import esl_bridge.connection as connection_module
+
+    c = connection(fake_freeswitch, kind=kind)
+    opened = []
+    real_create = connection_module.socket.create_connection
+
+    def create_connection(*args, **kwargs):
+        c.close(NotConnected("the ESL pool is stopping", c.node))  # meanwhile
+        opened.append(real_create(*args, **kwargs))
+        return opened[0]
+
+    monkeypatch.setattr(connection_module.socket, "create_connection", create_connection)
+    with pytest.raises(NotConnected) as info:
+        c.connect()
+    assert "stopping" in str(info.value)
+    assert opened[0].fileno() == -1  # closed, not left to linger
+    assert not c.alive
+    assert fake_freeswitch.wait_for(lambda: not fake_freeswitch.connections)
+
+
 def test_no_auth_request_times_out(fake_freeswitch, kind, greenlet_leak_check):
     fake_freeswitch.hang_on_connect = True
     c = connection(fake_freeswitch, connect_timeout=0.2, kind=kind)
