@@ -36,6 +36,7 @@ import gevent.event
 from . import commands
 from .errors import (
     CommandError,
+    CommandTimeout,
     EslError,
     FreeSwitchTimeout,
     FreeSwitchUnavailable,
@@ -321,7 +322,12 @@ class EslPool:
         try:
             conn = state.acquire(timeout)
             try:
-                frame = conn.execute(text, max(timeout - (time.monotonic() - started), 0.001))
+                left = timeout - (time.monotonic() - started)
+                if left <= 0:
+                    # Handed a connection as the wait ran out: not written, nothing to undo.
+                    raise CommandTimeout(f"no connection free within {timeout:g} s",
+                                         state.name)
+                frame = conn.execute(text, left)
             finally:
                 conn.in_use = False
                 conn.last_used = ended = time.monotonic()

@@ -17,7 +17,7 @@ import gevent
 import gevent.event
 
 from . import commands
-from .errors import EslError, FreeSwitchUnavailable, JobTimeout, ReplyTimeout
+from .errors import ConnectionLost, EslError, FreeSwitchUnavailable, JobTimeout, ReplyTimeout
 from .jobs import Job, JobResult
 from .locate import concurrently, names_the_node, registered
 from .pool import EslPool
@@ -306,6 +306,12 @@ def quickcall(
                 # make sure nothing it started rings, or dials NUMBER once answered.
                 ids_taken = True
                 _cancel_unconfirmed(pool, leg_call, exc.job, timeout)
+            elif isinstance(exc, ConnectionLost) and (where or exc.node):
+                # The connection died with the command perhaps written, and its job's result
+                # can no longer be seen: hang up whatever it may have started (best effort).
+                ids_taken = True
+                gevent.spawn(_hang_up_loser, pool, leg_call, where or exc.node,
+                             "ORIGINATOR_CANCEL")
             if not race:
                 raise
             log.warning("quickcall %s: %s not rung: %s", call_id,

@@ -129,10 +129,36 @@ def test_a_node_that_cannot_take_its_originate_is_skipped(fake_freeswitch_factor
     fs1.close_on("bgapi", times=1)  # the node holding most drops the connection instead
     call = quickcall(pool, endpoints=[("2001", REALM), ("2002", REALM), ("2003", REALM)],
                      call_id=CALL_ID)
-    # the call's own ids go to the originate FreeSWITCH took; only 2003 rings
-    assert (call.node, call.call_id, call.endpoints) == (fs2.name, CALL_ID, [("2003", REALM)])
-    assert call.per_node == []
+    # only 2003 rings; the dropped originate may have been taken before the connection died,
+    # so its ids are not reused and whatever it started is hung up
+    assert (call.node, call.endpoints) == (fs2.name, [("2003", REALM)])
+    assert call.call_id != CALL_ID and call.per_node == []
     assert call.wait(2.0).ok
+    assert fs1.wait_for(lambda: fs1.received("api hupall") == [
+        f"api hupall ORIGINATOR_CANCEL esl_bridge_call_id {CALL_ID}"])
+
+
+def test_a_refused_originate_leaves_its_ids_to_the_next_node(fake_freeswitch_factory,
+                                                             esl_pool_factory, monkeypatch):
+    fs1, fs2 = fake_freeswitch_factory(), fake_freeswitch_factory()
+    pool = esl_pool_factory([fs1, fs2])
+    fs1.register("2001", REALM, event=False)
+    fs1.register("2002", REALM, event=False)
+    fs2.register("2003", REALM, event=False)
+    real_bgapi = pool.bgapi
+
+    def bgapi(text, *, node=None, **kwargs):
+        if node == fs1.name:
+            raise CommandError("bgapi refused: -ERR no", node, "-ERR no")
+        return real_bgapi(text, node=node, **kwargs)
+
+    monkeypatch.setattr(pool, "bgapi", bgapi)
+    call = quickcall(pool, endpoints=[("2001", REALM), ("2002", REALM), ("2003", REALM)],
+                     call_id=CALL_ID)
+    # the call's own ids go to the first originate FreeSWITCH took
+    assert (call.node, call.call_id, call.endpoints) == (fs2.name, CALL_ID, [("2003", REALM)])
+    assert call.wait(2.0).ok
+    assert fs1.received("api hupall") == []
 
 
 @pytest.mark.parametrize("behaviour, hangups", [("answer", 2), ("busy", 1)])

@@ -313,6 +313,30 @@ def test_busy_connections_bound_the_wait(fake_freeswitch, esl_pool_factory):
     assert pool.health()[fake_freeswitch.name]["reconnects"] == 0  # busy is not broken
 
 
+def test_a_connection_handed_over_as_the_wait_ends_is_not_used(fake_freeswitch,
+                                                                esl_pool_factory, monkeypatch):
+    """Its command would be written with no time left, time out for certain and cost a healthy
+    connection: it is not written, the caller gets CommandTimeout, the connection stays."""
+    pool = esl_pool_factory([fake_freeswitch], pool_size=1, max_overflow=0)
+    state = pool._single
+    real_acquire = state.acquire
+
+    def late_acquire(timeout):
+        conn = real_acquire(timeout)
+        gevent.sleep(timeout + 0.01)  # the caller's whole budget went on the wait
+        return conn
+
+    monkeypatch.setattr(state, "acquire", late_acquire)
+    before = len(fake_freeswitch.commands)
+    with pytest.raises(CommandTimeout) as info:
+        pool.api("status", timeout=0.05)
+    assert "no connection free" in str(info.value)
+    assert len(fake_freeswitch.commands) == before  # nothing was written
+    monkeypatch.setattr(state, "acquire", real_acquire)
+    assert pool.api("status").startswith("UP")
+    assert pool.health()[fake_freeswitch.name]["reconnects"] == 0
+
+
 def test_overflow_connections_serve_callers_while_slow_commands_hold_the_pool(
         fake_freeswitch, esl_pool_factory, greenlet_leak_check):
     pool = esl_pool_factory([fake_freeswitch], pool_size=2, max_overflow=2, overflow_idle=0.1,
