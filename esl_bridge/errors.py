@@ -51,7 +51,12 @@ class NotConnected(FreeSwitchUnavailable):
 
 
 class ConnectionLost(FreeSwitchUnavailable):
-    """The connection closed (killed, restart, disconnect notice) before the reply arrived."""
+    """The connection closed (killed, restart, disconnect notice) before the reply arrived.
+
+    The command may have been written and run. From ``EslPool.bgapi``, ``job`` is its ``Job``,
+    still registered, as for ``ReplyTimeout``."""
+
+    job: Any = None
 
 
 class AuthFailed(FreeSwitchUnavailable):

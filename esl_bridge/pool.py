@@ -37,6 +37,7 @@ from . import commands
 from .errors import (
     CommandError,
     CommandTimeout,
+    ConnectionLost,
     EslError,
     FreeSwitchTimeout,
     FreeSwitchUnavailable,
@@ -388,9 +389,9 @@ class EslPool:
         job = self.jobs.register(job_id, state.name, command.split(" ", 1)[0])
         try:
             name, frame = self.execute(text, node=state.name, timeout=timeout)
-        except ReplyTimeout as exc:
-            # Written but unanswered: FreeSWITCH starts a job before it replies, so it may run.
-            # Its waiter stays (until the job lifetime) for the caller to follow: ``exc.job``.
+        except (ReplyTimeout, ConnectionLost) as exc:
+            # Maybe written, unanswered: FreeSWITCH starts a job before it replies, so it may
+            # run. Its waiter stays (until the job lifetime) for the caller to follow: exc.job.
             exc.job = job
             raise
         except BaseException:

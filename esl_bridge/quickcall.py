@@ -301,17 +301,12 @@ def quickcall(
                              timeout=command_timeout, job_uuid=leg_job)
             ids_taken = True
         except EslError as exc:
-            if isinstance(exc, ReplyTimeout) and exc.job is not None:
-                # FreeSWITCH may have taken it all the same, and the caller is told it failed:
-                # make sure nothing it started rings, or dials NUMBER once answered.
+            if isinstance(exc, (ReplyTimeout, ConnectionLost)) and exc.job is not None:
+                # Written, perhaps, and unanswered: FreeSWITCH may have taken it all the same,
+                # and the caller is told it failed: make sure nothing it started rings, or
+                # dials NUMBER once answered.
                 ids_taken = True
                 _cancel_unconfirmed(pool, leg_call, exc.job, timeout)
-            elif isinstance(exc, ConnectionLost) and (where or exc.node):
-                # The connection died with the command perhaps written, and its job's result
-                # can no longer be seen: hang up whatever it may have started (best effort).
-                ids_taken = True
-                gevent.spawn(_hang_up_loser, pool, leg_call, where or exc.node,
-                             "ORIGINATOR_CANCEL")
             if not race:
                 raise
             log.warning("quickcall %s: %s not rung: %s", call_id,

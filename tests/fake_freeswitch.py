@@ -953,6 +953,8 @@ class FakeFreeSwitch:
         if fault is not None and fault.kind == "drop":
             conn.write(data[: max(1, len(data) // 2)])
             conn.close()
+            if after is not None:
+                after()  # as FreeSWITCH: a bgapi's job started before its reply was written
             return
         conn.write(data)
         conn.trace.append(("reply", first))

@@ -10,6 +10,7 @@ from esl_bridge import actions, commands
 from esl_bridge.errors import (
     CommandError,
     CommandTimeout,
+    ConnectionLost,
     FreeSwitchUnavailable,
     NotConnected,
     ReplyTimeout,
@@ -206,6 +207,53 @@ def test_an_originate_that_timed_out_shares_no_id_with_the_next_node(
     assert (call.node, call.call_id) == (fs2.name, ids[1][0])
     result = call.wait(5.0)
     assert result.ok and result.value == call.call_id
+
+
+def _job_starts_late(fake, delay: float) -> None:
+    """FreeSWITCH takes each bgapi but starts its job ``delay`` seconds later (as while it looks
+    up a directory entry), so a hang-up sent at once finds nothing to hang up yet."""
+    real = fake._bgapi
+
+    def bgapi(conn, command, headers):
+        reply, after = real(conn, command, headers)
+        if after is not None:
+            gevent.spawn_later(delay, after)
+        return reply, None
+
+    fake._bgapi = bgapi  # this fake only: it is stopped after the test
+
+
+def test_an_originate_whose_connection_died_is_cancelled(fake_freeswitch, esl_pool_factory):
+    """The connection dies with half the bgapi reply written: the caller gets ConnectionLost
+    (503) and whatever FreeSWITCH started is hung up, also when it answers after the first
+    hang-up (its job still reports on the event connection)."""
+    pool = esl_pool_factory([fake_freeswitch])
+    fake_freeswitch.register("2001", REALM, event=False)
+    _job_starts_late(fake_freeswitch, 0.3)
+    fake_freeswitch.drop_mid_reply("bgapi", times=1)
+    with pytest.raises(ConnectionLost):
+        quickcall(pool, call_id=CALL_ID)
+    hupall = f"api hupall ORIGINATOR_CANCEL esl_bridge_call_id {CALL_ID}"
+    assert fake_freeswitch.wait_for(
+        lambda: fake_freeswitch.received("api hupall") == [hupall, hupall], timeout=5.0)
+    assert fake_freeswitch.wait_for(lambda: not fake_freeswitch.channels)
+    assert pool.jobs.counts()["pending"] == 0
+
+
+def test_a_node_whose_connection_died_does_not_answer_beside_the_winner(
+        fake_freeswitch_factory, esl_pool_factory):
+    fs1, fs2 = fake_freeswitch_factory(), fake_freeswitch_factory(answer_delay=0.6)
+    pool = esl_pool_factory([fs1, fs2])
+    for user in ("2001", "2002"):
+        fs1.register(user, REALM, event=False)
+    fs2.register("2003", REALM, event=False)
+    _job_starts_late(fs1, 0.3)
+    fs1.drop_mid_reply("bgapi", times=1)
+    call = quickcall(pool, endpoints=[("2001", REALM), ("2002", REALM), ("2003", REALM)],
+                     call_id=CALL_ID)
+    assert call.node == fs2.name and call.wait(3.0).ok
+    assert fs1.wait_for(lambda: not fs1.channels, timeout=5.0)  # one answered call, not two
+    assert list(fs2.channels) == [call.call_id]
 
 
 def test_a_timed_out_originate_that_never_reports_is_hung_up_after_its_ring_time(
