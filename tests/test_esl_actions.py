@@ -98,7 +98,7 @@ def test_quickcall_runs_where_the_phone_is_registered(fake_freeswitch_factory, e
     # several endpoints: each rings on its node, the node holding most of them first
     fs1.register("2002", REALM, event=False)
     fs1.register("2003", REALM, event=False)
-    call = quickcall(pool, endpoints=[("2001", REALM), ("2002", REALM), ("2003", REALM)])
+    call = quickcall(pool, endpoints=THREE_PHONES)
     assert call.node == fs1.name
     assert call.endpoints == [("2002", REALM), ("2003", REALM), ("2001", REALM)]
     assert [(c.node, c.endpoints) for c in call.per_node] == [
@@ -121,14 +121,23 @@ def test_quickcall_runs_where_the_phone_is_registered(fake_freeswitch_factory, e
 CALL_ID = "931a5c0a-60a9-4023-96c3-4731911344e2"
 
 
-def test_a_node_that_cannot_take_its_originate_is_skipped(fake_freeswitch_factory, esl_pool_factory):
-    fs1, fs2 = fake_freeswitch_factory(), fake_freeswitch_factory()
-    pool = esl_pool_factory([fs1, fs2])
-    fs1.register("2001", REALM, event=False)
-    fs1.register("2002", REALM, event=False)
+THREE_PHONES = [("2001", REALM), ("2002", REALM), ("2003", REALM)]
+
+
+def two_nodes(fake_freeswitch_factory, esl_pool_factory, fs2_kwargs=None, **pool_kwargs):
+    """Phones 2001 and 2002 registered on node 1 (so it is asked first), 2003 on node 2."""
+    fs1, fs2 = fake_freeswitch_factory(), fake_freeswitch_factory(**(fs2_kwargs or {}))
+    pool = esl_pool_factory([fs1, fs2], **pool_kwargs)
+    for user in ("2001", "2002"):
+        fs1.register(user, REALM, event=False)
     fs2.register("2003", REALM, event=False)
+    return fs1, fs2, pool
+
+
+def test_a_node_that_cannot_take_its_originate_is_skipped(fake_freeswitch_factory, esl_pool_factory):
+    fs1, fs2, pool = two_nodes(fake_freeswitch_factory, esl_pool_factory)
     fs1.close_on("bgapi", times=1)  # the node holding most drops the connection instead
-    call = quickcall(pool, endpoints=[("2001", REALM), ("2002", REALM), ("2003", REALM)],
+    call = quickcall(pool, endpoints=THREE_PHONES,
                      call_id=CALL_ID)
     # only 2003 rings; the dropped originate may have been taken before the connection died,
     # so its ids are not reused and whatever it started is hung up
@@ -141,11 +150,7 @@ def test_a_node_that_cannot_take_its_originate_is_skipped(fake_freeswitch_factor
 
 def test_a_refused_originate_leaves_its_ids_to_the_next_node(fake_freeswitch_factory,
                                                              esl_pool_factory, monkeypatch):
-    fs1, fs2 = fake_freeswitch_factory(), fake_freeswitch_factory()
-    pool = esl_pool_factory([fs1, fs2])
-    fs1.register("2001", REALM, event=False)
-    fs1.register("2002", REALM, event=False)
-    fs2.register("2003", REALM, event=False)
+    fs1, fs2, pool = two_nodes(fake_freeswitch_factory, esl_pool_factory)
     real_bgapi = pool.bgapi
 
     def bgapi(text, *, node=None, **kwargs):
@@ -154,7 +159,7 @@ def test_a_refused_originate_leaves_its_ids_to_the_next_node(fake_freeswitch_fac
         return real_bgapi(text, node=node, **kwargs)
 
     monkeypatch.setattr(pool, "bgapi", bgapi)
-    call = quickcall(pool, endpoints=[("2001", REALM), ("2002", REALM), ("2003", REALM)],
+    call = quickcall(pool, endpoints=THREE_PHONES,
                      call_id=CALL_ID)
     # the call's own ids go to the first originate FreeSWITCH took
     assert (call.node, call.call_id, call.endpoints) == (fs2.name, CALL_ID, [("2003", REALM)])
@@ -191,14 +196,12 @@ def test_an_originate_that_timed_out_shares_no_id_with_the_next_node(
     """Node 1 (two phones, so asked first) replies late and its phones are busy; node 2's phone
     answers later. Node 2's originate has ids of its own, so node 1's late result settles
     nothing of it: the call is node 2's answer."""
-    fs1, fs2 = fake_freeswitch_factory(), fake_freeswitch_factory(answer_delay=0.8)
-    pool = esl_pool_factory([fs1, fs2], command_timeout=0.2)
+    fs1, fs2, pool = two_nodes(fake_freeswitch_factory, esl_pool_factory,
+                               {"answer_delay": 0.8}, command_timeout=0.2)
     for user in ("2001", "2002"):
-        fs1.register(user, REALM, event=False)
         fs1.set_behaviour(user, REALM, "busy")
-    fs2.register("2003", REALM, event=False)
     fs1.slow("bgapi", 0.4, times=1)
-    call = quickcall(pool, endpoints=[("2001", REALM), ("2002", REALM), ("2003", REALM)],
+    call = quickcall(pool, endpoints=THREE_PHONES,
                      call_id=CALL_ID)
     [on_fs1], [on_fs2] = fs1.received("bgapi originate"), fs2.received("bgapi originate")
     ids = [(line.split("origination_uuid=", 1)[1][:36], line.rsplit("Job-UUID: ", 1)[1])
@@ -242,14 +245,10 @@ def test_an_originate_whose_connection_died_is_cancelled(fake_freeswitch, esl_po
 
 def test_a_node_whose_connection_died_does_not_answer_beside_the_winner(
         fake_freeswitch_factory, esl_pool_factory):
-    fs1, fs2 = fake_freeswitch_factory(), fake_freeswitch_factory(answer_delay=0.6)
-    pool = esl_pool_factory([fs1, fs2])
-    for user in ("2001", "2002"):
-        fs1.register(user, REALM, event=False)
-    fs2.register("2003", REALM, event=False)
+    fs1, fs2, pool = two_nodes(fake_freeswitch_factory, esl_pool_factory, {"answer_delay": 0.6})
     _job_starts_late(fs1, 0.3)
     fs1.drop_mid_reply("bgapi", times=1)
-    call = quickcall(pool, endpoints=[("2001", REALM), ("2002", REALM), ("2003", REALM)],
+    call = quickcall(pool, endpoints=THREE_PHONES,
                      call_id=CALL_ID)
     assert call.node == fs2.name and call.wait(3.0).ok
     assert fs1.wait_for(lambda: not fs1.channels, timeout=5.0)  # one answered call, not two
@@ -280,11 +279,7 @@ def test_a_timed_out_originate_that_never_reports_is_hung_up_after_its_ring_time
                                    ReplyTimeout("no reply", None)])
 def test_a_later_node_failing_its_originate_leaves_the_others_supervised(
         fake_freeswitch_factory, esl_pool_factory, monkeypatch, error):
-    fs1, fs2 = fake_freeswitch_factory(), fake_freeswitch_factory()
-    pool = esl_pool_factory([fs1, fs2])
-    fs1.register("2001", REALM, event=False)
-    fs1.register("2002", REALM, event=False)
-    fs2.register("2003", REALM, event=False)
+    fs1, fs2, pool = two_nodes(fake_freeswitch_factory, esl_pool_factory)
     real_bgapi = pool.bgapi
     taken: list[str] = []
 
@@ -298,7 +293,7 @@ def test_a_later_node_failing_its_originate_leaves_the_others_supervised(
         return real_bgapi(text, node=node, **kwargs)
 
     monkeypatch.setattr(pool, "bgapi", bgapi)
-    call = quickcall(pool, endpoints=[("2001", REALM), ("2002", REALM), ("2003", REALM)])
+    call = quickcall(pool, endpoints=THREE_PHONES)
     # node 1's phones ring and are waited for as usual; node 2's failure is not the caller's
     assert (call.node, call.endpoints) == (fs1.name, [("2001", REALM), ("2002", REALM)])
     assert call.wait(2.0).ok
