@@ -18,6 +18,7 @@ from esl_bridge.errors import (
 )
 
 REALM = "acme.test"
+THREE_PHONES = [("2001", REALM), ("2002", REALM), ("2003", REALM)]
 VARS = {"esl_bridge_account_id": "fedcba9876543210fedcba9876543210",
         "esl_bridge_device_id": "0123456789abcdef0123456789abcdef",
         "esl_bridge_request_id": "req-1"}
@@ -119,9 +120,6 @@ def test_quickcall_runs_where_the_phone_is_registered(fake_freeswitch_factory, e
 
 
 CALL_ID = "931a5c0a-60a9-4023-96c3-4731911344e2"
-
-
-THREE_PHONES = [("2001", REALM), ("2002", REALM), ("2003", REALM)]
 
 
 def two_nodes(fake_freeswitch_factory, esl_pool_factory, fs2_kwargs=None, **pool_kwargs):
