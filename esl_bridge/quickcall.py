@@ -205,8 +205,9 @@ def _hang_up_loser(pool: EslPool, call: QuickCall | str, node: str | None = None
 
 
 def _cancel_unconfirmed(pool: EslPool, call_id: str, job: Job, ring_timeout: float) -> None:
-    """Cancel an originate whose ``bgapi`` got no reply: its legs are hung up now (it may be
-    ringing), and again if its job reports an answer, or nothing, within its ring time.
+    """Cancel an originate whose ``bgapi`` went unanswered (no reply in time, or the connection
+    died): its legs are hung up now (it may be ringing), and again if its job reports an
+    answer, or nothing, within its ring time.
 
     Waits with a job callback and a loop timer, not a greenlet: when FreeSWITCH hangs, many
     calls may time out, each to be watched for a minute or so.
@@ -225,7 +226,7 @@ def _cancel_unconfirmed(pool: EslPool, call_id: str, job: Job, ring_timeout: flo
             return  # it failed by itself: nothing is up
         if not job.ready():
             pool.jobs.discard(job.job_id)
-        log.warning("quickcall %s: the originate whose bgapi timed out %s; hanging it up",
+        log.warning("quickcall %s: the originate whose bgapi went unanswered %s; hanging it up",
                     call_id, "was answered" if result else "never reported")
         gevent.spawn(_hang_up_loser, pool, call_id, job.node, "ORIGINATOR_CANCEL")
 
