@@ -10,10 +10,8 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, cast
-
-import gevent
 
 from . import commands
 from .errors import CommandError, FreeSwitchUnavailable
@@ -122,15 +120,6 @@ def registrations(pool: EslPool, realm: str, *, cached: bool = False) -> list[Re
                   f"registration listing of {realm}")
 
 
-def concurrently(fn: Callable[[Item], T], items: Sequence[Item]) -> list[T]:
-    """``[fn(item) for item in items]``, each in its own greenlet (exceptions propagate)."""
-    if len(items) <= 1:
-        return [fn(item) for item in items]
-    greenlets = [gevent.spawn(fn, item) for item in items]
-    gevent.joinall(greenlets, raise_error=True)
-    return [g.value for g in greenlets]
-
-
 def by_node(regs: Iterable[Registration]) -> dict[str, list[str]]:
     """``{node: [profiles]}`` of registrations, each profile once, in order."""
     targets: dict[str, list[str]] = {}
@@ -142,4 +131,4 @@ def by_node(regs: Iterable[Registration]) -> dict[str, list[str]]:
 
 
 
-__all__ = ["by_node", "concurrently", "gather", "names_the_node", "registered", "registrations"]
+__all__ = ["by_node", "gather", "names_the_node", "registered", "registrations"]

@@ -34,6 +34,7 @@ import gevent
 import gevent.event
 
 from . import commands
+from .concurrent import concurrently
 from .errors import (
     CommandError,
     CommandTimeout,
@@ -418,11 +419,7 @@ class EslPool:
             except EslError as exc:
                 return exc
 
-        if len(names) <= 1:
-            return {name: run(name) for name in names}
-        greenlets = {name: gevent.spawn(run, name) for name in names}
-        gevent.joinall(list(greenlets.values()), raise_error=True)
-        return {name: g.value for name, g in greenlets.items()}
+        return dict(zip(names, concurrently(run, names), strict=True))
 
     # ------------------------------------------------------------------ health
 

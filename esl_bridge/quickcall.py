@@ -17,9 +17,10 @@ import gevent
 import gevent.event
 
 from . import commands
+from .concurrent import concurrently
 from .errors import ConnectionLost, EslError, FreeSwitchUnavailable, JobTimeout, ReplyTimeout
 from .jobs import Job, JobResult
-from .locate import concurrently, names_the_node, registered
+from .locate import names_the_node, registered
 from .pool import EslPool
 from .registrations import Registration
 
