@@ -68,7 +68,14 @@ def originate(
     origination_caller_id_number=<number>,effective_caller_id_name=<cid_name>,
     effective_caller_id_number=<cid_number>,originate_timeout=<timeout>,
     ignore_early_media=true|false[,bypass_media=true][,sip_auto_answer=true][,<variables>]}
-    user/<user>@<realm>[,user/...] <number> XML <context>``
+    user/<user>@<realm> <number> XML <context>``
+
+    With several legs ``origination_uuid`` moves to the first leg's ``[...]``
+    (``{...}[origination_uuid=<call_id>]user/...,user/...``): in ``{}`` FreeSWITCH gives it to
+    every leg, and each leg after the first fails with ``Duplicate UUID`` and never rings while
+    the ``bgapi`` still answers ``+OK``. The other legs then get uuids of FreeSWITCH's own; a
+    variable in ``{}`` (``esl_bridge_call_id``) reaches every leg. Each form is the one recorded
+    on a real FreeSWITCH (one leg: esl2 120a; several: esl3 144).
 
     The phone shows ``origination_caller_id_*`` (the number it will call); ``number`` sees
     ``effective_caller_id_*``. ``sip_auto_answer`` is left out unless ``auto_answer`` and exactly
@@ -92,8 +99,9 @@ def originate(
     if len(legs) > 32:
         raise UnsafeValue("endpoints", "maxLength", "at most 32 endpoints")
     number_text = safe(number, "number")
-    pairs = [
-        ("origination_uuid", safe(call_id, "uuid", "call_id")),
+    call_uuid = ("origination_uuid", safe(call_id, "uuid", "call_id"))
+    pairs = [] if len(legs) > 1 else [call_uuid]
+    pairs += [
         ("origination_caller_id_name",
          safe(origination_cid_name, "cid_name", "origination_cid_name")),
         ("origination_caller_id_number", number_text),
@@ -110,7 +118,8 @@ def originate(
         pairs.append((safe(name, "variable_name", "variables"),
                       safe(value, "variable_value", f"variables.{name}")))
     block = ",".join(f"{name}={value}" for name, value in pairs)
-    return (f"originate {{{block}}}{','.join(legs)} {number_text} XML "
+    first_leg = f"[{'='.join(call_uuid)}]" if len(legs) > 1 else ""
+    return (f"originate {{{block}}}{first_leg}{','.join(legs)} {number_text} XML "
             f"{safe(context, 'context')}")
 
 

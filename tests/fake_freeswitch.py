@@ -1144,18 +1144,25 @@ class FakeFreeSwitch:
     # ------------------------------------------------------------------ originate
 
     @staticmethod
+    def _variable_block(text: str, opening: str, closing: str
+                        ) -> tuple[list[tuple[str, str]], str]:
+        """A leading ``{a=b,c='d e'}`` (or ``[...]``) → (its variables, the text after it)."""
+        if not text.startswith(opening):
+            return [], text
+        end = text.index(closing)
+        variables = []
+        for item in text[1:end].split(","):
+            name, _, value = item.partition("=")
+            if len(value) >= 2 and value[0] == "'" and value[-1] == "'":
+                value = value[1:-1]
+            variables.append((name, value))
+        return variables, text[end + 1:]
+
+    @staticmethod
     def parse_originate(arg: str) -> tuple[list[tuple[str, str]], list[str], list[str]]:
-        """``{vars}dial[,dial] exten XML context`` → (variables, legs, the words after)."""
-        variables: list[tuple[str, str]] = []
-        rest = arg.strip()
-        if rest.startswith("{"):
-            end = rest.index("}")
-            for item in rest[1:end].split(","):
-                name, _, value = item.partition("=")
-                if len(value) >= 2 and value[0] == "'" and value[-1] == "'":
-                    value = value[1:-1]
-                variables.append((name, value))
-            rest = rest[end + 1:]
+        """``{vars}[leg vars]dial[,[leg vars]dial] exten XML context`` → (the ``{}``
+        variables, the legs as written, ``[...]`` included, the words after)."""
+        variables, rest = FakeFreeSwitch._variable_block(arg.strip(), "{", "}")
         words = rest.split(" ")
         legs = [leg for leg in words[0].replace("|", ",").split(",") if leg]
         return variables, legs, words[1:]
@@ -1166,9 +1173,22 @@ class FakeFreeSwitch:
         var_map = dict(variables)
         context = after[2] if len(after) >= 3 else "default"
         outcomes = []
-        for leg in legs:
+        leg_vars: dict[int, list[tuple[str, str]]] = {}
+        used_uuids: set[str] = set()
+        for index, written in enumerate(legs):
+            own, leg = self._variable_block(written, "[", "]")
+            leg_vars[index] = variables + own
             kind, _, target = leg.partition("/")
             user, _, realm = target.partition("@")
+            # Each leg gets its origination_uuid, from its [] or else from the {} (which every
+            # leg shares): a second leg holding a uuid in use fails, as FreeSWITCH logs
+            # "Duplicate UUID!" and "Cannot create outgoing channel" (esl3 143), and never rings.
+            wanted = dict(leg_vars[index]).get("origination_uuid")
+            if wanted and (wanted in used_uuids or wanted in self.channels):
+                outcomes.append(("out_of_order", None, user, realm))
+                continue
+            if wanted:
+                used_uuids.add(wanted)
             if kind != "user" or not user or not realm:
                 outcomes.append(("absent", None, user, realm))
                 continue
@@ -1188,15 +1208,15 @@ class FakeFreeSwitch:
             # FreeSWITCH answers these within milliseconds, without channel events.
             gevent.sleep(0.001)
             return ("-ERR USER_NOT_REGISTERED\n" if "unregistered" in kinds
+                    else "-ERR DESTINATION_OUT_OF_ORDER\n" if "out_of_order" in kinds
                     else "-ERR SUBSCRIBER_ABSENT\n")
-        call_uuid = var_map.get("origination_uuid") or str(_uuid.uuid4())
         answerer = next((o for o in ringing if o[0] == "answer"), None)
         channels = []
         for outcome in ringing:
-            leg_uuid = call_uuid if (outcome is answerer or (answerer is None and not channels)) \
-                else str(_uuid.uuid4())
+            own = leg_vars[next(i for i, o in enumerate(outcomes) if o is outcome)]
+            leg_uuid = dict(own).get("origination_uuid") or str(_uuid.uuid4())
             channel = FakeChannel(uuid=leg_uuid, user=outcome[2], realm=outcome[3],
-                                  registration=outcome[1], variables=variables, context=context,
+                                  registration=outcome[1], variables=own, context=context,
                                   created_us=int(self._now() * 1_000_000), job_uuid=job_uuid)
             channels.append((outcome, channel))
             self.channels[leg_uuid] = channel

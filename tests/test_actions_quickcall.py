@@ -525,3 +525,42 @@ def test_two_nodes_not_registered_anywhere(bridge2: Bridge) -> None:
     assert body["data"]["error_message"] == "USER_NOT_REGISTERED"
     originates = [c for c in bridge.sent() if c.startswith("bgapi originate")]
     assert len(originates) == 1 and "user/2001@acme.test 9196 XML default" in originates[0]
+
+
+def test_user_quickcall_rings_every_phone_of_one_node(bridge: Bridge) -> None:
+    """Three phones on one node: three legs ring, each with a uuid of its own, all carrying the
+    call's esl_bridge_call_id (a shared origination_uuid in {} made every leg after the first
+    fail with Duplicate UUID, so only one phone rang; esl3 137-150)."""
+    user = bridge.user()
+    names = ("2001", "2002", "2003")
+    for name in names:
+        bridge.device(name, owner_id=user["id"])
+        bridge.register(bridge.fs1, name)
+        bridge.fs1.set_behaviour(name, "acme.test", "hang")
+    data = ok(bridge.api.get(f"users/{user['id']}/quickcall/9196"))
+    assert bridge.fs1.wait_for(lambda: len(bridge.fs1.channels) == 3)
+    channels = list(bridge.fs1.channels.values())
+    assert sorted(channel.user for channel in channels) == list(names)
+    assert {dict(channel.variables)["esl_bridge_call_id"] for channel in channels} == {data["call_id"]}
+    assert [channel.uuid for channel in channels].count(data["call_id"]) == 1
+    assert len({channel.uuid for channel in channels}) == 3
+
+
+def test_user_quickcall_answered_by_a_later_phone_reports_that_leg(bridge: Bridge) -> None:
+    """POST waits for the answer; when a phone other than the first answers, the call that goes
+    on is that leg's: its uuid (from the job's +OK) is the call_id reported, and the phones that
+    lost were hung up."""
+    user = bridge.user()
+    devices = [bridge.device(name, owner_id=user["id"]) for name in ("2001", "2002")]
+    for name in ("2001", "2002"):
+        bridge.register(bridge.fs1, name)
+    # the legs are dialled in device id order: the first one rings on, the second answers
+    first, second = (d["sip"]["username"] for d in sorted(devices, key=lambda d: d["id"]))
+    bridge.fs1.set_behaviour(first, "acme.test", "hang")
+    response = bridge.api.post(f"users/{user['id']}/quickcall/9196")
+    data = ok(response)
+    assert data["status"] == "answered"
+    live = list(bridge.fs1.channels.values())
+    assert [channel.user for channel in live] == [second]
+    assert data["call_id"] == live[0].uuid
+    assert data["call_id"] != dict(live[0].variables)["esl_bridge_call_id"]

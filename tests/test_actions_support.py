@@ -186,8 +186,10 @@ def originate(*, call_id: str, job_id: str, legs: str, number: str, cid_name: st
     """SPEC §6.1's `bgapi originate`, written out independently of `esl_bridge.commands`,
     with `esl_bridge_call_id` (every leg of one originate can be hung up at once)."""
     quoted_name = f"'{cid_name}'" if " " in cid_name else cid_name
-    parts = [
-        f"origination_uuid={call_id}",
+    # Several legs: the uuid goes in the first leg's [] (in {} every leg would get it).
+    several = "," in legs
+    parts = [] if several else [f"origination_uuid={call_id}"]
+    parts += [
         "origination_caller_id_name='Device QuickCall'",
         f"origination_caller_id_number={shown_number or number}",
         f"effective_caller_id_name={quoted_name}",
@@ -206,7 +208,8 @@ def originate(*, call_id: str, job_id: str, legs: str, number: str, cid_name: st
         parts.append(f"esl_bridge_user_id={user_id}")
     parts.append(f"esl_bridge_request_id={request_id}")
     parts.append(f"esl_bridge_call_id={call_id}")
-    return (f"bgapi originate {{{','.join(parts)}}}{legs} {number} XML {context}\n"
+    first_leg = f"[origination_uuid={call_id}]" if several else ""
+    return (f"bgapi originate {{{','.join(parts)}}}{first_leg}{legs} {number} XML {context}\n"
             f"Job-UUID: {job_id}")
 
 

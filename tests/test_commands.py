@@ -180,16 +180,21 @@ def parse_originate(text: str) -> dict:
     assert len(args) == 5, args
     dial = args[1]
     assert dial.startswith("{")
-    end = dial.index("}")  # a block ends at the first closing brace, quotes or not
-    variables = {}
-    for item in dial[1:end].split(","):  # quotes do not protect a comma
-        name, sep, value = item.partition("=")
-        assert sep, item
-        if len(value) >= 2 and value[0] == value[-1] == "'":
-            value = value[1:-1]
-        assert name not in variables
-        variables[name] = value
-    rest = dial[end + 1:]
+    variables: dict[str, str] = {}
+    rest = dial
+    # The call's {} block, then at most the first leg's [] block (its origination_uuid).
+    for opener, closer in ("{}", "[]"):
+        if not rest.startswith(opener):
+            continue
+        end = rest.index(closer)  # a block ends at the first closing bracket, quotes or not
+        for item in rest[1:end].split(","):  # quotes do not protect a comma
+            name, sep, value = item.partition("=")
+            assert sep, item
+            if len(value) >= 2 and value[0] == value[-1] == "'":
+                value = value[1:-1]
+            assert name not in variables
+            variables[name] = value
+        rest = rest[end + 1:]
     for opener in "{[<":
         assert opener not in rest
     assert "${" not in text

@@ -186,7 +186,9 @@ def _run_quickcall(account: Document, endpoints: list[tuple[str, str]], params: 
     if not outcome.ok:
         raise QuickcallFailed(outcome.cause or outcome.body.strip() or "unknown", data)
     answered = call.answered_by(outcome)  # phones on several nodes: the one that answered
-    return success({**data, "call_id": answered.call_id, "job_id": answered.job_id,
+    # The leg that answered (``+OK <uuid>``): with several phones, not always the first leg,
+    # which alone carries the originate's own uuid.
+    return success({**data, "call_id": outcome.value or answered.call_id, "job_id": answered.job_id,
                     "node": answered.node, "status": "answered"})
 
 
