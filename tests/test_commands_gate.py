@@ -19,7 +19,7 @@ from esl_bridge.errors import UnsafeValue
 
 CALL_ID = "931a5c0a-60a9-4023-96c3-4731911344e2"
 
-# The values of one QuickCall, by slot (web/actions.py and actions.quickcall send these).
+# The values of one QuickCall, by slot (web/quickcall.py and esl_bridge.actions.quickcall send these).
 QUICKCALL_VALUES = [
     ("2001", "user"), ("acme.test", "realm"), ("9196", "number"), ("default", "context"),
     ("Bars Test", "cid_name"), ("Device QuickCall", "cid_name"), ("15551112222", "cid_number"),

@@ -285,7 +285,7 @@ def test_get_is_not_allowed(bridge, phones):
                                           ("GET", "/freeswitch/hotdesk/login"), ("POST", "/freeswitch")])
 def test_unknown_paths_and_methods_without_the_secret_are_refused_and_logged(bridge, phones, caplog, method, path):
     # Without the secret nothing under /freeswitch/ says whether a path or a method exists.
-    with caplog.at_level("WARNING", logger="web.freeswitch_request"):
+    with caplog.at_level("WARNING", logger="web.callouts.guard"):
         response = requests.request(method, bridge.url + path, timeout=10)
     assert response.status_code == 403
     assert any(path in r.getMessage() and "missing or wrong secret" in r.getMessage() for r in caplog.records)

@@ -11,7 +11,7 @@ import requests
 from fixtures_web import FREESWITCH_SECRET, client_for, make_account
 from flask import Flask, request
 
-from web import freeswitch_request
+from web.callouts import guard
 
 PIECES = ["user", "domain", "a", "b", "", "=", "&", "%", "%2", "%41", "%26", "%3D", "%zz", "%C3%A9",
           "%C3", "%FF", "+", " ", "é", "☎", "\x00", ";", "key_value", "acme.test", "2001"]
@@ -43,10 +43,10 @@ def test_the_form_split_is_werkzeugs():
         names = [name for name, _ in expected]
         with context(body):
             if len(set(names)) != len(names):
-                with pytest.raises(freeswitch_request.Refused):
-                    freeswitch_request.form_fields()
+                with pytest.raises(guard.Refused):
+                    guard.form_fields()
                 continue
-            fields = freeswitch_request.form_fields()
+            fields = guard.form_fields()
         assert sorted(fields._values) == sorted(names), body
         for name, value in expected:
             assert name in fields and fields[name] == value and fields.get(name) == value, body
@@ -56,11 +56,11 @@ def test_the_form_split_is_werkzeugs():
 def test_other_content_types_go_through_werkzeug():
     app = Flask(__name__)
     with app.test_request_context("/", method="POST", data={"user": "2001", "domain": "a%41"}):
-        fields = freeswitch_request.form_fields()  # multipart: decoded by werkzeug, values kept as given
+        fields = guard.form_fields()  # multipart: decoded by werkzeug, values kept as given
         assert fields["user"] == "2001" and fields["domain"] == "a%41"
     with app.test_request_context("/", method="POST", data=b"user=2%30",
                                   content_type="Application/X-WWW-Form-Urlencoded; charset=utf-8"):
-        assert freeswitch_request.form_fields()["user"] == "20"
+        assert guard.form_fields()["user"] == "20"
 
 
 @pytest.mark.store
@@ -118,7 +118,7 @@ def test_the_body_read_directly_is_get_datas(bridge):
 def test_an_ipv4_peer_behind_a_dual_stack_listener_is_its_ipv4_address():
     rt = SimpleNamespace(extras={}, settings=SimpleNamespace(
         freeswitch_allow=(ipaddress.ip_network("127.0.0.1/32"), ipaddress.ip_network("::1/128"))))
-    assert freeswitch_request._allowed_source(rt, "::ffff:127.0.0.1")
-    assert freeswitch_request._allowed_source(rt, "::1")
-    assert not freeswitch_request._allowed_source(rt, "::ffff:10.0.0.1")
-    assert not freeswitch_request._allowed_source(rt, "not an address")
+    assert guard._allowed_source(rt, "::ffff:127.0.0.1")
+    assert guard._allowed_source(rt, "::1")
+    assert not guard._allowed_source(rt, "::ffff:10.0.0.1")
+    assert not guard._allowed_source(rt, "not an address")

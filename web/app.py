@@ -10,12 +10,24 @@ from flask import Blueprint, Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from models.db import database
-from web import accounts, actions, devices, freeswitch, hotdesks, ops, tokens, users
+from web import (
+    accounts,
+    callouts,
+    devices,
+    hotdesks,
+    ops,
+    presence,
+    quickcall,
+    registrations,
+    sync,
+    tokens,
+    users,
+)
 from web.auth import AncestryCache, authorize, current_identity
+from web.callouts.guard import require_freeswitch
 from web.config import Settings
 from web.envelope import check_query_string, failure, parse_body, request_id
 from web.errors import to_reply
-from web.freeswitch_request import require_freeswitch
 from web.metrics import Metrics
 from web.side_effects import SideEffects
 
@@ -41,7 +53,8 @@ class Runtime:
 
 def _api_blueprint() -> Blueprint:
     bp = Blueprint("api", __name__)
-    for module in (tokens, accounts, users, devices, hotdesks, actions):
+    for module in (tokens, accounts, users, devices, hotdesks, quickcall, sync, presence,
+                   registrations):
         module.register(bp)
     return bp
 
@@ -58,7 +71,7 @@ def create_app(settings: Settings | None = None, *, pool: Any = None) -> Flask:
     api = _api_blueprint()
     app.register_blueprint(api, url_prefix="/v1", name="v1")
     app.register_blueprint(api, url_prefix="/v2", name="v2")
-    app.register_blueprint(freeswitch.blueprint())
+    app.register_blueprint(callouts.blueprint())
     app.register_blueprint(ops.blueprint())
 
     @app.before_request

@@ -6,8 +6,11 @@ from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
 
+from esl_bridge import commands
+from esl_bridge.errors import FreeSwitchUnavailable, UnsafeValue
 from models.documents import Document
 from models.pages import ListQuery, Page
+from models.validation import Errors, add_error
 from web.envelope import success, success_encoded
 
 
@@ -57,6 +60,25 @@ def page_reply(page: Page) -> Response:
 def runtime() -> Any:
     """The process-wide runtime (settings, ESL pool, caches, metrics) of the running app."""
     return current_app.extensions["esl_bridge"]
+
+
+def freeswitch_pool() -> Any:
+    """The running ESL pool; 503 when esl-bridge was started without FreeSWITCH."""
+    found = runtime().pool
+    if found is None:
+        raise FreeSwitchUnavailable("no FreeSWITCH node is configured")
+    return found
+
+
+def gate(value: str, kind: str, field: str, errors: Errors) -> str | None:
+    """Check a value with the ESL quoting gate itself, reporting a refusal as ``field``."""
+    try:
+        commands.safe(value, kind, field)
+        return value
+    except UnsafeValue as exc:
+        rule = "pattern" if exc.rule == "forbidden" else exc.rule
+        add_error(errors, field, rule, exc.message)
+        return None
 
 
 def route(bp: Blueprint, rule: str, methods: list[str]) -> Callable[[Callable[..., Any]], Callable[..., Any]]:

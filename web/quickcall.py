@@ -1,17 +1,16 @@
-"""FreeSWITCH actions over HTTP (SPEC §6): QuickCall, check-sync, presence reset and
-registration status. Each turns documents into the plain values `esl_bridge.actions` takes;
+"""QuickCall over HTTP (SPEC §6.1): ring a device, or all of a user's devices, then send the
+call to a number. Turns documents into the plain values `esl_bridge.actions.quickcall` takes;
 nothing reaches FreeSWITCH before the request is authorized and fully validated."""
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
-from flask import Blueprint, Response, g, request
+from flask import Blueprint, Response, request
 
 from esl_bridge import actions as fs
 from esl_bridge import commands
-from esl_bridge.errors import FreeSwitchUnavailable, JobTimeout, UnsafeValue
+from esl_bridge.errors import FreeSwitchUnavailable, JobTimeout
 from models import account as accounts
 from models import device as devices
 from models import user as users
@@ -21,36 +20,18 @@ from models.validation import Errors, add_error
 from web.auth import current_identity, request_token
 from web.envelope import request_id, success
 from web.errors import Disabled, QuickcallFailed, Unauthorized
-from web.resource import public, route, runtime
-from web.side_effects import check_sync_event, sip_identity
-
-log = logging.getLogger(__name__)
+from web.resource import freeswitch_pool, gate, public, route
+from web.side_effects import sip_identity
 
 QUICKCALL_DEFAULT_TIMEOUT = 30
 QUICKCALL_MAX_TIMEOUT = 120
 NUMBER_FILTER = str.maketrans("", "", " ,.-()")
-PRESENCE_STATES = ("early", "confirmed", "terminated")
 
 
 def register(bp: Blueprint) -> None:
     route(bp, "@/devices/<device_id>/quickcall/<number>", ["GET", "POST"])(device_quickcall)
     route(bp, "@/users/<user_id>/quickcall/<number>", ["GET", "POST"])(user_quickcall)
-    route(bp, "@/devices/<device_id>/sync", ["POST"])(device_sync)
-    route(bp, "@/devices/<device_id>/presence", ["POST"])(device_presence)
-    route(bp, "@/users/<user_id>/presence", ["POST"])(user_presence)
-    route(bp, "@/devices/status", ["GET"])(device_status)
 
-
-def pool() -> Any:
-    """The running ESL pool; 503 when esl-bridge was started without FreeSWITCH."""
-    found = runtime().pool
-    if found is None:
-        raise FreeSwitchUnavailable("no FreeSWITCH node is configured")
-    return found
-
-
-# ---------------------------------------------------------------------------------------------
-# QuickCall (SPEC §6.1)
 
 @dataclass
 class QuickcallParams:
@@ -73,17 +54,6 @@ def _flag(args: Any, name: str, default: bool, errors: Errors) -> bool:
     return default
 
 
-def _gate(value: str, kind: str, field: str, errors: Errors) -> str | None:
-    """Check a value with the ESL quoting gate itself, reporting a refusal as `field`."""
-    try:
-        commands.safe(value, kind, field)
-        return value
-    except UnsafeValue as exc:
-        rule = "pattern" if exc.rule == "forbidden" else exc.rule
-        add_error(errors, field, rule, exc.message)
-        return None
-
-
 def quickcall_params(number: str) -> QuickcallParams:
     """Parse and validate NUMBER and the query parameters; 400 naming each bad one."""
     args = request.args
@@ -95,9 +65,9 @@ def quickcall_params(number: str) -> QuickcallParams:
     cid_name = args.get("cid-name")
     cid_number = args.get("cid-number")
     if cid_name is not None:
-        cid_name = _gate(cid_name, "cid_name", "cid-name", errors)
+        cid_name = gate(cid_name, "cid_name", "cid-name", errors)
     if cid_number is not None:
-        cid_number = _gate(cid_number, "cid_number", "cid-number", errors)
+        cid_number = gate(cid_number, "cid_number", "cid-number", errors)
     timeout = QUICKCALL_DEFAULT_TIMEOUT
     if "timeout" in args:
         raw = args["timeout"]
@@ -170,7 +140,7 @@ def _run_quickcall(account: Document, endpoints: list[tuple[str, str]], params: 
     default_name, default_number = _default_caller_id(cid_docs, fallback_user)
     variables = {"esl_bridge_account_id": account.id, **ids, "esl_bridge_request_id": request_id()}
     call = fs.quickcall(
-        pool(), endpoints=endpoints, number=params.number,
+        freeswitch_pool(), endpoints=endpoints, number=params.number,
         context=account.doc.get("dialplan_context", "default"),
         cid_name=params.cid_name or default_name, cid_number=params.cid_number or default_number,
         timeout=params.timeout, auto_answer=params.auto_answer,
@@ -217,101 +187,3 @@ def user_quickcall(account_id: str, user_id: str, number: str) -> Response:
     endpoints = [(s.user, s.realm) for s in (sip_identity(d) for d in ringing) if s is not None]
     return _run_quickcall(account, endpoints, params, [user.doc] + [d.doc for d in ringing],
                           endpoints[0][0], {"esl_bridge_user_id": user.id})
-
-
-# ---------------------------------------------------------------------------------------------
-# Sync (SPEC §6.2)
-
-def device_sync(account_id: str, device_id: str) -> Response:
-    """Send the device's check-sync NOTIFY where it is registered."""
-    device = devices.get_device(account_id, device_id)
-    reboot_arg = request.args.get("reboot")
-    reboot = None
-    if reboot_arg is not None:
-        if reboot_arg.lower() not in ("true", "false"):
-            raise ValidationFailed.single("reboot", "enum", "Value not found in enumerated list of values",
-                                          target=["true", "false"])
-        reboot = reboot_arg.lower() == "true"
-    sip = sip_identity(device)
-    if sip is None:
-        log.info("sync of device %s: no SIP credentials, nothing to send", device.id)
-    else:
-        sent = fs.check_sync(pool(), sip.user, sip.realm, check_sync_event(device, reboot))
-        log.info("sync of device %s (%s@%s): sent to %s", device.id, sip.user, sip.realm,
-                 ", ".join(sent) or "no node (not registered)")
-    return success("sync request sent")
-
-
-# ---------------------------------------------------------------------------------------------
-# Presence (SPEC §6.3)
-
-def _presence_request() -> str | None:
-    """The asked state: None for a reset, else early/confirmed/terminated; 400 otherwise."""
-    body = g.get("body")
-    # No body, or one carrying only the token (SPEC §3 allows it there): a reset.
-    if body is None or set(body) <= {"auth_token"} or ("data" in body and body["data"] in (None, {})):
-        return None
-    data = body.get("data")
-    if isinstance(data, dict):
-        # `is True`: a dict comparison would also take {"reset": 1} (1 == True in Python).
-        if (set(data) == {"reset"} and data["reset"] is True) or data == {"action": "reset"}:
-            return None
-        if data.get("action") == "set" and set(data) == {"action", "state"}:
-            if data["state"] in PRESENCE_STATES:
-                return data["state"]
-            raise ValidationFailed.single("state", "enum", "Value not found in enumerated list of values",
-                                          target=list(PRESENCE_STATES))
-    raise ValidationFailed.single("data", "invalid",
-                                  'expected no body, {"reset": true}, {"action": "reset"} or '
-                                  '{"action": "set", "state": "early|confirmed|terminated"}')
-
-
-def _send_presence(presence_ids: list[str], state: str | None) -> Response:
-    errors: Errors = {}
-    for pid in presence_ids:
-        _gate(pid, "presence_id", "presence_id", errors)
-    if errors:
-        raise ValidationFailed(errors)
-    fs.presence_many(pool(), presence_ids, state)
-    return success("reset commands sent" if state is None else "presence state sent")
-
-
-def device_presence(account_id: str, device_id: str) -> Response:
-    state = _presence_request()
-    device = devices.get_device(account_id, device_id)
-    account = accounts.get_account(account_id)
-    pid = devices.presence_id(device.doc, account.doc["realm"])
-    if pid is None:
-        raise ValidationFailed.single("presence_id", "required", "the device has no presence id or SIP username")
-    return _send_presence([pid], state)
-
-
-def user_presence(account_id: str, user_id: str) -> Response:
-    state = _presence_request()
-    user = users.get_user(account_id, user_id)
-    realm = accounts.get_account(account_id).doc["realm"]
-    static = devices.static_presence_id(user.doc, realm)
-    if static:
-        ids = [static]
-    else:
-        found = (devices.presence_id(d.doc, realm) for d in devices.user_devices(account_id, user_id))
-        ids = list(dict.fromkeys(pid for pid in found if pid))
-    if not ids:
-        raise ValidationFailed.single("presence_id", "required", "the user has no presence id and no device")
-    return _send_presence(ids, state)
-
-
-# ---------------------------------------------------------------------------------------------
-# Registration status (SPEC §6.4)
-
-def device_status(account_id: str) -> Response:
-    """The account's registered devices, from every node, by realm and SIP username."""
-    rows: dict[str, dict[str, Any]] = {}
-    for realm in devices.device_realms(account_id):
-        registered = fs.registrations(pool(), realm)
-        by_user = devices.devices_by_sip(realm, list({reg.user for reg in registered}))
-        for reg in registered:
-            device = by_user.get(reg.user.lower())
-            if device is not None and device.account_id == account_id:
-                rows[device.id] = {"device_id": device.id, "registered": True}
-    return success(sorted(rows.values(), key=lambda row: row["device_id"]))

@@ -11,7 +11,9 @@ from __future__ import annotations
 import base64
 import hmac
 import ipaddress
+import json
 import logging
+import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
@@ -26,6 +28,11 @@ log = logging.getLogger(__name__)
 BASIC_AUTH_USER = "freeswitch"
 #: Every path FreeSWITCH calls lives under it (SPEC §7).
 PREFIX = "/freeswitch"
+
+
+#: A SIP user and a realm as the callouts accept them in their forms.
+SIP_USER_RE = re.compile(r"^[A-Za-z0-9._+-]{1,32}\Z")
+REALM_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
 
 
 class Refused(Exception):
@@ -211,3 +218,8 @@ def _fields(names: list[str], values: list[str], decode: Callable[[str], str]) -
             (repeated if name in seen else seen).add(name)
         raise Refused(f"repeated form keys {sorted(repeated)}")
     return FormFields(fields, decode)
+
+
+def json_answer(body: dict[str, Any], status: int = 200) -> Response:
+    """A JSON answer for the Lua scripts."""
+    return Response(json.dumps(body), status=status, mimetype="application/json")

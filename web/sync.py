@@ -1,0 +1,39 @@
+"""Check-sync over HTTP (SPEC §6.2): the NOTIFY that makes a phone reload its configuration."""
+from __future__ import annotations
+
+import logging
+
+from flask import Blueprint, Response, request
+
+from esl_bridge import actions as fs
+from models import device as devices
+from models.errors import ValidationFailed
+from web.envelope import success
+from web.resource import freeswitch_pool, route
+from web.side_effects import check_sync_event, sip_identity
+
+log = logging.getLogger(__name__)
+
+
+def register(bp: Blueprint) -> None:
+    route(bp, "@/devices/<device_id>/sync", ["POST"])(device_sync)
+
+
+def device_sync(account_id: str, device_id: str) -> Response:
+    """Send the device's check-sync NOTIFY where it is registered."""
+    device = devices.get_device(account_id, device_id)
+    reboot_arg = request.args.get("reboot")
+    reboot = None
+    if reboot_arg is not None:
+        if reboot_arg.lower() not in ("true", "false"):
+            raise ValidationFailed.single("reboot", "enum", "Value not found in enumerated list of values",
+                                          target=["true", "false"])
+        reboot = reboot_arg.lower() == "true"
+    sip = sip_identity(device)
+    if sip is None:
+        log.info("sync of device %s: no SIP credentials, nothing to send", device.id)
+    else:
+        sent = fs.check_sync(freeswitch_pool(), sip.user, sip.realm, check_sync_event(device, reboot))
+        log.info("sync of device %s (%s@%s): sent to %s", device.id, sip.user, sip.realm,
+                 ", ".join(sent) or "no node (not registered)")
+    return success("sync request sent")
