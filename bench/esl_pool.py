@@ -5,7 +5,7 @@ caller. Both run, in this one process, 1, 4 and 16 concurrent callers through tw
 only fast commands (``api status``), and the same with one command in twenty slow
 (``api msleep 50``, which FreeSWITCH runs on the connection's own thread, holding it).
 
-By default the test FreeSWITCH (``tests/fake_freeswitch.py``) runs in a child process, as a real
+By default the test FreeSWITCH (``tests/fake_freeswitch``) runs in a child process, as a real
 one would; ``--freeswitch host:port:password`` measures a real FreeSWITCH instead. Prints a table,
 then, as the very last line, one JSON object with the figures and the ratios (pool rate divided
 by shared-connection rate), including ``fast_ratio_16`` and ``slow_ratio_16``.
@@ -142,7 +142,7 @@ def measure_cell(node: Node, callers: int, seconds: float, workload: str, pool_s
 def start_fake(workers: int = 1) -> tuple[subprocess.Popen, str, list[int]]:
     """The test FreeSWITCH in a child process (``workers`` processes accepting on one socket);
     returns it, its ``host:port:password`` and the process ids of its workers."""
-    child = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_freeswitch.py"),
+    child = subprocess.Popen([sys.executable, str(ROOT / "tests" / "fake_freeswitch"),
                               "--workers", str(workers)], stdout=subprocess.PIPE, text=True)
     line = child.stdout.readline().split()
     if not line:

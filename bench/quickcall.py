@@ -9,7 +9,7 @@ the floor of any HTTP round trip.
 
 Three processes: esl-bridge (`web.server.BridgeServer` on port 0 with its pool started from
 settings, SQLite in a temporary directory, pinned to CPU 0), the test FreeSWITCH
-(`tests/fake_freeswitch.py`, imported by path; it stamps each originate on arrival), and this
+(`tests/fake_freeswitch`, imported by path; it stamps each originate on arrival), and this
 one (the HTTP clients). Times are CLOCK_MONOTONIC, shared by every process of the machine; a
 request is matched to its originate by its `X-Request-ID` (`esl_bridge_request_id=`).
 
@@ -65,13 +65,8 @@ def _commands() -> Any:
 
 
 def run_fake(phone: str) -> None:
-    import importlib.util
-
-    spec = importlib.util.spec_from_file_location("fake_freeswitch", ROOT / "tests" / "fake_freeswitch.py")
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules["fake_freeswitch"] = module
-    spec.loader.exec_module(module)
+    sys.path.insert(0, str(ROOT / "tests"))
+    import fake_freeswitch as module
 
     arrivals: dict[str, float] = {}
 

@@ -8,6 +8,6 @@ from gevent import monkey
 monkey.patch_all()
 
 # Fixtures live in modules of their own so that each side of the project owns its file:
-#   fixtures_freeswitch: the test FreeSWITCH (tests/fake_freeswitch.py) and pools over it
+#   fixtures_freeswitch: the test FreeSWITCH (tests/fake_freeswitch/) and pools over it
 #   fixtures_web: a fresh database and the real HTTP server on port 0
 pytest_plugins = ["fixtures_freeswitch", "fixtures_web"]

@@ -13,7 +13,7 @@
   ``.mark_steady()`` / ``.assert_steady()`` compare with a running pool's steady state (after a
   fault and its recovery).
 
-See ``tests/fake_freeswitch.py`` for registering users, faults and what the fake records.
+See ``tests/fake_freeswitch/`` for registering users, faults and what the fake records.
 """
 from __future__ import annotations
 

@@ -550,7 +550,7 @@ def test_workers_serve_whole_connections_in_separate_processes():
     import subprocess
     import sys
 
-    script = Path(__file__).resolve().parent / "fake_freeswitch.py"
+    script = Path(__file__).resolve().parent / "fake_freeswitch"
     child = subprocess.Popen([sys.executable, str(script), "--workers", "2"],
                              stdout=subprocess.PIPE, text=True)
     try:
