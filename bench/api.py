@@ -1,4 +1,4 @@
-"""Document API benchmark (issue 2): `GET /devices/{id}`, `GET /users/{U}/devices` and a device
+"""Document API benchmark: `GET /devices/{id}`, `GET /users/{U}/devices` and a device
 listing page, with 1,000 and 100,000 devices in SQLite, against a bare Flask route on the same
 gevent server in the same run.
 

@@ -1,4 +1,4 @@
-"""Directory benchmark (issue 5): `POST /freeswitch/directory` answering the `sip_auth` lookup
+"""Directory benchmark: `POST /freeswitch/directory` answering the `sip_auth` lookup
 a real FreeSWITCH sent (tests/data/xml_curl), for a random device, with 1,000 and 100,000
 devices in SQLite, against a bare Flask route on the same gevent server in the same run.
 

@@ -1,4 +1,4 @@
-"""QuickCall benchmark (issue 4): from an HTTP `GET .../devices/{D}/quickcall/{NUMBER}` leaving
+"""QuickCall benchmark: from an HTTP `GET .../devices/{D}/quickcall/{NUMBER}` leaving
 the client to its `bgapi originate` arriving at the test FreeSWITCH, median and p99, with 1 and
 50 concurrent clients; against a baseline measured in the same run: the same originate sent
 straight through the server's own ESL pool (`esl_bridge.actions.quickcall`, no HTTP). "Added

@@ -1,4 +1,4 @@
-"""FreeSWITCH faults seen over HTTP (SPEC §6 "nothing hangs", §8, issue 4 item 1) and
+"""FreeSWITCH faults seen over HTTP (SPEC §6 "nothing hangs", §8) and
 `/health` and `/metrics` (§8): absent at start, hung or stopped mid-request, restarted, with
 bounded answers, recovery without restarting esl-bridge, and no greenlet left behind."""
 from __future__ import annotations

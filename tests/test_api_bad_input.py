@@ -1,4 +1,4 @@
-"""Hostile and malformed input (issue 2 "Bad input"): the right envelope, nothing written, no
+"""Hostile and malformed input: the right envelope, nothing written, no
 traceback. Runs on SQLite and on PostgreSQL (which refuses some strings SQLite accepts)."""
 from __future__ import annotations
 
