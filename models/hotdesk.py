@@ -1,6 +1,8 @@
-"""Hotdesking (SPEC §5): which users are logged into which devices, and the rules to change it."""
+"""Hotdesking (SPEC §5): which users are logged into which devices, and the rules to change it
+from a phone (login, logout, toggle, the PIN and the lockout of guessers)."""
 from __future__ import annotations
 
+import hmac
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -8,6 +10,8 @@ from typing import Any
 import peewee
 
 from models import documents as docs
+from models import lockout
+from models import user as users
 from models.db import database
 from models.device import sync_hotdesk
 from models.documents import Document
@@ -90,6 +94,95 @@ def hotdesked_devices(user_id: str) -> set[str]:
     """Ids of the devices the user is hotdesked into (indexed by user)."""
     query = HotdeskRow.select(HotdeskRow.device_id).where(HotdeskRow.user_id == user_id)
     return {device_id for (device_id,) in query.tuples()}
+
+
+# --- the rules of a request from a phone (SPEC §5): which user, the PIN, the lockout ---------
+
+@dataclass(frozen=True)
+class Outcome:
+    """What a hotdesk request from a phone came to.
+
+    ``result``: ``ok``, ``unknown_id``, ``disabled``, ``pin_required``, ``invalid_pin`` or
+    ``too_many_attempts``; ``action``: ``login`` or ``logout`` (what a toggle turned into).
+    """
+
+    result: str
+    action: str
+    user_id: str | None = None
+
+
+def _phone_key(device_id: str) -> str:
+    return f"device:{device_id}"
+
+
+def _user_key(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+def request_from_phone(action: str, device: Document, hotdesk_id: str, pin: str) -> Outcome:
+    """Log the user with ``hotdesk_id`` in or out of ``device`` (the phone asking), or toggle.
+
+    A logout without a hotdesk id empties the phone. Unknown ids and wrong PINs count against
+    the phone, wrong PINs also against the user (``models.lockout``); a locked phone or user
+    gets ``too_many_attempts`` whatever it sends.
+    """
+    if action == "logout" and not hotdesk_id:
+        logout_all(device.account_id, device.id)
+        return Outcome("ok", "logout")
+    phone = _phone_key(device.id)
+    with lockout.guard(phone) as attempts:
+        if attempts.locked(phone):
+            return Outcome("too_many_attempts", action)
+        user = users.user_by_hotdesk_id(device.account_id, hotdesk_id)
+        if user is None:
+            attempts.failed(phone)
+            return Outcome("unknown_id", action)
+    if action == "logout":
+        # Off this phone: whoever stands at it may, even once the user's hotdesking is off.
+        logout(user, device.id)
+        return Outcome("ok", "logout", user.id)
+    settings = user.doc.get("hotdesk") or {}
+    if not settings.get("enabled", False) or not user.doc.get("enabled", True):
+        return Outcome("disabled", action, user.id)
+    if action == "toggle":
+        on = hotdesked_devices(user.id)
+        if on:
+            # Out of every phone: from another phone than one the user is on, that needs the
+            # PIN as a login would.
+            refusal = None if device.id in on else check_pin(user, pin, device.id)
+            if refusal is not None:
+                return Outcome(refusal, "logout", user.id)
+            logout(user)
+            return Outcome("ok", "logout", user.id)
+    refusal = check_pin(user, pin, device.id)
+    if refusal is not None:
+        return Outcome(refusal, "login", user.id)
+    login(user, device.id)
+    return Outcome("ok", "login", user.id)
+
+
+def check_pin(user: Document, pin: str, device_id: str) -> str | None:
+    """None when the user needs no PIN or gave the right one; else the result to answer
+    (``pin_required``, ``invalid_pin``, ``too_many_attempts``).
+
+    A wrong PIN counts against the user and against the phone it came from; the right one
+    clears the user's count.
+    """
+    settings = user.doc.get("hotdesk") or {}
+    if not settings.get("require_pin"):
+        return None
+    phone, who = _phone_key(device_id), _user_key(user.id)
+    with lockout.guard(phone, who) as attempts:
+        if attempts.locked(who) or attempts.locked(phone):
+            return "too_many_attempts"
+        if not pin:
+            return "pin_required"
+        expected = str(settings.get("pin") or "")
+        if not expected or not hmac.compare_digest(pin.encode(), expected.encode()):
+            attempts.failed(who, phone)
+            return "invalid_pin"
+        attempts.succeeded(who)
+    return None
 
 
 # --- the listings (SPEC §1, §2): pages of membership rows, each row's device and user by id ---

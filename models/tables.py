@@ -131,7 +131,18 @@ class TokenRow(BaseTable):
         table_name = "auth_token"
 
 
-ALL_TABLES = (AccountRow, UserRow, DeviceRow, HotdeskRow, TokenRow)
+class LockoutRow(BaseTable):
+    """Recent failures of one hotdesk key (`user:<id>` or `device:<id>`), see `models.lockout`."""
+
+    key = peewee.CharField(max_length=64, primary_key=True)
+    failures = peewee.TextField(default="[]")  # epoch seconds, JSON
+    last_failure = peewee.DoubleField(default=0.0, index=True)
+
+    class Meta:
+        table_name = "hotdesk_lockout"
+
+
+ALL_TABLES = (AccountRow, UserRow, DeviceRow, HotdeskRow, TokenRow, LockoutRow)
 
 
 # SQLite: a listing page is read from an index holding the listing rows in (account, id)

@@ -5,7 +5,7 @@ import pytest
 import requests
 from fixtures_web import FREESWITCH_SECRET
 
-from web.pin_limiter import PinLimiter
+from models import db, lockout
 
 pytestmark = pytest.mark.store
 
@@ -122,18 +122,27 @@ def test_a_phone_guessing_hotdesk_ids_is_limited(bridge, office):
     assert hot(bridge, "login", desk="2002", hotdesk_id="100")["result"] == "ok"
 
 
-def test_paced_pin_guessing_is_stopped_by_the_hourly_limit():
-    limiter = PinLimiter()
-    now = 0.0
-    for _ in range(20):
-        assert not limiter.locked("user", now)
-        limiter.failed("user", now)
-        now += 65.0  # 4 in 5 minutes: under the short limit
-    assert limiter.locked("user", now)
-    assert not limiter.locked("user", 20 * 65.0 + 3600.0)  # an hour after the first ones
-    limiter.failed("other", 0.0)
-    limiter.succeeded("other")
-    assert not limiter.locked("other", 0.0)
+def test_paced_pin_guessing_is_stopped_by_the_hourly_limit(database_url):
+    def locked(key: str, now: float) -> bool:
+        with lockout.guard(key, now=now) as attempts:
+            return attempts.locked(key)
+
+    def failed(key: str, now: float) -> None:
+        with lockout.guard(key, now=now) as attempts:
+            attempts.failed(key)
+
+    with db.database.connection_context():
+        now = 0.0
+        for _ in range(20):
+            assert not locked("user", now)
+            failed("user", now)
+            now += 65.0  # 4 in 5 minutes: under the short limit
+        assert locked("user", now)
+        assert not locked("user", 20 * 65.0 + 3600.0)  # an hour after the first ones
+        failed("other", 0.0)
+        with lockout.guard("other", now=0.0) as attempts:
+            attempts.succeeded("other")
+        assert not locked("other", 0.0)
 
 
 def test_toggling_a_pin_user_out_from_another_phone_needs_the_pin(bridge, office):

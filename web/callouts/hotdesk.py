@@ -2,7 +2,6 @@
 user's hotdesk, with the user's hotdesk id and PIN; JSON answers the script acts on."""
 from __future__ import annotations
 
-import hmac
 import logging
 import re
 from typing import Any
@@ -11,11 +10,7 @@ from flask import Response
 
 from models import device as devices
 from models import hotdesk
-from models import user as users
-from models.documents import Document
 from web.callouts.guard import REALM_RE, SIP_USER_RE, Refused, form_fields, json_answer
-from web.pin_limiter import PinLimiter
-from web.resource import runtime
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +26,9 @@ def _answer(result: str, action: str, prompt: str = "", **extra: Any) -> Respons
     return json_answer({"result": result, "action": action, "prompt": prompt, **extra})
 
 
-def _limiter() -> PinLimiter:
-    rt = runtime()
-    if "pin_limiter" not in rt.extras:
-        rt.extras["pin_limiter"] = PinLimiter()
-    return rt.extras["pin_limiter"]
+#: The prompt the caller hears for each result of a hotdesk request.
+PROMPTS = {"unknown_id": PROMPT_INVALID, "disabled": PROMPT_INVALID, "invalid_pin": PROMPT_INVALID,
+           "too_many_attempts": PROMPT_INVALID, "pin_required": PROMPT_ENTER_PIN}
 
 
 def hotdesk_action(action: str) -> Response:
@@ -59,63 +52,15 @@ def hotdesk_action(action: str) -> Response:
     if entry is None or not entry.device.doc.get("enabled", True):
         return _answer("unknown_device", action, PROMPT_INVALID)
     device = entry.device
-    account_id = entry.account.id
-    if action == "logout" and not hotdesk_id:
-        hotdesk.logout_all(account_id, device.id)
-        return _answer("ok", "logout", PROMPT_LOGGED_OUT, device_id=device.id)
-    limiter, phone = _limiter(), f"device:{device.id}"
-    if limiter.locked(phone):
-        # This phone keeps guessing (ids or PINs): nothing more from it for now.
-        log.warning("hotdesk attempts from device %s are locked out", device.id)
-        return _answer("too_many_attempts", action, PROMPT_INVALID, device_id=device.id)
-    user = users.user_by_hotdesk_id(account_id, hotdesk_id)
-    if user is None:
-        limiter.failed(phone)
-        return _answer("unknown_id", action, PROMPT_INVALID, device_id=device.id)
-    ids = {"device_id": device.id, "user_id": user.id}
-    if action == "logout":
-        # Off this phone: whoever stands at it may, even once the user's hotdesking is off.
-        hotdesk.logout(user, device.id)
-        return _answer("ok", "logout", PROMPT_LOGGED_OUT, **ids)
-    settings = user.doc.get("hotdesk") or {}
-    if not settings.get("enabled", False) or not user.doc.get("enabled", True):
-        return _answer("disabled", action, PROMPT_INVALID, **ids)
-    if action == "toggle":
-        on = hotdesk.hotdesked_devices(user.id)
-        if on:
-            # Out of every phone: from another phone than one the user is on, that needs the
-            # PIN as a login would.
-            refusal = None if device.id in on else _check_pin(user, pin, phone, "logout", ids)
-            if refusal is not None:
-                return refusal
-            hotdesk.logout(user)
-            return _answer("ok", "logout", PROMPT_LOGGED_OUT, **ids)
-    refusal = _check_pin(user, pin, phone, "login", ids)
-    if refusal is not None:
-        return refusal
-    hotdesk.login(user, device.id)
-    return _answer("ok", "login", PROMPT_LOGGED_IN, **ids)
-
-
-def _check_pin(user: Document, pin: str, phone: str, action: str, ids: dict[str, str]
-               ) -> Response | None:
-    """None when ``action`` may go ahead; else the answer to give (PIN asked, wrong, limited).
-
-    Wrong PINs count against the user and against the phone (``phone``) they came from.
-    """
-    settings = user.doc.get("hotdesk") or {}
-    if not settings.get("require_pin"):
-        return None
-    limiter = _limiter()
-    if limiter.locked(user.id):
-        log.warning("hotdesk PIN attempts for user %s are locked out", user.id)
-        return _answer("too_many_attempts", action, PROMPT_INVALID, **ids)
-    if not pin:
-        return _answer("pin_required", action, PROMPT_ENTER_PIN, **ids)
-    if not hmac.compare_digest(pin.encode(), str(settings.get("pin", "")).encode()) or not settings.get("pin"):
-        limiter.failed(user.id)
-        limiter.failed(phone)
-        log.warning("wrong hotdesk PIN for user %s from device %s", user.id, ids["device_id"])
-        return _answer("invalid_pin", action, PROMPT_INVALID, **ids)
-    limiter.succeeded(user.id)
-    return None
+    outcome = hotdesk.request_from_phone(action, device, hotdesk_id, pin)
+    if outcome.result == "too_many_attempts":
+        log.warning("hotdesk attempts from device %s (user %s) are locked out", device.id,
+                    outcome.user_id or "unknown")
+    elif outcome.result == "invalid_pin":
+        log.warning("wrong hotdesk PIN for user %s from device %s", outcome.user_id, device.id)
+    ids = {"device_id": device.id, **({"user_id": outcome.user_id} if outcome.user_id else {})}
+    if outcome.result == "ok":
+        prompt = PROMPT_LOGGED_IN if outcome.action == "login" else PROMPT_LOGGED_OUT
+    else:
+        prompt = PROMPTS[outcome.result]
+    return _answer(outcome.result, outcome.action, prompt, **ids)
