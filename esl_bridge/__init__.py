@@ -21,7 +21,6 @@ from . import actions, commands, errors
 from .actions import QuickCall
 from .errors import EslError, FreeSwitchUnavailable, UnsafeValue
 from .jobs import Job, JobResult
-from .metrics import render_prometheus
 from .pool import EslPool, Node
 from .registrations import Registration
 
@@ -38,5 +37,4 @@ __all__ = [
     "actions",
     "commands",
     "errors",
-    "render_prometheus",
 ]

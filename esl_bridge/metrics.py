@@ -1,4 +1,4 @@
-"""Counters of the pool, as plain dicts, and their Prometheus text rendering.
+"""Counters of the pool, as plain dicts.
 
 ``EslPool.metrics()`` returns::
 
@@ -19,8 +19,8 @@
       "health": EslPool.health(),     # rendered as node_up and connections gauges
     }
 
-``render_prometheus(pool.metrics())`` turns it into Prometheus text exposition lines, for the
-web layer's ``/metrics``.
+The web layer's ``/metrics`` reads it at scrape time (``web.pool_metrics``): this package knows
+nothing of Prometheus.
 """
 from __future__ import annotations
 
@@ -77,63 +77,4 @@ class NodeCounters:
         }
 
 
-def _label(value: str) -> str:
-    return value.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n")
-
-
-def render_prometheus(metrics: dict[str, Any], prefix: str = "esl_bridge_esl") -> str:
-    """Prometheus text exposition (version 0.0.4) of ``EslPool.metrics()``, ending in a newline."""
-    lines: list[str] = []
-    nodes = metrics.get("nodes", {})
-
-    def family(name: str, kind: str, help_text: str) -> None:
-        lines.append(f"# HELP {prefix}_{name} {help_text}")
-        lines.append(f"# TYPE {prefix}_{name} {kind}")
-
-    for name, help_text in (("commands_total", "ESL commands answered, by node and kind"),
-                            ("command_failures_total", "ESL commands that failed"),
-                            ("command_timeouts_total", "ESL commands that timed out")):
-        family(name, "counter", help_text)
-        key = {"commands_total": "commands", "command_failures_total": "failures",
-               "command_timeouts_total": "timeouts"}[name]
-        for node, data in nodes.items():
-            for kind, value in data[key].items():
-                lines.append(f'{prefix}_{name}{{node="{_label(node)}",kind="{kind}"}} {value}')
-    for name, key, help_text in (
-            ("reconnects_total", "reconnects", "connections re-established after a loss"),
-            ("connect_failures_total", "connect_failures", "failed connect or auth attempts"),
-            ("events_total", "events", "events received"),
-            ("malformed_total", "malformed", "malformed frames, lines or bytes received")):
-        family(name, "counter", help_text)
-        for node, data in nodes.items():
-            lines.append(f'{prefix}_{name}{{node="{_label(node)}"}} {data[key]}')
-    family("command_latency_seconds", "histogram", "round trip of answered ESL commands")
-    for node, data in nodes.items():
-        hist = data["latency_seconds"]
-        label = _label(node)
-        for bound, count in hist["buckets"]:
-            lines.append(f'{prefix}_command_latency_seconds_bucket{{node="{label}",le="{bound:g}"}}'
-                         f" {count}")
-        lines.append(f'{prefix}_command_latency_seconds_bucket{{node="{label}",le="+Inf"}}'
-                     f' {hist["count"]}')
-        lines.append(f'{prefix}_command_latency_seconds_sum{{node="{label}"}} {hist["sum"]:.6f}')
-        lines.append(f'{prefix}_command_latency_seconds_count{{node="{label}"}} {hist["count"]}')
-    jobs = metrics.get("jobs", {})
-    if jobs:
-        family("jobs_pending", "gauge", "bgapi jobs waiting for their result")
-        lines.append(f"{prefix}_jobs_pending {jobs.get('pending', 0)}")
-        family("jobs_total", "counter", "bgapi jobs finished, by outcome")
-        for outcome in ("completed", "failed", "lost", "expired"):
-            lines.append(f'{prefix}_jobs_total{{outcome="{outcome}"}} {jobs.get(outcome, 0)}')
-    health = metrics.get("health", {})
-    if health:
-        family("node_up", "gauge", "1 when the node has a live command connection")
-        for node, data in health.items():
-            lines.append(f'{prefix}_node_up{{node="{_label(node)}"}} {int(data["connected"])}')
-        family("connections", "gauge", "live command connections")
-        for node, data in health.items():
-            lines.append(f'{prefix}_connections{{node="{_label(node)}"}} {data["connections"]}')
-    return "\n".join(lines) + "\n"
-
-
-__all__ = ["BUCKETS", "KINDS", "NodeCounters", "kind_of", "render_prometheus"]
+__all__ = ["BUCKETS", "KINDS", "NodeCounters", "kind_of"]

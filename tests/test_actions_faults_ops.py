@@ -59,16 +59,25 @@ def assert_503(response: requests.Response, node: str | None = None) -> dict[str
     return body
 
 
+def sample_key(key: str) -> str:
+    """A sample's name and labels, the labels in name order (their order carries no meaning)."""
+    name, _, labels = key.partition("{")
+    if not labels:
+        return key
+    return name + "{" + ",".join(sorted(re.findall(r'[a-zA-Z_]\w*="(?:[^"\\]|\\.)*"', labels))) + "}"
+
+
 def parse_metrics(text: str) -> dict[str, float]:
     values = {}
     for line in text.splitlines():
         if line and not line.startswith("#"):
             key, _, value = line.rpartition(" ")
-            values[key] = float(value)
+            values[sample_key(key)] = float(value)
     return values
 
 
 def delta(before: dict[str, float], after: dict[str, float], key: str) -> float:
+    key = sample_key(key)
     return after.get(key, 0.0) - before.get(key, 0.0)
 
 

@@ -11,8 +11,9 @@ import uuid
 
 import gevent
 import pytest
+from prometheus_client import CollectorRegistry, generate_latest
 
-from esl_bridge import EslPool, Node, render_prometheus
+from esl_bridge import EslPool, Node
 from esl_bridge.errors import (
     CommandTimeout,
     ConnectionLost,
@@ -20,6 +21,7 @@ from esl_bridge.errors import (
     JobTimeout,
     NotConnected,
 )
+from web.pool_metrics import PoolCollector
 
 # ---------------------------------------------------------------------- nodes
 
@@ -50,6 +52,13 @@ def test_backoff_is_capped_exponential_with_jitter():
         assert len(delays) > 1  # jittered
 
 
+def prometheus_text(pool: EslPool) -> str:
+    """The pool's figures as `/metrics` renders them."""
+    registry = CollectorRegistry()
+    registry.register(PoolCollector(pool))
+    return generate_latest(registry).decode()
+
+
 # ---------------------------------------------------------------------- basic use
 
 
@@ -68,8 +77,8 @@ def test_commands_health_and_metrics(esl_pool, fake_freeswitch):
     assert node["commands"]["api"] >= 2 and node["commands"]["sendevent"] == 1
     assert node["latency_seconds"]["count"] == sum(node["commands"].values())
     assert node["latency_seconds"]["buckets"][-1][1] <= node["latency_seconds"]["count"]
-    text = render_prometheus(metrics)
-    assert f'esl_bridge_esl_commands_total{{node="{name}",kind="api"}}' in text
+    text = prometheus_text(esl_pool)
+    assert f'esl_bridge_esl_commands_total{{kind="api",node="{name}"}}' in text  # labels sorted
     assert f'esl_bridge_esl_node_up{{node="{name}"}} 1' in text
     assert "# TYPE esl_bridge_esl_command_latency_seconds histogram" in text
     assert text.endswith("\n")

@@ -28,7 +28,8 @@ from web.callouts.guard import require_freeswitch
 from web.config import Settings
 from web.envelope import check_query_string, failure, parse_body, request_id
 from web.errors import to_reply
-from web.metrics import Metrics
+from web.metrics import Metrics, multiprocess_dir
+from web.pool_metrics import Publisher
 from web.side_effects import SideEffects
 
 log = logging.getLogger(__name__)
@@ -46,9 +47,15 @@ class Runtime:
     metrics: Metrics = field(default_factory=Metrics)
     side_effects: SideEffects = field(init=False)
     extras: dict[str, Any] = field(default_factory=dict)
+    #: With several workers: publishes this worker's ESL figures for the others' scrapes.
+    publisher: Publisher | None = None
 
     def __post_init__(self) -> None:
         self.side_effects = SideEffects(self.pool)
+        shared = multiprocess_dir()
+        if self.pool is not None and shared:
+            self.publisher = Publisher(self.pool, shared).start()
+        self.metrics.watch_pool(self.pool, self.publisher.siblings if self.publisher else None)
 
 
 def _api_blueprint() -> Blueprint:

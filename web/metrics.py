@@ -1,51 +1,66 @@
-"""Request counters and latency histograms of the HTTP side in the Prometheus text format
-(SPEC §8); the ESL pool renders its own figures (`esl_bridge.render_prometheus`)."""
+"""`/metrics` (SPEC §8) through prometheus_client: counters and histograms of the HTTP side,
+and the ESL pool's figures read from `pool.metrics()` at scrape time (`web.pool_metrics`).
+
+With several worker processes (`esl-bridge serve --workers N`) the master points
+`PROMETHEUS_MULTIPROC_DIR` at a directory before any worker starts: prometheus_client then keeps
+each worker's HTTP figures in a file there and a scrape, whichever worker answers it, adds up
+every worker's, those of workers that have ended included (counters never go back).
+"""
 from __future__ import annotations
 
-import bisect
-from collections import defaultdict
+import os
+from typing import Any
 
-BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
+import prometheus_client
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from esl_bridge.metrics import BUCKETS  # one latency scale for HTTP and ESL
+from web.pool_metrics import PoolCollector, Siblings
+
+CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
+
+# `_created` series say when a label set was first seen: noise for every endpoint and status,
+# and absent in multiprocess mode; the figures look the same with one worker or several.
+prometheus_client.disable_created_metrics()
 
 
-class Histogram:
-    def __init__(self) -> None:
-        self.counts = [0] * (len(BUCKETS) + 1)
-        self.total = 0.0
-        self.n = 0
-
-    def observe(self, seconds: float) -> None:
-        self.counts[bisect.bisect_left(BUCKETS, seconds)] += 1
-        self.total += seconds
-        self.n += 1
+def multiprocess_dir() -> str | None:
+    """The directory of prometheus_client's multiprocess mode, when this process uses it."""
+    path = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+    return path if path and os.path.isdir(path) else None
 
 
 class Metrics:
-    """In-process counters of the HTTP side (per endpoint, method and status)."""
+    """The HTTP figures of this process, and the registry a scrape renders."""
 
     def __init__(self) -> None:
-        self.requests: dict[tuple[str, str, int], int] = defaultdict(int)
-        self.latency: dict[tuple[str, str], Histogram] = defaultdict(Histogram)
+        shared = multiprocess_dir()
+        # In multiprocess mode the figures go to per-process files, read back by the collector:
+        # registering the live objects as well would count this worker twice.
+        own = None if shared else CollectorRegistry(auto_describe=True)
+        self.requests = Counter("esl_bridge_http_requests", "HTTP requests by endpoint, method and status.",
+                                ("endpoint", "method", "status"), registry=own)
+        self.latency = Histogram("esl_bridge_http_request_seconds",
+                                 "HTTP request latency by endpoint and method.",
+                                 ("endpoint", "method"), buckets=BUCKETS, registry=own)
+        if shared:
+            self.registry = CollectorRegistry(auto_describe=True)
+            MultiProcessCollector(self.registry, path=shared)
+        else:
+            self.registry = own  # type: ignore[assignment]
+        self._pool_collector: PoolCollector | None = None
 
     def observe(self, method: str, endpoint: str, status: int, seconds: float) -> None:
-        self.requests[(method, endpoint, status)] += 1
-        self.latency[(method, endpoint)].observe(seconds)
+        self.requests.labels(endpoint, method, str(status)).inc()
+        self.latency.labels(endpoint, method).observe(seconds)
 
-    def render(self) -> str:
-        out: list[str] = []
-        out.append("# HELP esl_bridge_http_requests_total HTTP requests by endpoint, method and status.")
-        out.append("# TYPE esl_bridge_http_requests_total counter")
-        for (method, endpoint, status), count in sorted(self.requests.items()):
-            out.append(f'esl_bridge_http_requests_total{{endpoint="{endpoint}",method="{method}",'
-                       f'status="{status}"}} {count}')
-        out.append("# HELP esl_bridge_http_request_seconds HTTP request latency by endpoint and method.")
-        out.append("# TYPE esl_bridge_http_request_seconds histogram")
-        for (method, endpoint), hist in sorted(self.latency.items()):
-            labels = f'endpoint="{endpoint}",method="{method}"'
-            running = 0
-            for bound, count in zip((*BUCKETS, "+Inf"), hist.counts, strict=True):
-                running += count
-                out.append(f'esl_bridge_http_request_seconds_bucket{{{labels},le="{bound}"}} {running}')
-            out.append(f"esl_bridge_http_request_seconds_sum{{{labels}}} {hist.total:.6f}")
-            out.append(f"esl_bridge_http_request_seconds_count{{{labels}}} {hist.n}")
-        return "\n".join(out) + "\n"
+    def watch_pool(self, pool: Any, siblings: Siblings | None = None) -> None:
+        """Add the ESL pool's figures (and other workers' ones, from ``siblings``) to scrapes."""
+        if self._pool_collector is None and pool is not None:
+            self._pool_collector = PoolCollector(pool, siblings)
+            self.registry.register(self._pool_collector)
+
+    def render(self) -> bytes:
+        """Every figure in the Prometheus text format."""
+        return generate_latest(self.registry)

@@ -6,10 +6,10 @@ from typing import Any
 
 from flask import Blueprint, Response
 
-from esl_bridge import render_prometheus
 from models.db import database
 from web.envelope import failure, success
 from web.errors import ErrorReply
+from web.metrics import CONTENT_TYPE
 from web.resource import runtime
 
 log = logging.getLogger(__name__)
@@ -50,8 +50,6 @@ def health() -> Response:
 
 
 def metrics() -> Response:
-    rt = runtime()
-    text = rt.metrics.render()
-    if rt.pool is not None:
-        text += render_prometheus(rt.pool.metrics())
-    return Response(text, mimetype="text/plain; version=0.0.4")
+    """Every figure in the Prometheus text format: with several workers, all workers' (see
+    `web.metrics` and `web.pool_metrics`)."""
+    return Response(runtime().metrics.render(), content_type=CONTENT_TYPE)

@@ -118,6 +118,8 @@ class BridgeServer:
             server.stop(timeout=grace)
         self.runtime.side_effects.join(timeout=grace)
         self.runtime.side_effects.kill()
+        if self.runtime.publisher is not None:
+            self.runtime.publisher.stop()
         if self.pool is not None:
             self.pool.stop()
         log.info("stopped")
