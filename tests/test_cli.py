@@ -20,7 +20,7 @@ from fixtures_web import client_for
 from models import account as accounts
 from models import db
 from models.tables import AccountRow, UserRow
-from web import cli, server
+from web import cli
 from web.config import Settings
 
 pytestmark = pytest.mark.store
@@ -151,6 +151,11 @@ SETTINGS = [
      "10.0.0.0/8", (ipaddress.ip_network("10.0.0.0/8"),), "192.168.1.7,fd00::/8",
      (ipaddress.ip_network("192.168.1.7/32"), ipaddress.ip_network("fd00::/8"))),
     ("log_level", "info", "DEBUG", "debug", "warning", "warning"),
+    ("workers", 1, "4", 4, "2", 2),
+    ("idle_timeout", 15.0, "60", 60.0, "5.5", 5.5),
+    ("header_timeout", 10.0, "20", 20.0, "2.5", 2.5),
+    ("body_timeout", 30.0, "45", 45.0, "10", 10.0),
+    ("max_connections", 1000, "5000", 5000, "64", 64),
 ]
 
 
@@ -166,7 +171,7 @@ def env(name: str) -> str:
 def served(monkeypatch):
     """Run `esl-bridge serve ...` in-process up to the point it would serve: its settings."""
     captured: list[Settings] = []
-    monkeypatch.setattr(server, "serve", captured.append)
+    monkeypatch.setattr(cli, "serve", captured.append)
     for name, *_ in SETTINGS:
         monkeypatch.delenv(env(name), raising=False)
 
@@ -208,7 +213,9 @@ def test_every_setting_is_covered():
                                   ["--command-timeout", "-1"], ["--freeswitch-allow", "10.0.0.0/33"],
                                   ["--freeswitch", "garbage"], ["--freeswitch", "a:1:x,a:1:y"],
                                   ["--freeswitch", "host:0:pw"], ["--database-url", "mysql://x"],
-                                  ["--log-level", "bogus"], ["--tls-cert", "/c.pem"], ["--tls-key", "/k.pem"]])
+                                  ["--log-level", "bogus"], ["--tls-cert", "/c.pem"], ["--tls-key", "/k.pem"],
+                                  ["--workers", "0"], ["--idle-timeout", "0"], ["--header-timeout", "-1"],
+                                  ["--body-timeout", "x"], ["--max-connections", "0"]])
 def test_bad_setting_values_are_refused(served, capsys, argv):
     assert cli.main(["serve", *argv]) == 2
     assert argv[0].lstrip("-").replace("-", "_") in capsys.readouterr().err

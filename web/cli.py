@@ -34,7 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 
 def _configure_logging(level: str) -> None:
     logging.basicConfig(level=getattr(logging, level.upper(), logging.INFO),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+                        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s")
 
 
 def init(settings: Settings, args: argparse.Namespace) -> int:
@@ -85,10 +85,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     _configure_logging(settings.log_level)
     if args.command == "init":
         return init(settings, args)
-    from web.server import serve
-
     serve(settings)
     return 0
+
+
+def serve(settings: Settings) -> None:
+    """The master and its workers, until SIGINT or SIGTERM (`web.workers`)."""
+    from web.multiprocess import shared_metrics_dir
+
+    with shared_metrics_dir():
+        from web.workers import run
+
+        run(settings)
 
 
 if __name__ == "__main__":

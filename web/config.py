@@ -84,6 +84,12 @@ class Settings:
     freeswitch_allow: tuple[Any, ...] = field(default=_networks("127.0.0.1/32,::1/128"),
                                               metadata={"parse": _networks, "help": "source networks allowed on /freeswitch/"})
     log_level: str = field(default="info", metadata={"parse": _log_level, "help": "debug, info, warning or error"})
+    # Processes and connection limits (docs/operations.md).
+    workers: int = field(default=1, metadata={"parse": _positive_int, "help": "worker processes serving the same port(s)"})
+    idle_timeout: float = field(default=15.0, metadata={"parse": _positive_float, "help": "seconds a connection may wait for its next request"})
+    header_timeout: float = field(default=10.0, metadata={"parse": _positive_float, "help": "seconds to receive a request line and headers"})
+    body_timeout: float = field(default=30.0, metadata={"parse": _positive_float, "help": "seconds a request body or response may stall"})
+    max_connections: int = field(default=1000, metadata={"parse": _positive_int, "help": "open connections per port and worker"})
 
     def __post_init__(self) -> None:
         # Programmatic use (tests, embedding) may pass plain strings.

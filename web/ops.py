@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import Any
 
 from flask import Blueprint, Response
@@ -43,6 +44,8 @@ def health() -> Response:
         "database": db,
         "freeswitch": nodes,
         "freeswitch_connected": any(n.get("connected") for n in nodes.values()),
+        # Each worker answers for itself (its own ESL pool): say which one did.
+        "worker": {"pid": os.getpid(), "workers": runtime().settings.workers},
     }
     if not db["ok"]:
         return failure(ErrorReply(503, "database_unavailable", data))

@@ -1,68 +1,23 @@
-"""The HTTP(S) servers on gevent's WSGI server, the ESL pool, and a clean stop."""
+"""esl-bridge in one process: the app, its ESL pool and the HTTP(S) servers, and a clean stop.
+
+`esl-bridge serve` runs this in each worker process (`web.workers`); tests and benchmarks run
+`BridgeServer` directly.
+"""
 from __future__ import annotations
 
-import json
 import logging
-import signal
-import socket
-import uuid
 from typing import Any
 
-import gevent
-from gevent.event import Event
-from gevent.pywsgi import WSGIHandler, WSGIServer
+from flask import Flask
 
 from models import db
 from web.app import create_app
 from web.config import Settings
+from web.http_server import BridgeWSGIServer, Limits
 
 log = logging.getLogger(__name__)
 
 STOP_GRACE_SECONDS = 10.0
-
-
-#: The requests gevent refuses before the app sees them, as the app words its errors.
-_REFUSED_BY_SERVER = {"414": "request URI too long", "400": "malformed HTTP request"}
-
-
-def refused_response(code: str) -> bytes:
-    """A whole HTTP response with the Kazoo error envelope (and a request id) for a request
-    gevent's server refused before reading it (over-long request line, bad headers)."""
-    rid = uuid.uuid4().hex
-    body = json.dumps({"auth_token": "undefined", "status": "error", "request_id": rid,
-                       "error": code, "message": _REFUSED_BY_SERVER[code], "data": {}},
-                      separators=(",", ":")).encode()
-    reason = {"414": "Request URI Too Long", "400": "Bad Request"}[code]
-    return (f"HTTP/1.1 {code} {reason}\r\nConnection: close\r\n"
-            f"Content-Type: application/json\r\nX-Request-ID: {rid}\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode() + body
-
-
-class EnvelopeHandler(WSGIHandler):
-    """gevent's handler, with the app's error envelope on the requests it refuses itself."""
-
-    def handle_one_request(self) -> Any:
-        result = super().handle_one_request()
-        if isinstance(result, tuple) and result[0] in _REFUSED_BY_SERVER:
-            return result[0], refused_response(result[0])
-        return result
-
-
-class NoDelayWSGIServer(WSGIServer):
-    """gevent's WSGI server with Nagle's algorithm off on every connection.
-
-    pywsgi writes a response's headers and body separately; on a keep-alive connection Nagle
-    holds the body back until the client's delayed ACK (about 40 ms per request).
-    """
-
-    handler_class = EnvelopeHandler
-
-    def handle(self, sock: Any, address: Any) -> Any:
-        try:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        except OSError:
-            pass  # not TCP (a UNIX socket in tests): nothing to tune
-        return super().handle(sock, address)
 
 
 def start_pool(settings: Settings) -> Any:
@@ -76,22 +31,48 @@ def start_pool(settings: Settings) -> Any:
     return pool
 
 
+def build_app(settings: Settings, *, pool: Any = None, start_freeswitch: bool = True) -> Flask:
+    """Connect the database, start the ESL pool (unless given or not wanted), make the app.
+
+    In a worker this runs after the fork: connections and greenlets never cross it.
+    """
+    db.connect(settings.database_url)
+    if pool is None and start_freeswitch:
+        pool = start_pool(settings)
+    return create_app(settings, pool=pool)
+
+
+def stop_app(app: Flask, grace: float = STOP_GRACE_SECONDS) -> None:
+    """Once no request is in flight: finish side effects, then close FreeSWITCH connections."""
+    runtime = app.extensions["esl_bridge"]
+    runtime.side_effects.join(timeout=grace)
+    runtime.side_effects.kill()
+    if runtime.publisher is not None:
+        runtime.publisher.stop()
+    if runtime.pool is not None:
+        runtime.pool.stop()
+
+
+def wsgi_server(listener: Any, app: Flask, settings: Settings, *, tls: bool, **kwargs: Any
+                ) -> BridgeWSGIServer:
+    """The server of one port (HTTPS when ``tls``), with the settings' limits and logs."""
+    access_log = logging.getLogger("esl_bridge.access") if settings.log_level == "debug" else None
+    tls_files = {"certfile": settings.tls_cert, "keyfile": settings.tls_key} if tls else {}
+    return BridgeWSGIServer(listener, app, limits=Limits.of(settings), log=access_log,
+                            error_log=logging.getLogger("esl_bridge.wsgi"), **tls_files, **kwargs)
+
+
 class BridgeServer:
     """esl-bridge's servers in this process: HTTP always, HTTPS when TLS is configured."""
 
     def __init__(self, settings: Settings, *, pool: Any = None, start_freeswitch: bool = True):
         self.settings = settings
-        db.connect(settings.database_url)
-        self.pool = pool if pool is not None or not start_freeswitch else start_pool(settings)
-        self.app = create_app(settings, pool=self.pool)
-        access_log = logging.getLogger("esl_bridge.access") if settings.log_level == "debug" else None
-        error_log = logging.getLogger("esl_bridge.wsgi")
-        self.servers = [NoDelayWSGIServer((settings.bind, settings.http_port), self.app,
-                                   log=access_log, error_log=error_log)]
+        self.app = build_app(settings, pool=pool, start_freeswitch=start_freeswitch)
+        self.pool = self.runtime.pool
+        self.servers = [wsgi_server((settings.bind, settings.http_port), self.app, settings, tls=False)]
         if settings.tls_enabled:
-            self.servers.append(NoDelayWSGIServer((settings.bind, settings.https_port), self.app,
-                                           log=access_log, error_log=error_log,
-                                           certfile=settings.tls_cert, keyfile=settings.tls_key))
+            self.servers.append(wsgi_server((settings.bind, settings.https_port), self.app, settings,
+                                            tls=True))
 
     @property
     def runtime(self) -> Any:
@@ -116,21 +97,5 @@ class BridgeServer:
         """Stop accepting, finish requests in flight, then close FreeSWITCH connections."""
         for server in self.servers:
             server.stop(timeout=grace)
-        self.runtime.side_effects.join(timeout=grace)
-        self.runtime.side_effects.kill()
-        if self.runtime.publisher is not None:
-            self.runtime.publisher.stop()
-        if self.pool is not None:
-            self.pool.stop()
+        stop_app(self.app, grace)
         log.info("stopped")
-
-
-def serve(settings: Settings) -> None:
-    """Run until SIGINT or SIGTERM."""
-    server = BridgeServer(settings).start()
-    stop = Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        gevent.signal_handler(signum, stop.set)
-    stop.wait()
-    log.info("signal received, stopping")
-    server.stop()
