@@ -108,7 +108,7 @@ class BridgeHandler(WSGIHandler):
 
     def handle_one_request(self) -> Any:
         limits: Limits = self.server.limits
-        if not self._wait_for_request(limits.idle_timeout):
+        if self.server.closed or not self._wait_for_request(limits.idle_timeout):
             return None
         self.socket.settimeout(None)  # the header deadline below bounds this phase as a whole
         timer = self._header_timer = gevent.Timeout(limits.header_timeout)
@@ -154,6 +154,8 @@ class BridgeHandler(WSGIHandler):
         return env
 
     def start_response(self, status: Any, headers: Any, exc_info: Any = None) -> Callable[..., Any]:
+        if self.server.closed:  # stopping: this is the connection's last response
+            self.close_connection = True
         if self.close_connection and self.request_version == "HTTP/1.1":
             headers = [*headers, ("Connection", "close")]
         return super().start_response(status, headers, exc_info)
