@@ -135,14 +135,15 @@ def _insert(table: type[peewee.Model], rows: list[dict[str, Any]]) -> None:
         table.insert_many(chunk).execute()
 
 
-def seed(path: Path, n_devices: int) -> Seeded:
-    """An SQLite database with one account, `n_devices` devices and a user per four devices.
+def seed(path: Path, n_devices: int, url: str | None = None) -> Seeded:
+    """An SQLite database at `path` (or the empty database at `url`) with one account,
+    `n_devices` devices and a user per four devices.
 
     The first user and device of each shape go through the store's own functions; the rest are
     built by the same preparation code and bulk-inserted, and checked to match the store's rows.
     """
     started = time.perf_counter()
-    url = f"sqlite:///{path}"
+    url = url or f"sqlite:///{path}"
     database = db.connect(url)
     n_users = max(2, n_devices // DEVICES_PER_USER)
     now = time.time()
