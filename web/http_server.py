@@ -179,6 +179,29 @@ class BridgeWSGIServer(WSGIServer):
         self.waiting: set[BridgeHandler] = set()
         super().__init__(listener, application, spawn=spawn or Pool(limits.max_connections), **kwargs)
 
+    #: With several workers on one socket: after accepting a connection, seconds per connection
+    #: this worker holds before it accepts again (at most ``_MAX_ACCEPT_PAUSE``). Every worker is
+    #: woken for a new connection and the least busy takes it: without this, one worker accepts
+    #: a burst of keep-alive clients whole and keeps them for their lifetime.
+    accept_pause: float = 0.0
+    _MAX_ACCEPT_PAUSE = 0.002
+    _resume_timer: Any = None
+
+    def do_read(self) -> Any:
+        accepted = super().do_read()
+        if accepted and self.accept_pause and self.pool is not None:
+            pause = min(self._MAX_ACCEPT_PAUSE, self.accept_pause * (self.pool.size - self.pool.free_count()))
+            if pause > 0:
+                self.stop_accepting()
+                self._resume_timer = self.loop.timer(pause)
+                self._resume_timer.start(self._resume_accepting)
+        return accepted
+
+    def _resume_accepting(self) -> None:
+        self._resume_timer = None
+        if not self.closed:
+            self.start_accepting()
+
     def wrap_socket_and_handle(self, client_socket: Any, address: Any) -> Any:
         # The TLS handshake is part of the request's headers phase: bounded like them.
         client_socket.settimeout(self.limits.header_timeout)
@@ -199,6 +222,9 @@ class BridgeWSGIServer(WSGIServer):
 
     def close(self) -> None:
         """Stop accepting, and close every connection that is waiting for a request."""
+        if self._resume_timer is not None:
+            self._resume_timer.stop()
+            self._resume_timer = None
         super().close()
         for handler in list(self.waiting):
             handler.wake()
