@@ -35,6 +35,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/api.py
 	$(BIN)/python bench/directory.py
 	$(BIN)/python bench/quickcall.py
+	$(BIN)/python bench/workers.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info
