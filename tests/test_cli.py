@@ -287,7 +287,8 @@ def test_serve_answers_and_stops_cleanly_on_a_signal(database_url, tmp_path, cap
     assert "Traceback" not in err
 
 
-def test_serve_over_https(database_url, tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_over_https(database_url, tmp_path, workers):
     openssl = shutil.which("openssl")
     if openssl is None:
         pytest.skip("openssl is not installed")
@@ -297,7 +298,8 @@ def test_serve_over_https(database_url, tmp_path):
                     "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True, timeout=60)
     http_port, https_port = free_port(), free_port()
     process = spawn("--database-url", database_url, "--http-port", str(http_port), "--https-port",
-                    str(https_port), "--tls-cert", str(cert), "--tls-key", str(key), cwd=tmp_path)
+                    str(https_port), "--tls-cert", str(cert), "--tls-key", str(key), "--workers", workers,
+                    cwd=tmp_path)
     try:
         secure = wait_until_up(process, f"https://127.0.0.1:{https_port}/health", verify=str(cert))
         assert secure.status_code == 200 and secure.json()["data"]["database"]["ok"] is True

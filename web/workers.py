@@ -38,9 +38,12 @@ def _address(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
-def _make_server(listener: Any, application: Any, spawn: Any, handler_class: Any = None,
-                 **_gunicorn: Any) -> Any:
-    """gunicorn's server factory for one listening socket: the port says HTTP or HTTPS."""
+def _make_server(listener: Any, application: Any, spawn: Any, **_gunicorn: Any) -> Any:
+    """gunicorn's server factory for one listening socket: the port says HTTP or HTTPS.
+
+    gunicorn's own arguments (handler class, environ, log, TLS of every socket) give way to
+    esl-bridge's: the same server, handler and logs as a single process runs.
+    """
     settings: Settings = application.extensions["esl_bridge"].settings
     tls = settings.tls_enabled and listener.getsockname()[1] == settings.https_port
     server = wsgi_server(listener, application, settings, tls=tls, spawn=spawn)
