@@ -313,8 +313,7 @@ def test_the_conf_readme_says_where_every_file_goes_and_what_to_remove() -> None
 
 def test_the_project_readme_has_the_freeswitch_side() -> None:
     readme = (ROOT / "README.md").read_text()
-    section = readme.split("<!-- section:freeswitch-side -->", 1)[1].split(
-        "<!-- /section:freeswitch-side -->", 1)[0]
+    section = readme.split("\n## FreeSWITCH side\n", 1)[1].split("\n## ", 1)[0]
     for needle in ("*11", "*12", "*13", "esl_bridge_url", "esl_bridge_secret",
                    "freeswitch-conf/README.md", "ESL_BRIDGE_FREESWITCH_SECRET"):
         assert needle in section
