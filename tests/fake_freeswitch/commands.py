@@ -12,7 +12,6 @@ from .wire import GOODBYE, api_response, command_reply, disconnect_notice
 
 if TYPE_CHECKING:
     from .connection import FakeConnection
-    from .server import FakeFreeSwitch
 
 
 class Commands:
@@ -65,6 +64,9 @@ class Commands:
     def _reply(self, conn: FakeConnection, first: str, headers: list[tuple[str, str]],
                body: bytes) -> tuple[bytes, Callable[[], None] | None] | None:
         verb, _, args = first.partition(" ")
+        if verb == "exit":  # before auth too (esl3/211)
+            return command_reply("+OK bye"), lambda: conn.deliver(
+                disconnect_notice(GOODBYE), close=True)
         if not conn.authenticated:
             if verb == "auth":
                 if args == self.password:
@@ -72,6 +74,7 @@ class Commands:
                     return command_reply("+OK accepted"), None
                 return command_reply("-ERR invalid"), lambda: conn.deliver(
                     disconnect_notice(GOODBYE), close=True)
+            # Any other command is refused, and the connection stays usable (esl3/206-212).
             return command_reply("-ERR command not found"), None
         if verb == "api":
             return api_response(self._api(args)), None
@@ -96,17 +99,18 @@ class Commands:
             event_id = str(_uuid.uuid4())
             self.sent_events.append((args.strip(), dict(headers)))
             return command_reply(f"+OK {event_id}"), None
-        if verb == "exit":
-            return command_reply("+OK bye"), lambda: conn.deliver(
-                disconnect_notice(GOODBYE), close=True)
         return command_reply("-ERR command not found"), None
 
     def _api(self, command: str) -> bytes | str:
+        """Run an api command as switch_api_execute does, then mod_event_socket's api_exec: an
+        API event once it ran, and ``-ERR no reply`` for an empty output (esl3/172)."""
         name, _, args = command.strip().partition(" ")
         handler = self.api_handlers.get(name)
         if handler is None:
             return f"-ERR {name} Command not found!\n"
-        return handler(self, args)
+        output = handler(self, args)
+        self.api_event(name, args.strip())
+        return output or "-ERR no reply\n"
 
     def _bgapi(self, conn: FakeConnection, command: str, headers: list[tuple[str, str]]
                ) -> tuple[bytes, Callable[[], None] | None]:
@@ -115,8 +119,11 @@ class Commands:
         name, _, arg = command.strip().partition(" ")
 
         def run() -> None:
+            # The job runs whether or not its sender is still there to read the reply: its
+            # BACKGROUND_JOB reaches every connection subscribed to it (esl3/213-217).
             if name == "originate":
                 body = self._originate(arg, job_uuid)
+                self.api_event(name, arg.strip())
             else:
                 result = self._api(command)
                 body = result.decode("utf-8", "replace") if isinstance(result, bytes) else result
@@ -128,41 +135,3 @@ class Commands:
             gevent.sleep(0.02)  # let the event connection write it first
             return reply, None
         return reply, lambda: self._spawn(run)
-
-    @staticmethod
-    def _api_msleep(fake: FakeFreeSwitch, args: str) -> str:
-        # As FreeSWITCH: the sleep runs on the connection's own thread, holding it.
-        gevent.sleep(int(args.strip() or 0) / 1000.0)
-        return "+OK"
-
-    @staticmethod
-    def _api_xml_flush_cache(fake: FakeFreeSwitch, args: str) -> str:
-        parts = args.split()
-        count = 0
-        if len(parts) == 3 and parts[0] == "id":
-            key = (parts[1].lower(), parts[2].lower())
-            if key in fake.directory_cache:
-                fake.directory_cache.discard(key)
-                count = 1
-        return f"+OK cleared {count} {'entry' if count == 1 else 'entries'}\n"
-
-    @staticmethod
-    def _api_uuid_kill(fake: FakeFreeSwitch, args: str) -> str:
-        parts = args.split()
-        channel = fake.channels.pop(parts[0], None) if parts else None
-        if channel is None:
-            return "-ERR No such channel!\n"
-        fake._kill(channel, parts[1] if len(parts) > 1 else "NORMAL_CLEARING")
-        return "+OK\n"
-
-    @staticmethod
-    def _api_hupall(fake: FakeFreeSwitch, args: str) -> str:
-        parts = args.split()
-        cause = parts[0] if parts else "NORMAL_CLEARING"
-        wanted = tuple(parts[1:3]) if len(parts) >= 3 else None
-        for uuid_, channel in list(fake.channels.items()):
-            if wanted is None or wanted in channel.variables:
-                fake.channels.pop(uuid_, None)
-                fake._kill(channel, cause)
-        return f"+OK hangup all channels with cause {cause}\n"
-

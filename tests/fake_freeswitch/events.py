@@ -5,21 +5,11 @@ import calendar
 import time
 from typing import TYPE_CHECKING
 
-from .templates import (
-    _RECORDED_DIRECTORY_VARS,
-    _RECORDED_ORIGINATE_VARS,
-    T_ANSWER,
-    T_CREATE,
-    T_EXPIRE,
-    T_HANGUP,
-    T_JOB,
-    T_REGISTER,
-    T_UNREGISTER,
-)
-from .wire import serialize_event
+from .templates import _RECORDED_DIRECTORY_VARS, T_API, T_EXPIRE, T_JOB, T_REGISTER, T_UNREGISTER
+from .wire import serialize_event, serialize_event_json
 
 if TYPE_CHECKING:
-    from .state import FakeChannel, FakeRegistration
+    from .state import FakeRegistration
 
 
 class Events:
@@ -72,12 +62,27 @@ class Events:
 
     def fire(self, name: str, headers: list[tuple[str, str]], body: str | None = None,
              subclass: str = "") -> bytes:
-        """Deliver an event (already built headers) to every subscribed connection."""
+        """Deliver an event (already built headers) to every subscribed connection, in the
+        format each asked for (``event plain`` or ``event json``); returns the plain frame."""
         frame = serialize_event(headers, body)
+        json_frame = None
         for conn in list(self.connections):
             if conn.authenticated and conn.wants(name, subclass):
-                conn.deliver(frame)
+                if conn.format == "json":
+                    json_frame = json_frame or serialize_event_json(headers, body)
+                    conn.deliver(json_frame)
+                else:
+                    conn.deliver(frame)
         return frame
+
+    def api_event(self, command: str, args: str, when: float | None = None) -> bytes:
+        """The API event switch_api_execute fires for every api command it runs (esl3/221)."""
+        values: dict[str, str | None] = {**self._common(when or self._now()),
+                                         "API-Command": None}
+        headers = [*self._fill(T_API[0], values), ("API-Command", command)]
+        if args:
+            headers.append(("API-Command-Argument", args))
+        return self.fire("API", headers)
 
     def _registration_values(self, reg: FakeRegistration) -> dict[str, str | None]:
         return {
@@ -88,14 +93,14 @@ class Events:
             "user-agent": reg.user_agent, "sip_number_alias": reg.user,
             "sip_auth_username": reg.user, "sip_auth_realm": reg.realm,
             "number_alias": reg.user, "user_name": reg.user, "domain_name": reg.realm,
-            "user_context": reg.context, "user": reg.user, "host": reg.realm,
+            "user": reg.user, "host": reg.realm,
         }
 
     def register_event(self, reg: FakeRegistration, when: float | None = None) -> bytes:
         """The ``sofia::register`` event of a registration (as recorded in esl2/101)."""
         values = {**self._registration_values(reg), **self._common(when or self._now()),
                   "expires": str(reg.expires)}
-        headers = self._fill(T_REGISTER[0], values, inserted=list(reg.variables.items()),
+        headers = self._fill(T_REGISTER[0], values, inserted=reg.directory_variables(),
                              replaced=_RECORDED_DIRECTORY_VARS)
         return self.fire("CUSTOM", headers, subclass="sofia::register")
 
@@ -103,7 +108,7 @@ class Events:
         """The ``sofia::unregister`` event of a phone that unregistered (esl2/104)."""
         values = {**self._registration_values(reg), **self._common(when or self._now()),
                   "expires": "0"}
-        headers = self._fill(T_UNREGISTER[0], values, inserted=list(reg.variables.items()),
+        headers = self._fill(T_UNREGISTER[0], values, inserted=reg.directory_variables(),
                              replaced=_RECORDED_DIRECTORY_VARS)
         return self.fire("CUSTOM", headers, subclass="sofia::unregister")
 
@@ -124,70 +129,6 @@ class Events:
                                          "Job-UUID": job_uuid, "Job-Command": command,
                                          "Job-Command-Arg": arg}
         return self.fire("BACKGROUND_JOB", self._fill(T_JOB[0], values), body)
-
-    def channel_event(self, kind: str, channel: FakeChannel, cause: str = "NORMAL_CLEARING",
-                      when: float | None = None) -> bytes:
-        """CHANNEL_CREATE / CHANNEL_ANSWER / CHANNEL_HANGUP_COMPLETE (esl2/114, 115, 118)."""
-        template = {"CHANNEL_CREATE": T_CREATE, "CHANNEL_ANSWER": T_ANSWER,
-                    "CHANNEL_HANGUP_COMPLETE": T_HANGUP}[kind][0]
-        reg = channel.registration
-        when = when or self._now()
-        common = self._common(when)
-        variables = dict(channel.variables)
-        contact = f"{reg.network_ip}:{reg.network_port}"
-        channel_name = f"sofia/{reg.profile}/{reg.user}@{contact}"
-        auto = variables.get("sip_auto_answer") == "true"
-        presence = reg.presence_id or f"{reg.user}@{reg.realm}"
-        cid_name = variables.get("origination_caller_id_name", "")
-        cid_number = variables.get("origination_caller_id_number", "")
-        values: dict[str, str | None] = {
-            **common,
-            "Unique-ID": channel.uuid, "Channel-Call-UUID": channel.uuid,
-            "Caller-Unique-ID": channel.uuid, "variable_uuid": channel.uuid,
-            "variable_call_uuid": channel.uuid,
-            "Channel-Name": channel_name, "Caller-Channel-Name": channel_name,
-            "variable_channel_name": channel_name,
-            "Channel-Presence-ID": presence, "variable_presence_id": presence,
-            "Caller-Caller-ID-Name": cid_name, "Caller-Orig-Caller-ID-Name": cid_name,
-            "Caller-Caller-ID-Number": cid_number, "Caller-Orig-Caller-ID-Number": cid_number,
-            "Caller-ANI": cid_number,
-            "Caller-Callee-ID-Number": reg.user, "Caller-Destination-Number": reg.user,
-            "Caller-Context": channel.context,
-            "variable_dialed_user": reg.user, "variable_dialed_domain": reg.realm,
-            "variable_sip_invite_domain": reg.realm, "variable_sip_from_host": reg.realm,
-            "variable_sip_destination_url": f"sip:{reg.user}@{contact};transport=udp",
-            "variable_sip_req_uri": f"{reg.user}@{contact};transport=udp"
-                                    + (";intercom=true" if auto else ""),
-            "variable_sip_h_Call-Info": None if not auto else "<sip:127.0.0.1>;answer-after=0",
-            "variable_sip_invite_params": None if not auto else "intercom=true",
-            "variable_sip_profile_name": reg.profile, "variable_sofia_profile_name": reg.profile,
-            "variable_recovery_profile_name": reg.profile,
-            "Caller-Profile-Created-Time": str(channel.created_us),
-            "Caller-Channel-Created-Time": str(channel.created_us),
-            "Caller-Channel-Answered-Time": str(channel.answered_us),
-            "Caller-Channel-Progress-Time": str(channel.created_us if kind != "CHANNEL_CREATE"
-                                                else 0),
-            "Hangup-Cause": cause,
-            "variable_hangup_cause": cause,
-        }
-        if kind == "CHANNEL_CREATE":
-            values["variable_sip_to_host"] = contact
-        else:
-            values["variable_sip_network_port"] = str(reg.network_port)
-            values["variable_sip_reply_port"] = str(reg.network_port)
-            values["variable_sip_to_port"] = str(reg.network_port)
-            values["variable_sip_contact_port"] = str(reg.network_port)
-            values["variable_sip_to_user"] = reg.user
-            values["variable_sip_contact_user"] = reg.user
-            values["variable_sip_to_uri"] = f"{reg.user}@{contact}"
-            values["variable_sip_contact_uri"] = f"{reg.user}@{contact}"
-        if kind == "CHANNEL_HANGUP_COMPLETE":
-            values["Caller-Channel-Hangup-Time"] = str(common["Event-Date-Timestamp"])
-        inserted = [(f"variable_{name}", value) for name, value in channel.variables]
-        headers = self._fill(template, values, inserted=inserted,
-                             replaced=_RECORDED_ORIGINATE_VARS)
-        return self.fire(kind, headers)
-
 
 
 def _epoch(text: str) -> float:

@@ -1,6 +1,7 @@
 """Registrations of the test FreeSWITCH and the sofia commands that read or flush them."""
 from __future__ import annotations
 
+import json
 import time
 import uuid as _uuid
 from collections.abc import Callable
@@ -104,15 +105,17 @@ class Registrations:
             return "error/user_not_registered"
         return f"sofia/{reg.profile}/sip:{reg.user}@{reg.network_ip}:{reg.network_port};transport=udp"
 
+    def _expiry(self, reg: FakeRegistration) -> tuple[str, int]:
+        """The registration's expiry as sofia prints it, and the seconds left."""
+        expiry = int(reg.registered_at) + reg.expires + 60
+        left = max(0, expiry - int(self._now()))
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.gmtime(expiry)), left
+
     def _xml_registrations(self, regs: list[FakeRegistration]) -> str:
-        now = self._now()
         parts = ['<?xml version="1.0" encoding="ISO-8859-1"?>\n<profile>\n  <registrations>\n']
         for reg in regs:
-            expiry = int(reg.registered_at) + reg.expires + 60
-            left = max(0, expiry - int(now))
-            status = (f"Registered(UDP)(unknown) exp("
-                      f"{time.strftime('%Y-%m-%d %H:%M:%S', time.gmtime(expiry))}) "
-                      f"expsecs({left})")
+            expiry, left = self._expiry(reg)
+            status = f"Registered(UDP)(unknown) exp({expiry}) expsecs({left})"
             fields = [
                 ("call-id", reg.call_id), ("user", f"{reg.user}@{reg.realm}"),
                 ("contact", reg.contact), ("agent", reg.user_agent), ("status", status),
@@ -129,28 +132,70 @@ class Registrations:
         parts.append("  </registrations>\n</profile>\n")
         return "".join(parts)
 
+    def _text_registrations(self, regs: list[FakeRegistration]) -> str:
+        """``sofia status profile <p> reg|user <u>``: every field as it is (esl/12, esl3/219)."""
+        parts = ["\nRegistrations:\n", SEPARATOR]
+        for reg in regs:
+            expiry, left = self._expiry(reg)
+            parts.append(
+                f"Call-ID:    \t{reg.call_id}\nUser:       \t{reg.user}@{reg.realm}\n"
+                f"Contact:    \t{reg.contact}\nAgent:      \t{reg.user_agent}\n"
+                f"Status:     \tRegistered(UDP)(unknown) EXP({expiry}) EXPSECS({left})\n"
+                f"Ping-Status:\tReachable\nPing-Time:\t0.00\nHost:       \t{self.switchname}\n"
+                f"IP:         \t{reg.network_ip}\nPort:       \t{reg.network_port}\n"
+                f"Auth-User:  \t{reg.user}\nAuth-Realm: \t{reg.realm}\n"
+                f"MWI-Account:\t{reg.user}@{reg.realm}\n\n")
+        parts.append(f"Total items returned: {len(regs)}\n")
+        parts.append(SEPARATOR)
+        return "".join(parts)
+
+    def show_registrations_json(self) -> str:
+        """``show registrations as json``: the core's table (esl/14, 14b). A real FreeSWITCH
+        fills it a little after the register event; this one at once."""
+        if not self.registrations:
+            return '{"row_count": 0}\n'
+        rows = [{"reg_user": r.user, "realm": r.realm, "token": r.call_id,
+                 "url": f"sofia/{r.profile}/sip:{r.user}@{r.network_ip}:{r.network_port};"
+                        "transport=udp",
+                 "expires": str(int(r.registered_at) + r.expires + 60),
+                 "network_ip": r.network_ip, "network_port": str(r.network_port),
+                 "network_proto": "udp", "hostname": self.switchname, "metadata": ""}
+                for r in self.registrations]
+        return json.dumps({"row_count": len(rows), "rows": rows}, separators=(",", ":"))
+
     @staticmethod
     def _api_sofia(fake: FakeFreeSwitch, args: str) -> str:
         words = args.split()
-        if len(words) >= 4 and words[0] == "xmlstatus" and words[1] == "profile":
+        if len(words) >= 4 and words[0] in ("xmlstatus", "status") and words[1] == "profile":
             profile = words[2]
             if profile not in fake.profiles:
                 return "Invalid Profile!\n"
+            render = fake._xml_registrations if words[0] == "xmlstatus" \
+                else fake._text_registrations
             regs = [r for r in fake.registrations if r.profile == profile]
             if words[3] == "reg":
-                return fake._xml_registrations(regs)
+                return render(regs)
             if words[3] == "user" and len(words) >= 5:
                 user, _, realm = words[4].partition("@")
-                return fake._xml_registrations(
-                    [r for r in regs if r.matches(user or None, realm)])
-        if len(words) >= 4 and words[0] == "profile" and words[2] == "flush_inbound_reg":
+                return render([r for r in regs if r.matches(user or None, realm)])
+        if len(words) >= 3 and words[0] == "profile":
             profile = words[1]
             if profile not in fake.profiles:
                 return "Invalid Profile!\n"
-            user, _, realm = words[3].partition("@")
-            gone = fake._remove(user, realm, profile)
-            for reg in gone:
-                fake._spawn(fake.expire_event, reg)
-            return "+OK flushing all registrations matching specified call_id\n"
+            if words[2] == "flush_inbound_reg" and len(words) >= 4:
+                user, _, realm = words[3].partition("@")
+                gone = fake._remove(user, realm, profile)
+                for reg in gone:
+                    fake.expire_event(reg)
+                return "+OK flushing all registrations matching specified call_id\n"
+            if words[2] == "check_sync":
+                if len(words) == 3:
+                    # Without an argument it forgets every registration of the profile and
+                    # tells no phone (esl/09 and the README of the recordings).
+                    fake.registrations = [r for r in fake.registrations if r.profile != profile]
+                    return "+OK syncing all registrations\n"
+                return "+OK syncing all registrations matching specified call_id\n"
         return "-ERR Usage: sofia <command>\n"
 
+
+SEPARATOR = "=" * 97 + "\n"

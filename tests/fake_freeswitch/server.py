@@ -11,17 +11,21 @@ import gevent.event
 from gevent import socket
 from gevent.server import StreamServer
 
+from .api import API_COMMANDS
+from .channel_events import ChannelEvents
 from .commands import Commands
 from .connection import FakeConnection
+from .curl import CurlCall
+from .directory import Directory, DirectoryUser
 from .events import Events
-from .originate import Originate
+from .originate import CALL_COMMANDS, Originate
 from .registrations import Registrations
 from .state import FakeChannel, FakeRegistration, Fault
-from .templates import STATUS_BODY, T_SHUTDOWN_EVENTS, VERSION_BODY
+from .templates import SHUTDOWN_EVENTS
 from .wire import SHUTDOWN, disconnect_notice
 
 
-class FakeFreeSwitch(Commands, Events, Originate, Registrations):
+class FakeFreeSwitch(Commands, Events, ChannelEvents, Originate, Registrations, Directory):
     """A FreeSWITCH event socket for tests (see the module docstring for the full API).
 
     ``node`` is ``"127.0.0.1:<port>:<password>"``, ready for ``esl_bridge.Node.parse``.
@@ -44,6 +48,10 @@ class FakeFreeSwitch(Commands, Events, Originate, Registrations):
         ipv6: str = "fd00::2",
         sequence_start: int = 1000,
         shutdown_linger: float = 0.0,
+        directory_url: str | None = None,
+        directory_auth: tuple[str, str] | None = None,
+        shutdown_events: list[tuple[list[tuple[str, str]], str]] = SHUTDOWN_EVENTS,
+        codec_prefs: str = "PCMU,PCMA",
     ) -> None:
         self.password = password
         self.switchname = switchname
@@ -59,12 +67,26 @@ class FakeFreeSwitch(Commands, Events, Originate, Registrations):
         self.ipv6 = ipv6
         self._sequence = itertools.count(sequence_start)
         self.shutdown_linger = shutdown_linger
+        #: a mod_xml_curl directory binding (and its basic-auth user and password) to ask
+        self.directory_url = directory_url
+        self.directory_auth = directory_auth
+        #: the events an ``ALL`` subscriber gets at shutdown, module by module
+        self.shutdown_events = shutdown_events
+        #: the sofia profile's codec preferences, as a leg's rtp_use_codec_string shows them
+        self.codec_prefs = codec_prefs
 
         self.registrations: list[FakeRegistration] = []
         self.channels: dict[str, FakeChannel] = {}
         self.commands: list[str] = []
         self.sent_events: list[tuple[str, dict[str, str]]] = []
         self.directory_cache: set[tuple[str, str]] = set()
+        #: the form of every request made to ``directory_url``
+        self.directory_requests: list[str] = []
+        self._cached_users: dict[tuple[str, str], tuple[float, DirectoryUser]] = {}
+        #: every ``api curl`` run, as mod_curl understood it
+        self.curl_calls: list[CurlCall] = []
+        #: seconds: a shorter wait than the ``timeout`` a curl command asks for (tests)
+        self.curl_timeout_cap: float | None = None
         self.behaviours: dict[tuple[str, str], str] = {}
         self.faults: list[Fault] = []
         self.connections: list[FakeConnection] = []
@@ -74,15 +96,9 @@ class FakeFreeSwitch(Commands, Events, Originate, Registrations):
         self.job_event_before_reply = False
         self.accepted = 0
         self.api_handlers: dict[str, Callable[[FakeFreeSwitch, str], str | bytes]] = {
-            "status": lambda fake, args: STATUS_BODY,
-            "version": lambda fake, args: VERSION_BODY,
-            "msleep": FakeFreeSwitch._api_msleep,
+            **API_COMMANDS, **CALL_COMMANDS,
             "sofia": FakeFreeSwitch._api_sofia,
             "sofia_contact": FakeFreeSwitch._api_sofia_contact,
-            "xml_flush_cache": FakeFreeSwitch._api_xml_flush_cache,
-            "uuid_kill": FakeFreeSwitch._api_uuid_kill,
-            "hupall": FakeFreeSwitch._api_hupall,
-            "originate": FakeFreeSwitch._api_originate,
         }
         self._server: StreamServer | None = None
         self._greenlets: set[gevent.Greenlet] = set()
@@ -132,7 +148,7 @@ class FakeFreeSwitch(Commands, Events, Originate, Registrations):
         """Stop: shutdown notice on every connection (unless ``notice=False``), close, join."""
         self.refuse_connections()
         if notice:
-            for headers, body in T_SHUTDOWN_EVENTS:
+            for headers, body in self.shutdown_events:
                 values: dict[str, str | None] = dict(self._common(self._now()))
                 self.fire(dict(headers)["Event-Name"], self._fill(headers, values), body or None)
             for conn in list(self.connections):

@@ -24,6 +24,13 @@ class FakeRegistration:
     variables: dict[str, str] = field(default_factory=dict)
     registered_at: float = 0.0
 
+    def directory_variables(self) -> list[tuple[str, str]]:
+        """The directory user's variables in the directory's order; ``user_context`` first
+        unless ``variables`` places it (the vanilla directory has it mid-list, esl/11)."""
+        if "user_context" in self.variables:
+            return list(self.variables.items())
+        return [("user_context", self.context), *self.variables.items()]
+
     def matches(self, user: str | None, realm: str) -> bool:
         return (self.realm.lower() == realm.lower()
                 and (user is None or self.user.lower() == user.lower()))
@@ -37,8 +44,16 @@ class FakeChannel:
     user: str
     realm: str
     registration: FakeRegistration
+    #: the leg's variables from the originate: its own ``[...]``, then the ``{...}`` ones it
+    #: shares with the other legs (a name in both keeps the ``[...]`` value), as FreeSWITCH
+    #: installs them on the channel
     variables: list[tuple[str, str]]
     context: str
+    #: one of several legs of one originate: mod_dptools's user endpoint then dials it without
+    #: blocking, and its variables arrive in another order (esl3/145)
+    forked: bool = False
+    #: what an answered leg runs: ``exten XML context`` or ``&app(args)``
+    target: str = ""
     created_us: int = 0
     answered_us: int = 0
     job_uuid: str = ""

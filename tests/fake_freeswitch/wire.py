@@ -1,6 +1,8 @@
 """The event socket's framing and encodings, as a real FreeSWITCH 1.10 writes them."""
 from __future__ import annotations
 
+import json
+
 _URL_UNSAFE = set(b'\r\n "#%&+:;<=>?@[\\]^`{|}')
 _UPPER_HEX = set(b"0123456789ABCDEF")
 
@@ -21,15 +23,31 @@ def fs_url_encode(value: str) -> str:
     return "".join(out)
 
 
+def event_lines(headers: list[tuple[str, str]]) -> str:
+    """The header lines of ``switch_event_serialize``: values URL-encoded, empty ones ``_undef_``."""
+    return "".join(f"{name}: {fs_url_encode(value) if value != '' else '_undef_'}\n"
+                   for name, value in headers)
+
+
 def serialize_event(headers: list[tuple[str, str]], body: str | None = None) -> bytes:
     """A ``text/event-plain`` frame as ``switch_event_serialize`` + mod_event_socket write it."""
-    lines = "".join(f"{name}: {fs_url_encode(value) if value != '' else '_undef_'}\n"
-                    for name, value in headers)
+    lines = event_lines(headers)
     if body:
         payload = (lines + f"Content-Length: {len(body.encode('utf-8'))}\n\n" + body).encode()
     else:
         payload = (lines + "\n").encode()
     return b"Content-Length: %d\nContent-Type: text/event-plain\n\n" % len(payload) + payload
+
+
+def serialize_event_json(headers: list[tuple[str, str]], body: str | None = None) -> bytes:
+    """The same event as ``text/event-json``: one object, the headers in order and unencoded,
+    the body under ``_body`` after its ``Content-Length`` (esl/34)."""
+    document = dict(headers)
+    if body:
+        document["Content-Length"] = str(len(body.encode("utf-8")))
+        document["_body"] = body
+    payload = json.dumps(document, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
+    return b"Content-Length: %d\nContent-Type: text/event-json\n\n" % len(payload) + payload
 
 
 def api_response(body: bytes | str) -> bytes:
