@@ -30,6 +30,7 @@ UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{
 DATE_RE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d|[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} "
                      r"\d\d:\d\d:\d\d GMT")
 EPOCH_RE = re.compile(r"\b1[6-9]\d{8}(\d{6})?\b")
+ADDRESS_RE = re.compile(r"table: 0x[0-9a-f]+")
 EXPSECS_RE = re.compile(r"(expsecs|EXPSECS)\(\d+\)")
 
 CLOCK_NAMES = {"Event-Date-Local", "Event-Date-GMT", "Event-Date-Timestamp", "Event-Sequence"}
@@ -104,6 +105,7 @@ def _json_event(body: bytes) -> tuple[list[tuple[str, str]], str]:
 
 def mask_text(text: str) -> str:
     text = UUID_RE.sub("<uuid>", text)
+    text = ADDRESS_RE.sub("table: <address>", text)  # where a Lua table lives in memory
     text = DATE_RE.sub("<date>", text)
     text = EXPSECS_RE.sub(r"\1(<n>)", text)
     return EPOCH_RE.sub("<epoch>", text)

@@ -221,16 +221,21 @@ def two_phones(factory: Any) -> Outcome:
 
 @scenario("151_i3_event_plain_reply.txt",
           "152_i3_bgapi_originate_user_2009_loopback_dial_string.txt",
-          "154_i3_api_hupall_NORMAL_CLEARING_all.txt")
+          "154_i3_api_hupall_NORMAL_CLEARING_all.txt", http=("155_i3_originate_http1.txt",))
 def forwarded_device(factory: Any) -> Outcome:
-    """The commands around the call to a call-forwarded device (its loopback legs are not
-    modelled: see the exceptions)."""
-    fake = esl3_lab(factory)
-    client = Client(fake.port).login()
+    """The commands around the call to a call-forwarded device, and the directory lookup its
+    originate makes (its loopback legs are not modelled: see the exceptions)."""
     out = Outcome()
-    out.ask(client, "151_i3_event_plain_reply.txt",
-            "152_i3_bgapi_originate_user_2009_loopback_dial_string.txt",
-            "154_i3_api_hupall_NORMAL_CLEARING_all.txt")
+    with directory_stub() as stub:
+        fake = esl3_lab(factory, directory_url=f"{stub.url}/freeswitch/directory",
+                        directory_auth=DIRECTORY_AUTH)
+        client = Client(fake.port).login()
+        out.ask(client, "151_i3_event_plain_reply.txt",
+                "152_i3_bgapi_originate_user_2009_loopback_dial_string.txt")
+        client.event("BACKGROUND_JOB")
+        out.ask(client, "154_i3_api_hupall_NORMAL_CLEARING_all.txt")
+    out.checks.append(lambda: compare_request(rec_http("155_i3_originate_http1.txt"),
+                                              stub.requests[0], allowed={"Authorization"}))
     return out
 
 
@@ -329,7 +334,8 @@ def directory_stub() -> HttpStub:
     2099); 2006's is cacheable."""
     answers = {user: recorded_answer(name) for user, name in (
         ("2005", "175_i6_user_exists_2005_http1.txt"), ("2006", "179_i6_user_exists_2006_http1.txt"),
-        ("2099", "182_i6_user_exists_2099_http1.txt"), ("2007", "160_i4_user_data_http1.txt"))}
+        ("2099", "182_i6_user_exists_2099_http1.txt"), ("2007", "160_i4_user_data_http1.txt"),
+        ("2009", "155_i3_originate_http1.txt"))}
 
     def route(line: str, body: bytes) -> tuple[str, str, bytes]:
         user = dict(p.split("=", 1) for p in body.decode().split("&"))["user"]

@@ -5,12 +5,17 @@ The scripts run in lupa (Lua 5.1 to 5.4) with stand-ins for what mod_lua gives t
 - `session` (`Session`): channel variables, answer/ready/hangup, `playAndGetDigits` fed from a
   list of what the caller keys in, `streamFile`, `execute` (export/set), recording everything.
 - `freeswitch` (`FreeSwitch`): `getGlobalVariable`, `consoleLog`, `API():execute("curl", args)`
-  and, optionally, `JSON()`. `curl` parses its argument string the way mod_curl does (split on
-  spaces, `post` data URL-decoded once), really sends the request over HTTP (to the running
-  esl-bridge in the tests) and returns what mod_curl returns to Lua: the JSON document recorded
-  in `../shared/freeswitch/xml_curl/lua_curl_json_output.txt` (`exit_code` and `status_code`
-  as strings, no `body` when it is empty, exit code 7 for a refused connection, 28 on timeout).
-- `argv`: `argv[0]` the script name, `argv[1..]` its arguments, as mod_lua sets it.
+  and `JSON` (`CJson`). `curl` is mod_curl as the test FreeSWITCH runs it
+  (`fake_freeswitch.curl`: arguments split on spaces, `post` data URL-decoded once, a real HTTP
+  request, the recorded JSON with codes as strings; exit code 7 for a refused connection, 28 on
+  timeout; without `json` the body alone, so nothing when the connection failed, esl3/163-172).
+  `freeswitch.JSON` behaves as mod_lua's cJSON bridge was recorded (esl3/190): a table whose
+  call gives a userdata with `decode` and `encode`; numbers come back as floats, null leaves the
+  key out, an array inside an array is dropped, text that is not JSON gives nil, a bare string or
+  number an empty table; `FreeSwitch(json_class=False)` models a mod_lua without it.
+- `argv`: as mod_lua builds it from the `lua` application's data (`lua_argv`): `argv[0]` the
+  script, then the words after it, a trailing empty one dropped (`login ` gives one argument;
+  esl3/192-195).
 
 The stand-ins are strict where FreeSWITCH would silently misbehave: a curl argument mod_curl
 would not understand, a quote or doubled space in the arguments, a method called with `.`
@@ -33,10 +38,10 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qs
 
 import gevent
-import requests
+from fake_freeswitch import curl
+from fake_freeswitch.curl import CurlCall
 from gevent.pywsgi import WSGIServer
 from gevent.server import StreamServer
 
@@ -50,31 +55,8 @@ LUA_VERSIONS = ("lua51", "lua52", "lua53", "lua54")
 # A caller hanging up during a prompt, as an entry of Session(digits=[...]).
 HANGUP = "<hangup>"
 
-# The curl options of mod_curl 1.10 that take a value, and those that do not.
-CURL_VALUE_OPTIONS = {"content-type", "connect-timeout", "timeout", "append_headers", "proxy"}
-CURL_FLAGS = {"headers", "json", "get", "head", "delete", "insecure", "secure"}
-CURL_METHODS_WITH_DATA = {"post", "put"}
-# mod_curl keeps its arguments in a fixed array; a command with more would be cut.
-CURL_MAX_ARGUMENTS = 10
-
-
 class HarnessError(AssertionError):
     """The script used FreeSWITCH's API in a way the real one would not accept."""
-
-
-def switch_url_decode(text: str) -> bytes:
-    """FreeSWITCH's switch_url_decode: each %XX becomes a byte, '+' stays, a NUL ends the C string."""
-    raw = text.encode("utf-8")
-    out = bytearray()
-    i = 0
-    while i < len(raw):
-        if raw[i] == 0x25 and i + 2 < len(raw) and re.fullmatch(rb"[0-9A-Fa-f]{2}", raw[i + 1:i + 3]):
-            out.append(int(raw[i + 1:i + 3], 16))
-            i += 3
-        else:
-            out.append(raw[i])
-            i += 1
-    return bytes(out).split(b"\0", 1)[0]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -82,34 +64,10 @@ def switch_url_decode(text: str) -> bytes:
 # ---------------------------------------------------------------------------------------------
 
 
-@dataclass
-class CurlCall:
-    """One `api:execute("curl", args)` of a script, as mod_curl would have run it."""
-
-    args: str
-    url: str
-    method: str
-    options: dict[str, str]
-    headers: list[tuple[str, str]]
-    body: bytes | None
-    output: dict[str, Any] | str = ""
-
-    @property
-    def form(self) -> dict[str, list[str]]:
-        """The POST body as the server parses it."""
-        return parse_qs((self.body or b"").decode("utf-8"), keep_blank_values=True)
-
-    def header(self, name: str) -> str | None:
-        for key, value in self.headers:
-            if key.lower() == name.lower():
-                return value
-        return None
-
-
 class FreeSwitch:
     """The `freeswitch` module of mod_lua, as far as the scripts use it."""
 
-    def __init__(self, global_vars: dict[str, str] | None = None, *, json_class: bool = False,
+    def __init__(self, global_vars: dict[str, str] | None = None, *, json_class: bool = True,
                  http_timeout_cap: float | None = None) -> None:
         self.global_vars: dict[str, str] = {"script_dir": str(SCRIPTS_DIR)}
         self.global_vars.update(global_vars or {})
@@ -118,7 +76,7 @@ class FreeSwitch:
         self.logs: list[tuple[str, str]] = []
         self.api_calls: list[tuple[str, str]] = []
         self.curl_calls: list[CurlCall] = []
-        self.http = requests.Session()
+        self.http = curl.bare_session()
 
     # -- what Lua calls -----------------------------------------------------------------------
     def get_global(self, name: str) -> str | None:
@@ -137,81 +95,15 @@ class FreeSwitch:
 
     # -- mod_curl -----------------------------------------------------------------------------
     def curl(self, args: str) -> str:
-        """mod_curl's `curl` API: parse like it does, send, answer like it does."""
+        """mod_curl's `curl` API: strict about what mod_curl would mangle, then as it runs."""
         if any(c in args for c in "'\"\\\t\r\n") or "  " in args or args != args.strip():
             raise HarnessError(f"mod_curl would split or mangle these arguments: {args!r}")
-        tokens = args.split(" ")
-        if len(tokens) > CURL_MAX_ARGUMENTS:
-            raise HarnessError(f"{len(tokens)} curl arguments; mod_curl keeps {CURL_MAX_ARGUMENTS}")
-        url, method, body = tokens[0], "get", None
-        options: dict[str, str] = {}
-        headers: list[tuple[str, str]] = []
-        do_json = False
-        i = 1
-        while i < len(tokens):
-            token = tokens[i].lower()
-            if token in CURL_VALUE_OPTIONS:
-                if i + 1 >= len(tokens):
-                    raise HarnessError(f"curl option {token} without a value")
-                value = tokens[i + 1]
-                if token == "append_headers":
-                    name, sep, header_value = value.partition(":")
-                    if not sep or not name:
-                        raise HarnessError(f"append_headers wants Name:value, got {value!r}")
-                    headers.append((name, header_value.lstrip()))
-                else:
-                    options[token] = value
-                i += 2
-            elif token in CURL_FLAGS:
-                if token == "json":
-                    do_json = True
-                elif token in ("get", "head", "delete"):
-                    method = token
-                i += 1
-            elif token in CURL_METHODS_WITH_DATA:
-                method = token
-                body = switch_url_decode(tokens[i + 1]) if i + 1 < len(tokens) else b""
-                i += 2
-            else:
-                raise HarnessError(f"mod_curl does not know the argument {tokens[i]!r}")
-        for name in ("connect-timeout", "timeout"):
-            if name in options and not options[name].isdigit():
-                raise HarnessError(f"curl {name} must be whole seconds, got {options[name]!r}")
-        call = CurlCall(args=args, url=url, method=method, options=options, headers=headers,
-                        body=body)
-        self.curl_calls.append(call)
-        outcome = self._perform(call)
-        call.output = outcome
-        if do_json:
-            return json.dumps(outcome, separators=(",", ":"))
-        return str(outcome.get("body", ""))
-
-    def _perform(self, call: CurlCall) -> dict[str, Any]:
-        send = {"User-Agent": "freeswitch-curl/1.0", "Accept": "*/*"}
-        if call.body is not None:
-            send["Content-Type"] = call.options.get("content-type",
-                                                    "application/x-www-form-urlencoded")
-        for name, value in call.headers:
-            send[name] = value
-        connect = float(call.options.get("connect-timeout", 300))
-        total = float(call.options.get("timeout", 300))
-        if self.http_timeout_cap is not None:
-            connect, total = min(connect, self.http_timeout_cap), min(total, self.http_timeout_cap)
         try:
-            response = self.http.request(call.method.upper(), call.url, data=call.body,
-                                         headers=send, timeout=(connect, total),
-                                         allow_redirects=True)
-        except (requests.exceptions.ConnectTimeout, requests.exceptions.ReadTimeout):
-            return {"exit_code": "28", "status_code": "0", "headers": []}
-        except requests.exceptions.ConnectionError:
-            return {"exit_code": "7", "status_code": "0", "headers": []}
-        outcome: dict[str, Any] = {"exit_code": "0", "status_code": str(response.status_code)}
-        if response.content:
-            outcome["body"] = response.content.decode("utf-8", "replace")
-        outcome["version"] = "HTTP/1.1" if response.raw.version == 11 else "HTTP/1.0"
-        outcome["phrase"] = response.reason
-        outcome["headers"] = [{"key": k, "value": v} for k, v in response.raw.headers.items()]
-        return outcome
+            call = curl.parse(args)
+        except ValueError as error:
+            raise HarnessError(str(error)) from None
+        self.curl_calls.append(call)
+        return curl.perform(call, self.http, self.http_timeout_cap)
 
     # -- helpers for tests --------------------------------------------------------------------
     def log_text(self) -> str:
@@ -399,17 +291,10 @@ return function(py, script_path, args)
     return api
   end
   if py.json_class then
-    function freeswitch.JSON()
-      local json = {}
-      function json.decode(self, text)
-        if self ~= json then
-          error("json.decode called without ':'", 2)
-        end
-        return py.json_decode(text)
-      end
-      return json
-    end
+    -- mod_lua's JSON class: a table, called to make the (userdata) object
+    freeswitch.JSON = setmetatable({}, { __call = function() return py.json() end })
   end
+  stream = py.stream
 
   argv = args
   return dofile(script_path)
@@ -425,18 +310,144 @@ def lua_runtime(lua_version: str = "lua54") -> Any:
     return module.LuaRuntime(register_eval=False, register_builtins=False, unpack_returned_tuples=True)
 
 
-def run_script(script: str, args: Iterable[str], session: Session, fs: FreeSwitch,
-               lua_version: str = "lua54", lua: Any = None) -> Any:
-    """Run freeswitch-conf/scripts/<script> as mod_lua's `lua` application would.
+def lua_argv(data: str) -> tuple[str, list[str]]:
+    """The script and ``argv[1..]`` mod_lua makes of a ``lua`` application's data
+    (``lua_parse_and_execute`` with ``switch_separate_string`` on spaces): the script is what
+    comes before the first space; the rest is split on runs of spaces, so a trailing empty
+    argument is dropped (``login `` gives ``["login"]``, esl3/194); ``'...'`` groups words and
+    a backslash escapes the next character."""
+    script, _, rest = data.lstrip(" \r\n").partition(" ")
+    args: list[str] = []
+    word: list[str] | None = None
+    quoted = escaped = False
+    for char in rest:
+        if word is None:
+            if char == " ":
+                continue
+            word = []
+        if escaped:
+            word.append({"s": " ", "n": "\n", "r": "\r", "t": "\t"}.get(char, char))
+            escaped = False
+        elif char == "\\":
+            escaped = True
+        elif char == "'":
+            quoted = not quoted
+        elif char == " " and not quoted:
+            args.append("".join(word))
+            word = None
+        else:
+            word.append(char)
+    if word is not None:
+        args.append("".join(word))
+    return script, args
+
+
+class CJson:
+    """``freeswitch.JSON()`` of mod_lua (cJSON underneath): ``decode`` and ``encode``, as recorded
+    on FreeSWITCH 1.10 (esl3/190) and read in ``freeswitch_lua.cpp``. A userdata to Lua, as
+    there; lupa passes ``j:decode(text)`` and ``j.decode(j, text)`` alike, so unlike the session
+    stand-in it cannot insist on ``:``."""
+
+    def __init__(self, lua: Any) -> None:
+        self.lua = lua
+
+    def decode(self, text: Any) -> Any:
+        if not isinstance(text, str):
+            raise HarnessError(f"JSON:decode wants a string, got {text!r}")
+        try:  # cJSON_Parse: leading blanks skipped, anything after the value ignored
+            value, _ = json.JSONDecoder(parse_int=float, parse_constant=_no_constant) \
+                .raw_decode(text.lstrip(" \t\r\n"))
+        except ValueError:
+            return None
+        return self._table(value)
+
+    def _table(self, value: Any) -> Any:
+        """cJSON2LuaTable: only an object or an array fills the table."""
+        table = self.lua.table()
+        if isinstance(value, dict):
+            for key, item in value.items():
+                if item is not None:
+                    table[key] = self._item(item)
+        elif isinstance(value, list):
+            index = 1
+            for item in value:
+                if item is None or isinstance(item, list):
+                    continue  # null, and an array inside an array, are dropped
+                table[index] = self._item(item)
+                index += 1
+        return table
+
+    def _item(self, value: Any) -> Any:
+        if isinstance(value, bool | str):
+            return value
+        if isinstance(value, int | float):
+            return float(value)
+        return self._table(value)
+
+    def encode(self, table: Any) -> str:
+        value = _cjson_value(table)
+        return json.dumps({} if value is None else value, ensure_ascii=False,
+                          separators=(",", ":"))
+
+
+def _no_constant(name: str) -> None:
+    raise ValueError(name)
+
+
+_LUA_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|0[xX][0-9a-fA-F]+)\s*$")
+
+
+def _cjson_value(value: Any) -> Any:
+    """LuaTable2cJSON: the first key decides array (1) or object; a number, or a string Lua
+    reads as one, becomes a number; an empty table an object."""
+    if not (hasattr(value, "items") and callable(value.items)):
+        if isinstance(value, bool):
+            return value
+        if isinstance(value, int | float) or (isinstance(value, str) and _LUA_NUMBER.match(value)):
+            number = float(value) if not str(value).strip().lower().startswith(("0x", "-0x")) \
+                else float(int(str(value), 16))
+            return int(number) if number.is_integer() and abs(number) < 1e15 else number
+        return value
+    items = list(value.items())
+    if not items:
+        return None
+    as_array = isinstance(items[0][0], int | float) and items[0][0] == 1
+    converted = [(key, _cjson_value(item)) for key, item in items]
+    if as_array:
+        return [{} if item is None else item for _, item in converted]
+    return {str(key): {} if item is None else item for key, item in converted}
+
+
+class Stream:
+    """The ``stream`` an ``api lua`` script writes its answer to."""
+
+    def __init__(self) -> None:
+        self.data: list[str] = []
+
+    def write(self, text: Any) -> None:
+        self.data.append(str(text))
+
+    @property
+    def text(self) -> str:
+        return "".join(self.data)
+
+
+def run_script(script: str | Path, args: Iterable[str], session: Session, fs: FreeSwitch,
+               lua_version: str = "lua54", lua: Any = None, stream: Stream | None = None) -> Any:
+    """Run freeswitch-conf/scripts/<script> (or the file ``script``) as mod_lua would, with
+    ``argv[1..]`` = ``args`` (``lua_argv`` makes them from the application's data).
 
     Returns what the chunk returns (the module table, for esl_bridge_lib.lua). A Lua error
     that escapes the script is raised as `lupa.LuaError`, and a `HarnessError` raised inside a
     stand-in is raised again after the script even if the script caught it with pcall: either
     way the test fails.
     """
-    path = SCRIPTS_DIR / script
+    path = script if isinstance(script, Path) else SCRIPTS_DIR / script
     if not path.is_file():
         raise HarnessError(f"no script {script}")
+    args = list(args)
+    if any(arg == "" for arg in args):
+        raise HarnessError(f"mod_lua never passes an empty argument: {args!r} (see lua_argv)")
     lua = lua if lua is not None else lua_runtime(lua_version)
     harness_errors: list[HarnessError] = []
 
@@ -449,15 +460,6 @@ def run_script(script: str, args: Iterable[str], session: Session, fs: FreeSwitc
                 raise
         return call
 
-    def json_decode(text: Any) -> Any:
-        if not isinstance(text, str):
-            raise HarnessError(f"JSON:decode wants a string, got {text!r}")
-        try:
-            value = json.loads(text)
-        except ValueError:
-            return None
-        return lua.table_from(value, recursive=True) if isinstance(value, dict | list) else value
-
     py = lua.table_from({
         "session_methods": lua.table_from(list(Session.METHODS)),
         "session": guarded(session.call),
@@ -465,9 +467,10 @@ def run_script(script: str, args: Iterable[str], session: Session, fs: FreeSwitc
         "global": guarded(fs.get_global),
         "api": guarded(fs.api),
         "json_class": fs.json_class,
-        "json_decode": guarded(json_decode),
+        "json": guarded(lambda: CJson(lua)),
+        "stream": stream,
     })
-    argv = lua.table_from({0: script, **{i + 1: a for i, a in enumerate(args)}})
+    argv = lua.table_from({0: str(script), **{i + 1: a for i, a in enumerate(args)}})
     result = lua.execute(_PRELUDE)(py, str(path), argv)
     if harness_errors:
         raise harness_errors[0]
@@ -593,7 +596,7 @@ class Dialplan:
         elif app == "lua":
             if fs is None:
                 raise HarnessError("lua cannot run inline")
-            script, *args = data.split()
+            script, args = lua_argv(data)
             run_script(script, args, session, fs, lua_version)
         elif app == "bridge":
             session.bridges.append({"target": data, "b_leg": dict(session.exported)})

@@ -4,7 +4,8 @@ esl_bridge_hotdesk.lua: the hotdesk feature codes (*11 login, *12 logout, *13 to
 Dialplan usage (conf/dialplan/default/00_esl_bridge.xml):
     <action application="lua" data="esl_bridge_hotdesk.lua login $1"/>
   argv[1]  login | logout | toggle
-  argv[2]  the hotdesk id dialled after the code (*111234 -> "1234"), may be missing or empty
+  argv[2]  the hotdesk id dialled after the code (*111234 -> "1234"); nil for *11 alone, as
+           mod_lua drops a trailing empty argument ("login " gives argv = {[0]=script, "login"})
 
 The calling device (SIP user and realm, see esl_bridge_lib.caller) asks esl-bridge to log the
 user with that hotdesk id in or out: POST <esl_bridge_url>/freeswitch/hotdesk/<action> with the
@@ -15,8 +16,10 @@ form fields sip_user, realm, hotdesk_id (if any), pin (only once esl-bridge answ
      "action": "login" | "logout", "prompt": "<sound path or empty>", ...}
 
 The caller hears esl-bridge's prompt when it sends one, else the confirmation tone for "ok"
-and the error tone for anything else. If esl-bridge cannot be reached, is too slow or answers
-something unusable, the caller hears the error tone and the script ends normally.
+and the error tone for anything else. If esl-bridge cannot be reached (connection refused, no
+answer within the timeout, no reply from mod_curl) the caller hears the stock "not available"
+prompt and the outcome is "unavailable"; if it answers something unusable, the error tone and
+"error". Either way a warning says which, and the script ends normally.
 
 The PIN is only ever in the POST body: never in a URL, a channel variable or a log line of
 ours. mod_curl itself logs the post data at DEBUG level.
@@ -57,14 +60,17 @@ local function finish(result, prompt)
     play(sound)
   elseif result == "ok" then
     play(lib.CONFIRM_TONE)
+  elseif result == lib.UNAVAILABLE then
+    play(lib.UNAVAILABLE_PROMPT)
   else
     play(lib.ERROR_TONE)
   end
 end
 
-local function fail(reason)
+-- `kind` is lib.UNAVAILABLE when esl-bridge could not be reached, else the failure is an error.
+local function fail(reason, kind)
   lib.log("WARNING", "hotdesk: " .. reason)
-  finish("error")
+  finish(kind == lib.UNAVAILABLE and lib.UNAVAILABLE or "error")
 end
 
 -- Digits from the caller: up to 3 tries, '#' ends the entry early. Returns "" when the caller
@@ -128,7 +134,7 @@ local function main()
   end
   local path = "/freeswitch/hotdesk/" .. action
 
-  local answer, err = lib.post(cfg, path, form(nil))
+  local answer, err, kind = lib.post(cfg, path, form(nil))
   local pin_attempts = 0
   -- Ask for the PIN only when esl-bridge wants one; after a wrong PIN, ask again (esl-bridge
   -- limits attempts too and then answers "too_many_attempts").
@@ -145,11 +151,11 @@ local function main()
       return fail("no PIN entered")
     end
     pin_attempts = pin_attempts + 1
-    answer, err = lib.post(cfg, path, form(pin))
+    answer, err, kind = lib.post(cfg, path, form(pin))
   end
 
   if not answer then
-    return fail(err)
+    return fail(err, kind)
   end
   local result = answer.result
   if type(result) ~= "string" or not result:match("^[%w_]+$") then

@@ -8,9 +8,11 @@ it is not a dialplan entry point itself. It:
       esl_bridge_secret          shared secret, sent as the X-ESL-Bridge-Secret header
       esl_bridge_connect_timeout seconds, optional (default 2)
       esl_bridge_timeout         seconds for the whole request, optional (default 3)
-  * POSTs form data to esl-bridge through mod_curl's `curl` API and decodes the JSON answer;
-  * never raises for a network or protocol problem: post() returns nil and a reason instead,
-    so that a caller can play an error tone and carry on.
+  * POSTs form data to esl-bridge through mod_curl's `curl` API and decodes the JSON answer
+    with mod_lua's freeswitch.JSON;
+  * never raises for a network or protocol problem: post() returns nil, a reason and whether
+    esl-bridge was unavailable or answered wrongly, so that a caller can tell the caller so and
+    carry on.
 
 Written for the Lua 5.1 to 5.4 that mod_lua may be built with: no goto, no integer division,
 no bit operators, no utf8 library.
@@ -26,9 +28,11 @@ M.DEFAULT_TIMEOUT = 3
 -- forgot to set its own secret fails loudly instead of running with a published one.
 M.PLACEHOLDER_SECRET = "change-me-to-a-long-random-secret"
 
--- Tones from the stock vars.xml: "bong" as the confirmation, the SIT tone as the error.
+-- Tones from the stock vars.xml: "bong" as the confirmation, the SIT tone as the error; the
+-- stock "not available" prompt when esl-bridge cannot be reached (refused, timed out, no reply).
 M.CONFIRM_TONE = "tone_stream://%(200,0,500,600,700)"
 M.ERROR_TONE = "tone_stream://%(274,0,913.8);%(274,0,1370.6);%(380,0,1776.7)"
+M.UNAVAILABLE_PROMPT = "ivr/ivr-not_available.wav"
 
 -- mod_curl splits its argument string on spaces (quotes and backslashes have meaning to it),
 -- so nothing we pass may contain them. The URL and the secret are checked against these.
@@ -126,233 +130,58 @@ end
 -- JSON decoding
 ---------------------------------------------------------------------------------------------
 
--- A small strict decoder, used when mod_lua has no freeswitch.JSON class. JSON null becomes
--- nil (as it does with freeswitch.JSON). Returns the value, or nil and a reason.
-local json_decoder = {}
-
-local function json_error(state, what)
-  error({ json = true, message = what .. " at byte " .. state.pos }, 0)
-end
-
-local function skip_space(state)
-  state.pos = state.text:find("[^ \t\r\n]", state.pos) or (#state.text + 1)
-end
-
-local function utf8_char(code)
-  if code < 0x80 then
-    return string.char(code)
-  elseif code < 0x800 then
-    return string.char(0xC0 + math.floor(code / 0x40), 0x80 + code % 0x40)
-  elseif code < 0x10000 then
-    return string.char(0xE0 + math.floor(code / 0x1000),
-      0x80 + math.floor(code / 0x40) % 0x40, 0x80 + code % 0x40)
-  end
-  return string.char(0xF0 + math.floor(code / 0x40000), 0x80 + math.floor(code / 0x1000) % 0x40,
-    0x80 + math.floor(code / 0x40) % 0x40, 0x80 + code % 0x40)
-end
-
-local ESCAPES = { ['"'] = '"', ["\\"] = "\\", ["/"] = "/", b = "\b", f = "\f", n = "\n",
-  r = "\r", t = "\t" }
-
-local function read_hex4(state)
-  local hex = state.text:sub(state.pos, state.pos + 3)
-  if not hex:match("^%x%x%x%x$") then
-    json_error(state, "bad \\u escape")
-  end
-  state.pos = state.pos + 4
-  return tonumber(hex, 16)
-end
-
-function json_decoder.string(state)
-  local text, out = state.text, {}
-  state.pos = state.pos + 1 -- opening quote
-  while true do
-    local stop = text:find('["\\%c]', state.pos)
-    if not stop then
-      json_error(state, "unterminated string")
-    end
-    out[#out + 1] = text:sub(state.pos, stop - 1)
-    local c = text:sub(stop, stop)
-    state.pos = stop + 1
-    if c == '"' then
-      return table.concat(out)
-    elseif c ~= "\\" then
-      json_error(state, "control character in string")
-    end
-    local e = text:sub(state.pos, state.pos)
-    state.pos = state.pos + 1
-    if ESCAPES[e] then
-      out[#out + 1] = ESCAPES[e]
-    elseif e == "u" then
-      local code = read_hex4(state)
-      if code >= 0xD800 and code <= 0xDBFF and text:sub(state.pos, state.pos + 1) == "\\u" then
-        state.pos = state.pos + 2
-        local low = read_hex4(state)
-        if low < 0xDC00 or low > 0xDFFF then
-          json_error(state, "bad surrogate pair")
-        end
-        code = 0x10000 + (code - 0xD800) * 0x400 + (low - 0xDC00)
-      end
-      out[#out + 1] = utf8_char(code)
-    else
-      json_error(state, "bad escape")
-    end
-  end
-end
-
-local value -- forward declaration: the decoder is recursive
-
-function json_decoder.object(state)
-  local result = {}
-  state.pos = state.pos + 1
-  skip_space(state)
-  if state.text:sub(state.pos, state.pos) == "}" then
-    state.pos = state.pos + 1
-    return result
-  end
-  while true do
-    skip_space(state)
-    if state.text:sub(state.pos, state.pos) ~= '"' then
-      json_error(state, "expected a key")
-    end
-    local key = json_decoder.string(state)
-    skip_space(state)
-    if state.text:sub(state.pos, state.pos) ~= ":" then
-      json_error(state, "expected ':'")
-    end
-    state.pos = state.pos + 1
-    result[key] = value(state)
-    skip_space(state)
-    local c = state.text:sub(state.pos, state.pos)
-    state.pos = state.pos + 1
-    if c == "}" then
-      return result
-    elseif c ~= "," then
-      json_error(state, "expected ',' or '}'")
-    end
-  end
-end
-
-function json_decoder.array(state)
-  local result, n = {}, 0
-  state.pos = state.pos + 1
-  skip_space(state)
-  if state.text:sub(state.pos, state.pos) == "]" then
-    state.pos = state.pos + 1
-    return result
-  end
-  while true do
-    n = n + 1
-    result[n] = value(state)
-    skip_space(state)
-    local c = state.text:sub(state.pos, state.pos)
-    state.pos = state.pos + 1
-    if c == "]" then
-      return result
-    elseif c ~= "," then
-      json_error(state, "expected ',' or ']'")
-    end
-  end
-end
-
-local LITERALS = { ["true"] = true, ["false"] = false, ["null"] = json_decoder }
-
-value = function(state)
-  skip_space(state)
-  state.depth = state.depth + 1
-  if state.depth > 32 then
-    json_error(state, "nested too deeply")
-  end
-  local text, result = state.text, nil
-  local c = text:sub(state.pos, state.pos)
-  if c == "{" then
-    result = json_decoder.object(state)
-  elseif c == "[" then
-    result = json_decoder.array(state)
-  elseif c == '"' then
-    result = json_decoder.string(state)
-  else
-    local number = text:match("^-?%d+", state.pos)
-    local word = text:match("^%a+", state.pos)
-    if number then
-      if number:match("^-?0%d") then
-        json_error(state, "leading zero")
-      end
-      local after = state.pos + #number
-      local fraction = text:match("^%.%d+", after) or ""
-      local exponent = text:match("^[eE][-+]?%d+", after + #fraction) or ""
-      number = number .. fraction .. exponent
-      state.pos = state.pos + #number
-      result = tonumber(number)
-    elseif word and LITERALS[word] ~= nil then
-      state.pos = state.pos + #word
-      result = LITERALS[word]
-      if result == json_decoder then -- null
-        result = nil
-      end
-    else
-      json_error(state, "unexpected character")
-    end
-  end
-  state.depth = state.depth - 1
-  return result
-end
-
---- Decode JSON text with the built-in decoder: the value, or nil and a reason.
-function M.json_decode_builtin(text)
-  if type(text) ~= "string" then
-    return nil, "not a string"
-  end
-  local state = { text = text, pos = 1, depth = 0 }
-  local ok, result = pcall(function()
-    local v = value(state)
-    skip_space(state)
-    if state.pos <= #text then
-      json_error(state, "trailing characters")
-    end
-    return v
-  end)
-  if ok then
-    return result
-  end
-  if type(result) == "table" and result.json then
-    return nil, result.message
-  end
-  return nil, tostring(result)
-end
-
---- Decode JSON text: with mod_lua's freeswitch.JSON when this FreeSWITCH has it, else with
--- the built-in decoder. The value, or nil and a reason.
+--- Decode JSON text with mod_lua's freeswitch.JSON (FreeSWITCH 1.10 has it): the value, or nil
+-- and a reason. As recorded on 1.10: numbers come back as floats (1 is 1.0 under Lua 5.3+),
+-- null leaves the key out, text that is not JSON gives nil, and a bare string or number gives
+-- an empty table.
 function M.json_decode(text)
   if type(text) ~= "string" then
     return nil, "not a string"
   end
-  if freeswitch.JSON ~= nil then
-    local ok, decoder = pcall(freeswitch.JSON)
-    if ok and decoder ~= nil then
-      local decoded_ok, result = pcall(decoder.decode, decoder, text)
-      if decoded_ok and result ~= nil then
-        return result
-      end
-      return nil, "freeswitch.JSON could not decode it"
-    end
+  if freeswitch.JSON == nil then
+    return nil, "this mod_lua has no freeswitch.JSON (FreeSWITCH 1.10 or later has it)"
   end
-  return M.json_decode_builtin(text)
+  local ok, decoder = pcall(freeswitch.JSON)
+  if not ok or decoder == nil then
+    return nil, "freeswitch.JSON() failed: " .. tostring(decoder)
+  end
+  local decoded_ok, result = pcall(decoder.decode, decoder, text)
+  if decoded_ok and type(result) == "table" then
+    return result
+  end
+  return nil, "not JSON"
+end
+
+--- A code mod_curl reports ("7", or 7 / 7.0 from a version that sends numbers) as "7".
+function M.code(value)
+  if type(value) == "number" then
+    return tostring(math.floor(value))
+  end
+  if type(value) == "string" then
+    return value
+  end
+  return nil
 end
 
 ---------------------------------------------------------------------------------------------
 -- The HTTP call
 ---------------------------------------------------------------------------------------------
 
+-- What each failure means to the caller: esl-bridge could not be reached at all ("unavailable":
+-- refused, unknown host, timed out, no reply), or it answered something unusable ("error").
+M.UNAVAILABLE = "unavailable"
+M.ERROR = "error"
+
 -- curl exit codes worth naming in a log line (mod_curl reports them as strings).
-local CURL_ERRORS = { ["6"] = "host not found", ["7"] = "connection refused or unreachable",
-  ["28"] = "timed out" }
+local CURL_ERRORS = { ["6"] = "host not found", ["7"] = "connection refused",
+  ["28"] = "no answer within the timeout" }
 
 --- POST a form to esl-bridge and return its decoded JSON answer (a table).
 -- `path` starts with "/" (e.g. "/freeswitch/hotdesk/login"); `fields` is an ordered list of
--- {name, value} pairs. On any failure (esl-bridge down or slow, a non-200 answer, a body that
--- is missing or not a JSON object) returns nil and a reason fit for the log: the reason never
--- contains the form, which may hold a PIN.
+-- {name, value} pairs. On any failure returns nil, a reason fit for the log (it never contains
+-- the form, which may hold a PIN) and what kind of failure it was: M.UNAVAILABLE (esl-bridge
+-- refused the connection, could not be found, did not answer within the timeout, or mod_curl
+-- gave no reply) or M.ERROR (a non-200 answer, a body that is missing or not a JSON object).
 function M.post(cfg, path, fields)
   -- Exactly 10 space-separated arguments; the form goes last, as mod_curl's syntax wants.
   local args = table.concat({
@@ -367,31 +196,40 @@ function M.post(cfg, path, fields)
   local api = freeswitch.API()
   local ok, raw = pcall(api.execute, api, "curl", args)
   if not ok then
-    return nil, "mod_curl failed: " .. tostring(raw)
+    return nil, "mod_curl failed: " .. tostring(raw), M.UNAVAILABLE
   end
   if not nonempty(raw) then
-    return nil, "mod_curl returned nothing (is mod_curl loaded?)"
+    return nil, "mod_curl gave no reply for " .. cfg.url .. path, M.UNAVAILABLE
+  end
+  if raw:sub(1, 4) == "-ERR" or raw:sub(1, 7) == "INVALID" then
+    -- "-ERR no reply" (what the event socket says for an empty output), or "INVALID
+    -- COMMAND!" without mod_curl: the first line, without anything that is not printable.
+    local line = raw:match("^[^\n]*"):gsub("[^%w%p ]", ""):sub(1, 80)
+    return nil, "mod_curl answered '" .. line .. "' for " .. cfg.url .. path
+      .. " (is mod_curl loaded?)", M.UNAVAILABLE
   end
   local outcome = M.json_decode(raw)
-  if type(outcome) ~= "table" then
-    return nil, "mod_curl output is not JSON (is mod_curl loaded?)"
+  if type(outcome) ~= "table" or (outcome.exit_code == nil and outcome.status_code == nil) then
+    return nil, "mod_curl output is not its JSON (is mod_curl loaded?)", M.ERROR
   end
-  -- Older mod_curl versions have no exit_code; status_code may be a string or a number.
-  local exit_code = tostring(outcome.exit_code or "0")
+  -- Codes are strings ("0", "200"); older mod_curl versions have no exit_code.
+  local exit_code = M.code(outcome.exit_code) or "0"
   if exit_code ~= "0" then
-    return nil, "esl-bridge at " .. cfg.url .. " did not answer: curl exit code " .. exit_code
-      .. (CURL_ERRORS[exit_code] and (" (" .. CURL_ERRORS[exit_code] .. ")") or "")
+    return nil, "esl-bridge at " .. cfg.url .. " did not answer " .. path .. ": curl exit code "
+      .. exit_code .. (CURL_ERRORS[exit_code] and (" (" .. CURL_ERRORS[exit_code]
+      .. (exit_code == "28" and (", " .. cfg.timeout .. " s") or "") .. ")") or ""),
+      M.UNAVAILABLE
   end
-  local status = tostring(outcome.status_code or "")
+  local status = M.code(outcome.status_code) or ""
   if status ~= "200" then
-    return nil, "esl-bridge answered HTTP " .. status .. " to " .. path
+    return nil, "esl-bridge answered HTTP " .. status .. " to " .. path, M.ERROR
   end
   if not nonempty(outcome.body) then
-    return nil, "esl-bridge answered an empty body to " .. path
+    return nil, "esl-bridge answered an empty body to " .. path, M.ERROR
   end
   local answer = M.json_decode(outcome.body)
-  if type(answer) ~= "table" then
-    return nil, "esl-bridge answered something that is not a JSON object to " .. path
+  if type(answer) ~= "table" or outcome.body:match("^%s*{") == nil then
+    return nil, "esl-bridge answered something that is not a JSON object to " .. path, M.ERROR
   end
   return answer
 end
