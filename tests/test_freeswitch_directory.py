@@ -10,6 +10,7 @@ from urllib.parse import quote, unquote, urlencode
 
 import pytest
 import requests
+from conformance import Client
 from fixtures_web import FREESWITCH_SECRET, client_for, make_account
 from test_actions_hostile import (
     HOSTILE_CID_NAME,
@@ -154,7 +155,9 @@ def test_a_call_forwarded_device_is_dialled_at_its_number_with_its_presence_id(b
     for action in ("user_call", "sip_auth"):
         user = user_of(ask(bridge, lookup("2005", action=action)))
         # through the account's dialplan (its outbound routes), with the device's presence id
-        assert user["params"]["dial-string"] == "{^^:presence_id=alice-static@acme.test}loopback/+15550102000/acme-ctx"
+        assert user["params"]["dial-string"] == (
+            "{^^:execute_on_originate=set presence_id=alice-static@acme.test"
+            ":esl_bridge_forwarded_for=alice-static@acme.test}loopback/+15550102000/acme-ctx")
         # no password: a credential nobody knows, never an empty one
         secret_password = hmac.new(FREESWITCH_SECRET.encode(), cell["id"].encode(), hashlib.sha256).hexdigest()
         assert user["params"]["a1-hash"] == a1("2005", "acme.test", secret_password)
@@ -163,7 +166,8 @@ def test_a_call_forwarded_device_is_dialled_at_its_number_with_its_presence_id(b
                                                                    "substitute": False}})
     user = user_of(ask(bridge, lookup("2002")))
     assert user["params"]["dial-string"] == (
-        "{^^:sip_invite_domain=${dialed_domain}:presence_id=2002@acme.test}"
+        "{^^:sip_invite_domain=${dialed_domain}:execute_on_originate=set presence_id=2002@acme.test"
+        ":esl_bridge_forwarded_for=2002@acme.test}"
         "${sofia_contact(*/${dialed_user}@${dialed_domain})},loopback/5550109999/acme-ctx")
     assert user["params"]["a1-hash"] == a1("2002", "acme.test", PASSWORDS["2002"])
     # forwarding off (or to a number that is not dialable): a device without password is not found
@@ -171,6 +175,56 @@ def test_a_call_forwarded_device_is_dialled_at_its_number_with_its_presence_id(b
     assert ask(bridge, lookup("2005")).text == NOT_FOUND
     api.patch(f"devices/{cell['id']}", {"call_forward": {"enabled": True, "number": "1+2"}})
     assert ask(bridge, lookup("2005")).text == NOT_FOUND
+
+
+RECORDED3 = Path(__file__).parent / "data" / "xml_curl3"
+
+
+def test_user_exists_user_data_and_user_call_lookups_are_answered(bridge, phones):
+    """The forms FreeSWITCH 1.10 posts for ``user_exists``, ``user_data`` (``type=var`` and
+    ``type=param``; no ``purpose``, no ``action``) and a ``user/`` leg (``action=user_call`` with
+    the originate's ``origination_uuid``), exactly as recorded (xml_curl3): the device's user
+    document, or the not-found document for an unknown user."""
+    ids = {user: phones["api"].create_device(name=f"phone {user}", sip={
+        "username": user, "password": f"pw-{user}"})["id"] for user in ("2005", "2006", "2007", "2009")}
+    paths = [p for p in sorted(RECORDED3.glob("*.txt")) if not p.name.endswith(".decoded.txt")
+             and p.read_text().startswith("POST /freeswitch/directory")]
+    assert len(paths) == 9
+    for path in paths:
+        user = dict(line.split("=", 1) for line in path.with_name(path.name[:-4] + ".decoded.txt")
+                    .read_text().splitlines() if "=" in line and not line.startswith("#"))["user"]
+        response = ask(bridge, raw_body(path))
+        if user == "2099":
+            assert response.text == NOT_FOUND, path.name
+            continue
+        found = user_of(response)
+        assert (found["id"], found["domain"]) == (user, "acme.test"), path.name
+        assert found["variables"]["esl_bridge_device_id"] == ids[user]
+        assert found["params"]["a1-hash"] == a1(user, "acme.test", f"pw-{user}")
+
+
+def test_the_test_freeswitch_asks_the_directory_as_freeswitch_does(bridge, phones,
+                                                                   fake_freeswitch_factory):
+    """A test FreeSWITCH bound to esl-bridge's directory: ``user_exists``, ``user_data``, their
+    ``${...}`` forms and an originate's user lookup find the devices, and nothing else."""
+    fake = fake_freeswitch_factory(directory_url=f"{bridge.url}/freeswitch/directory",
+                                   directory_auth=AUTH)
+    client = Client(fake.port).login()
+
+    def answer(command: str) -> bytes:
+        return client.ask(command).partition(b"\n\n")[2]
+
+    assert answer("api user_exists id 2001 acme.test") == b"true"
+    assert answer("api user_exists id 2099 acme.test") == b"false"
+    assert answer("api user_data 2001@acme.test var esl_bridge_device_id") == \
+        phones["2001"]["id"].encode()
+    assert answer("api eval ${user_data(2002@acme.test var presence_id)}") == b"2002@acme.test"
+    assert answer("api user_data 2001@acme.test param dial-string").startswith(
+        b"{^^:sip_invite_domain=${dialed_domain}:presence_id=alice-static@acme.test}")
+    assert answer("api expand echo ${user_exists(id 2002 acme.test)}") == b"true"
+    assert answer("api originate user/2099@acme.test &echo") == b"-ERR SUBSCRIBER_ABSENT\n"
+    assert answer("api originate user/2001@acme.test &echo") == b"-ERR USER_NOT_REGISTERED\n"
+    assert all("&key=id&user=" in form for form in fake.directory_requests)
 
 
 def test_lookups_are_case_insensitive_on_user_and_realm(bridge, phones):

@@ -13,8 +13,9 @@ from xml.sax.saxutils import quoteattr as _quoteattr
 NOT_FOUND = ('<document type="freeswitch/xml"><section name="result">'
              '<result status="not found"/></section></document>')
 
-DIAL_STRING = ("{{^^:sip_invite_domain=${{dialed_domain}}:presence_id={presence_id}}}"
-               "${{sofia_contact(*/${{dialed_user}}@${{dialed_domain}})}}")
+#: the vanilla dial-string's legs and its shared variables, the device's own added after them
+CONTACTS = "${sofia_contact(*/${dialed_user}@${dialed_domain})}"
+INVITE_DOMAIN = "sip_invite_domain=${dialed_domain}"
 
 
 # What `quoteattr` changes: without any of these a value is only put in double quotes.
@@ -28,18 +29,30 @@ def quoteattr(value: str) -> str:
 
 def dial_string(presence_id: str) -> str:
     """The vanilla sofia dial-string carrying `presence_id` (validated: no `:`, `}` or `$`)."""
-    return DIAL_STRING.format(presence_id=presence_id)
+    return f"{{^^:{INVITE_DOMAIN}:presence_id={presence_id}}}{CONTACTS}"
+
+
+FORWARD_VARIABLES = ("execute_on_originate=set presence_id={presence_id}"
+                     ":esl_bridge_forwarded_for={presence_id}")
 
 
 def forward_dial_string(presence_id: str, number: str, context: str, ring_phone: bool) -> str:
     """The dial-string of a call-forwarded device: the number, through the dialplan of
-    `context` (`loopback/`, so the outbound routes apply), with the device's presence id;
-    the phone itself too when `ring_phone`. Values validated by the caller (digits and a
-    leading `+`; a context of letters, digits and `._-`)."""
+    `context` (`loopback/`, so the outbound routes apply); the phone itself too when
+    `ring_phone`. Values validated by the caller (digits and a leading `+`; a context of
+    letters, digits and `._-`).
+
+    The presence id is set by each leg's own `execute_on_originate`, not as a `{}` variable:
+    mod_loopback copies a leg's `{}`/`[]` variables to its b-leg, so a `presence_id` there put
+    the call on two loopback legs and a BLF watcher saw two dialogs (recorded). Set on the
+    a-leg after that copy, it is on the a-leg alone, which rings, answers and hangs up with the
+    forwarded call. `esl_bridge_forwarded_for` tells the b-leg's dialplan not to add the id to
+    the outgoing call again."""
     forward = f"loopback/{number}/{context}"
+    variables = FORWARD_VARIABLES.format(presence_id=presence_id)
     if not ring_phone:
-        return f"{{^^:presence_id={presence_id}}}{forward}"
-    return f"{dial_string(presence_id)},{forward}"
+        return f"{{^^:{variables}}}{forward}"
+    return f"{{^^:{INVITE_DOMAIN}:{variables}}}{CONTACTS},{forward}"
 
 
 def user_document(*, realm: str, user: str, a1_hash: str, dial: str,
