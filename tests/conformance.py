@@ -19,12 +19,8 @@ from __future__ import annotations
 import json
 import re
 import socket
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
-
-from gevent.server import StreamServer
 
 UUID_RE = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 DATE_RE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d|[A-Z][a-z]{2}, \d\d [A-Z][a-z]{2} \d{4} "
@@ -281,47 +277,3 @@ def compare_request(recorded: bytes, got: bytes, allowed: set[str] = frozenset()
                               for n, _, v in want_fields],
                      [(n, "" if n in FORM_CLOCK else mask_text(v)) for n, _, v in got_fields],
                      set())
-
-
-class HttpStub:
-    """An HTTP server on port 0 that keeps every request's bytes and answers from ``route``
-    (request line and body → status, content type, body), or never answers (``route`` gives
-    None): the capture server of the recordings."""
-
-    def __init__(self, route: Callable[[str, bytes], tuple[str, str, bytes] | None]) -> None:
-        self.route = route
-        self.requests: list[bytes] = []
-        self.server = StreamServer(("127.0.0.1", 0), self._serve)
-
-    def _serve(self, sock: Any, _address: Any) -> None:
-        data = b""
-        while b"\r\n\r\n" not in data:
-            chunk = sock.recv(65536)
-            if not chunk:
-                return
-            data += chunk
-        head, _, body = data.partition(b"\r\n\r\n")
-        length = int(re.search(rb"Content-Length: *(\d+)", head, re.I).group(1)) \
-            if b"content-length" in head.lower() else 0
-        while len(body) < length:
-            body += sock.recv(65536)
-        self.requests.append(head + b"\r\n\r\n" + body)
-        answer = self.route(head.split(b"\r\n", 1)[0].decode(), body)
-        if answer is None:
-            sock.recv(1)  # accepted, never answered: until the client gives up
-            return
-        status, content_type, content = answer
-        sock.sendall(f"HTTP/1.1 {status}\r\nServer: xtest-capture/1.0\r\nContent-Type: "
-                     f"{content_type}\r\nContent-Length: {len(content)}\r\nConnection: close"
-                     f"\r\n\r\n".encode() + content)
-
-    def __enter__(self) -> HttpStub:
-        self.server.start()
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.stop(timeout=0)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_port}"

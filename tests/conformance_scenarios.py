@@ -269,4 +269,5 @@ EXCEPTIONS: dict[str, str] = {
 
 # The scenarios of the later labs live in modules of their own; importing them registers them.
 import conformance_scenarios_calls  # noqa: E402, F401
+import conformance_scenarios_http  # noqa: E402, F401
 import conformance_scenarios_lua  # noqa: E402, F401

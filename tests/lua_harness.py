@@ -22,28 +22,22 @@ would not understand, a quote or doubled space in the arguments, a method called
 instead of `:`, a dialplan application the stand-in does not know: each raises `HarnessError`,
 which fails the test.
 
-`Dialplan` reads the shipped dialplan XML and hunts a destination number like
-mod_dialplan_xml (conditions, `$1` captures, `continue`, `inline`), so a test can "dial" `*11`
-and have the actions run, the `lua` ones through `run_script`.
+The stand-ins live in `lua_session` (`session`), `lua_json` (`freeswitch.JSON`, `stream`) and
+here (`freeswitch`); `lua_dialplan.Dialplan` hunts the shipped dialplan like mod_dialplan_xml
+(conditions, `$1` captures, `continue`, `inline`), so a test can "dial" `*11` and have the
+actions run, the `lua` ones through `run_script`.
 """
 from __future__ import annotations
 
-import glob
-import json
-import re
-import socket
-import xml.etree.ElementTree as ElementTree
-from collections import deque
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import gevent
 from fake_freeswitch import curl
 from fake_freeswitch.curl import CurlCall
-from gevent.pywsgi import WSGIServer
-from gevent.server import StreamServer
+from lua_json import CJson, Stream
+from lua_session import HANGUP, HarnessError, Prompt, Session
 
 ROOT = Path(__file__).resolve().parent.parent
 FREESWITCH_CONF = ROOT / "freeswitch-conf"
@@ -51,12 +45,6 @@ SCRIPTS_DIR = FREESWITCH_CONF / "scripts"
 CONF_DIR = FREESWITCH_CONF / "conf"
 
 LUA_VERSIONS = ("lua51", "lua52", "lua53", "lua54")
-
-# A caller hanging up during a prompt, as an entry of Session(digits=[...]).
-HANGUP = "<hangup>"
-
-class HarnessError(AssertionError):
-    """The script used FreeSWITCH's API in a way the real one would not accept."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,149 +96,6 @@ class FreeSwitch:
     # -- helpers for tests --------------------------------------------------------------------
     def log_text(self) -> str:
         return "".join(message for _level, message in self.logs)
-
-
-# ---------------------------------------------------------------------------------------------
-# session:*
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Prompt:
-    """One playAndGetDigits call."""
-
-    file: str
-    invalid_file: str
-    regex: str | None
-    var_name: str | None
-    entries: list[str]
-    result: str
-
-
-class Session:
-    """A FreeSWITCH session (`session` in Lua) on a call from a registered phone."""
-
-    METHODS = ("answer", "answered", "ready", "hangup", "getVariable", "setVariable",
-               "playAndGetDigits", "streamFile", "sleep", "execute", "get_uuid")
-
-    def __init__(self, variables: dict[str, str] | None = None,
-                 digits: Iterable[str] = ()) -> None:
-        self.variables: dict[str, str] = dict(variables or {})
-        self.digits: deque[str] = deque(digits)
-        self.answered_ = False
-        self.hangup_cause: str | None = None
-        self.played: list[str] = []
-        self.prompts: list[Prompt] = []
-        self.executed: list[tuple[str, str]] = []
-        self.exported: dict[str, str] = {}
-        self.bridges: list[dict[str, Any]] = []
-        self.slept_ms = 0
-
-    def call(self, name: str, *args: Any) -> Any:
-        if name not in self.METHODS:
-            raise HarnessError(f"session:{name} is not part of this stand-in")
-        return getattr(self, "_" + name)(*args)
-
-    def _answer(self) -> None:
-        if self.hangup_cause is None:
-            self.answered_ = True
-
-    def _answered(self) -> bool:
-        return self.answered_
-
-    def _ready(self) -> bool:
-        return self.hangup_cause is None
-
-    def _hangup(self, cause: str | None = None) -> None:
-        if self.hangup_cause is None:
-            self.hangup_cause = cause or "NORMAL_CLEARING"
-
-    def _getVariable(self, name: str) -> str | None:  # noqa: N802 - FreeSWITCH's name
-        if not isinstance(name, str):
-            raise HarnessError(f"getVariable wants a name, got {name!r}")
-        return self.variables.get(name)
-
-    def _setVariable(self, name: str, value: Any = None) -> None:  # noqa: N802
-        if not isinstance(name, str) or not name:
-            raise HarnessError(f"setVariable wants a name, got {name!r}")
-        if value is None:
-            self.variables.pop(name, None)
-        else:
-            self.variables[name] = str(value)
-
-    def _get_uuid(self) -> str | None:
-        return self.variables.get("uuid")
-
-    def _streamFile(self, path: str, sample_count: int = 0) -> None:  # noqa: N802
-        if not isinstance(path, str) or not path:
-            raise HarnessError(f"streamFile wants a file, got {path!r}")
-        if self.hangup_cause is None:
-            self.played.append(path)
-
-    def _sleep(self, ms: int, sync: int = 0) -> None:
-        self.slept_ms += int(ms)
-
-    def _playAndGetDigits(self, min_digits: int, max_digits: int, max_tries: int, timeout: int,  # noqa: N802
-                          terminators: str, file: str, invalid_file: str,
-                          regex: str | None = None, var_name: str | None = None,
-                          digit_timeout: int | None = None,
-                          transfer_on_failure: str | None = None) -> str:
-        for name, value in (("min_digits", min_digits), ("max_digits", max_digits),
-                            ("max_tries", max_tries), ("timeout", timeout)):
-            if not isinstance(value, int) or isinstance(value, bool):
-                raise HarnessError(f"playAndGetDigits {name} must be an integer, got {value!r}")
-        if not isinstance(terminators, str) or not isinstance(file, str) \
-                or not isinstance(invalid_file, str):
-            raise HarnessError("playAndGetDigits: terminators, file and invalid_file are strings")
-        entries: list[str] = []
-        result = ""
-        for _ in range(max_tries):
-            if self.hangup_cause is not None:
-                break
-            self.played.append(file)
-            entry = self.digits.popleft() if self.digits else ""
-            entries.append(entry)
-            if entry == HANGUP:
-                self._hangup("NORMAL_CLEARING")
-                break
-            typed = entry
-            for i, c in enumerate(entry):
-                if c in terminators:
-                    typed = entry[:i]
-                    break
-            typed = typed[:max_digits]
-            if len(typed) >= max(min_digits, 1) and (not regex or re.search(regex, typed)):
-                result = typed
-                break
-            if invalid_file:
-                self.played.append(invalid_file)
-        if result and var_name:
-            self.variables[var_name] = result
-        self.prompts.append(Prompt(file, invalid_file, regex, var_name, entries, result))
-        return result
-
-    def _execute(self, app: str, data: str | None = None) -> None:
-        if not isinstance(app, str):
-            raise HarnessError(f"session:execute wants an application name, got {app!r}")
-        data = "" if data is None else str(data)
-        self.executed.append((app, data))
-        if app == "export":
-            local = True
-            if data.startswith("nolocal:"):
-                local, data = False, data[len("nolocal:"):]
-            name, sep, value = data.partition("=")
-            if not sep or not name:
-                raise HarnessError(f"export wants name=value, got {data!r}")
-            self.exported[name] = value
-            if local:
-                self.variables[name] = value
-        elif app == "set":
-            name, sep, value = data.partition("=")
-            if not sep or not name:
-                raise HarnessError(f"set wants name=value, got {data!r}")
-            self._setVariable(name, value)
-        else:
-            raise HarnessError(f"application {app!r} is not part of this stand-in")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -342,96 +187,6 @@ def lua_argv(data: str) -> tuple[str, list[str]]:
     return script, args
 
 
-class CJson:
-    """``freeswitch.JSON()`` of mod_lua (cJSON underneath): ``decode`` and ``encode``, as recorded
-    on FreeSWITCH 1.10 (esl3/190) and read in ``freeswitch_lua.cpp``. A userdata to Lua, as
-    there; lupa passes ``j:decode(text)`` and ``j.decode(j, text)`` alike, so unlike the session
-    stand-in it cannot insist on ``:``."""
-
-    def __init__(self, lua: Any) -> None:
-        self.lua = lua
-
-    def decode(self, text: Any) -> Any:
-        if not isinstance(text, str):
-            raise HarnessError(f"JSON:decode wants a string, got {text!r}")
-        try:  # cJSON_Parse: leading blanks skipped, anything after the value ignored
-            value, _ = json.JSONDecoder(parse_int=float, parse_constant=_no_constant) \
-                .raw_decode(text.lstrip(" \t\r\n"))
-        except ValueError:
-            return None
-        return self._table(value)
-
-    def _table(self, value: Any) -> Any:
-        """cJSON2LuaTable: only an object or an array fills the table."""
-        table = self.lua.table()
-        if isinstance(value, dict):
-            for key, item in value.items():
-                if item is not None:
-                    table[key] = self._item(item)
-        elif isinstance(value, list):
-            index = 1
-            for item in value:
-                if item is None or isinstance(item, list):
-                    continue  # null, and an array inside an array, are dropped
-                table[index] = self._item(item)
-                index += 1
-        return table
-
-    def _item(self, value: Any) -> Any:
-        if isinstance(value, bool | str):
-            return value
-        if isinstance(value, int | float):
-            return float(value)
-        return self._table(value)
-
-    def encode(self, table: Any) -> str:
-        value = _cjson_value(table)
-        return json.dumps({} if value is None else value, ensure_ascii=False,
-                          separators=(",", ":"))
-
-
-def _no_constant(name: str) -> None:
-    raise ValueError(name)
-
-
-_LUA_NUMBER = re.compile(r"^\s*[-+]?(\d+\.?\d*([eE][-+]?\d+)?|\.\d+([eE][-+]?\d+)?|0[xX][0-9a-fA-F]+)\s*$")
-
-
-def _cjson_value(value: Any) -> Any:
-    """LuaTable2cJSON: the first key decides array (1) or object; a number, or a string Lua
-    reads as one, becomes a number; an empty table an object."""
-    if not (hasattr(value, "items") and callable(value.items)):
-        if isinstance(value, bool):
-            return value
-        if isinstance(value, int | float) or (isinstance(value, str) and _LUA_NUMBER.match(value)):
-            number = float(value) if not str(value).strip().lower().startswith(("0x", "-0x")) \
-                else float(int(str(value), 16))
-            return int(number) if number.is_integer() and abs(number) < 1e15 else number
-        return value
-    items = list(value.items())
-    if not items:
-        return None
-    as_array = isinstance(items[0][0], int | float) and items[0][0] == 1
-    converted = [(key, _cjson_value(item)) for key, item in items]
-    if as_array:
-        return [{} if item is None else item for _, item in converted]
-    return {str(key): {} if item is None else item for key, item in converted}
-
-
-class Stream:
-    """The ``stream`` an ``api lua`` script writes its answer to."""
-
-    def __init__(self) -> None:
-        self.data: list[str] = []
-
-    def write(self, text: Any) -> None:
-        self.data.append(str(text))
-
-    @property
-    def text(self) -> str:
-        return "".join(self.data)
-
-
 def run_script(script: str | Path, args: Iterable[str], session: Session, fs: FreeSwitch,
                lua_version: str = "lua54", lua: Any = None, stream: Stream | None = None) -> Any:
     """Run freeswitch-conf/scripts/<script> (or the file ``script``) as mod_lua would, with
@@ -506,207 +261,6 @@ def load_lib(fs: FreeSwitch, lua_version: str = "lua54") -> LoadedLib:
     return LoadedLib(run_script("esl_bridge_lib.lua", [], Session(), fs, lua=lua), lua)
 
 
-# ---------------------------------------------------------------------------------------------
-# The dialplan
-# ---------------------------------------------------------------------------------------------
-
-
-@dataclass
-class Extension:
-    name: str
-    continue_: bool
-    conditions: list[ElementTree.Element]
-
-
-@dataclass
-class Dialplan:
-    """The shipped `default` context, hunted like mod_dialplan_xml does."""
-
-    apis: dict[str, Callable[[str], str]] = field(default_factory=dict)
-    extensions: list[Extension] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        if not self.extensions:
-            self.extensions = load_context(CONF_DIR / "dialplan" / "default.xml", "default")
-
-    def expand(self, text: str, session: Session) -> str:
-        """${var} and ${api(args)} expansion, innermost first."""
-        for _ in range(20):
-            new = re.sub(r"\$\{([A-Za-z0-9_]+)\}",
-                         lambda m: session.variables.get(m.group(1), ""), text)
-            new = re.sub(r"\$\{([a-z_]+)\(([^(){}]*)\)\}", lambda m: self._api(m, session), new)
-            if new == text:
-                return new
-            text = new
-        raise HarnessError(f"cannot expand {text!r}")
-
-    def _api(self, match: re.Match[str], session: Session) -> str:
-        name, args = match.group(1), match.group(2)
-        if name not in self.apis:
-            raise HarnessError(f"dialplan calls the API {name}() that the test did not provide")
-        return self.apis[name](args)
-
-    def hunt(self, session: Session) -> list[tuple[str, str]]:
-        """The actions the call would execute, in order (inline ones already done).
-
-        Mirrors mod_dialplan_xml's parse_exten: conditions are tried in order, the actions of
-        each condition that matches are added (inline ones run at once), the first one that
-        does not match ends the extension and makes it "not proceed"; an extension that
-        proceeds ends the hunt unless it has continue="true".
-        """
-        actions: list[tuple[str, str]] = []
-        for extension in self.extensions:
-            proceed = False
-            for condition in extension.conditions:
-                field_name = condition.get("field")
-                expression = condition.get("expression")
-                if field_name is None or expression is None or condition.find("anti-action") \
-                        is not None or condition.get("break") is not None:
-                    raise HarnessError(f"{extension.name}: only field/expression conditions "
-                                       "without anti-actions or break are modelled")
-                value = (self.expand(field_name, session) if "$" in field_name
-                         else session.variables.get(field_name, ""))
-                m = re.search(expression, value)
-                if not m:
-                    proceed = False
-                    break
-                proceed = True
-                captures = tuple(g or "" for g in m.groups())
-                for action in condition.findall("action"):
-                    app = action.get("application", "")
-                    data = re.sub(r"\$(\d)", lambda m, c=captures: _capture(c, int(m.group(1))),
-                                  action.get("data", ""))
-                    if action.get("inline") == "true":
-                        self.run_action(app, data, session, None)
-                    else:
-                        actions.append((app, data))
-            if proceed and not extension.continue_:
-                break
-        return actions
-
-    def run_action(self, app: str, data: str, session: Session, fs: FreeSwitch | None,
-                   lua_version: str = "lua54") -> None:
-        data = self.expand(data, session)
-        if app == "answer":
-            session.call("answer")
-        elif app == "hangup":
-            session.call("hangup", data or None)
-        elif app in ("set", "export"):
-            session.call("execute", app, data)
-        elif app == "lua":
-            if fs is None:
-                raise HarnessError("lua cannot run inline")
-            script, args = lua_argv(data)
-            run_script(script, args, session, fs, lua_version)
-        elif app == "bridge":
-            session.bridges.append({"target": data, "b_leg": dict(session.exported)})
-        else:
-            raise HarnessError(f"dialplan application {app!r} is not part of this stand-in")
-
-    def dial(self, destination: str, session: Session, fs: FreeSwitch,
-             lua_version: str = "lua54") -> list[tuple[str, str]]:
-        """Route a call to `destination` and run the actions; returns them."""
-        session.variables["destination_number"] = destination
-        actions = self.hunt(session)
-        for app, data in actions:
-            if session.hangup_cause is not None:
-                break
-            self.run_action(app, data, session, fs, lua_version)
-        return actions
-
-
-def _capture(captures: tuple[str, ...], n: int) -> str:
-    return captures[n - 1] if 0 < n <= len(captures) else ""
-
-
-def parse_extensions(xml: str) -> list[Extension]:
-    """Extensions from an XML snippet (a site's own route, in tests)."""
-    root = ElementTree.fromstring(f"<include>{xml}</include>")
-    return [Extension(e.get("name", ""), e.get("continue") == "true", e.findall("condition"))
-            for e in root.iter("extension")]
-
-
-def load_context(path: Path, name: str) -> list[Extension]:
-    """The extensions of context `name`, after resolving X-PRE-PROCESS includes."""
-    root = ElementTree.fromstring(preprocess(path))
-    for context in root.iter("context"):
-        if context.get("name") == name:
-            return [Extension(e.get("name", ""), e.get("continue") == "true",
-                              e.findall("condition")) for e in context.iter("extension")]
-    raise HarnessError(f"no context {name} in {path}")
-
-
-def preprocess(path: Path, variables: dict[str, str] | None = None) -> str:
-    """The file's text with X-PRE-PROCESS include resolved (relative to its directory, as the
-    dialplan's own includes are written) and $${var} replaced from `variables`."""
-    text = path.read_text()
-    text = re.sub(r"<\?xml[^>]*\?>", "", text)
-
-    def include(m: re.Match[str]) -> str:
-        # FreeSWITCH inserts the children of an included file's <include> root.
-        parts = []
-        for included in sorted(glob.glob(str(path.parent / m.group(1)))):
-            root = ElementTree.fromstring(preprocess(Path(included), variables))
-            children = list(root) if root.tag == "include" else [root]
-            parts.extend(ElementTree.tostring(child, encoding="unicode") for child in children)
-        return "\n".join(parts)
-
-    text = re.sub(r'<X-PRE-PROCESS\s+cmd="include"\s+data="([^"]+)"\s*/>', include, text)
-    if variables is not None:
-        text = re.sub(r"\$\$\{([A-Za-z0-9_]+)\}", lambda m: variables[m.group(1)], text)
-    return text
-
-
-# ---------------------------------------------------------------------------------------------
-# Servers that misbehave
-# ---------------------------------------------------------------------------------------------
-
-
-class StubHttp:
-    """A tiny HTTP server answering every request with a fixed status and body."""
-
-    def __init__(self, status: str = "200 OK", body: bytes = b"",
-                 content_type: str = "application/json") -> None:
-        self.status, self.body, self.content_type = status, body, content_type
-        self.requests: list[dict[str, Any]] = []
-        self.server = WSGIServer(("127.0.0.1", 0), self._app, log=None, error_log=None)
-
-    def _app(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        self.requests.append({"path": environ["PATH_INFO"],
-                              "body": environ["wsgi.input"].read(length)})
-        start_response(self.status, [("Content-Type", self.content_type)])
-        return [self.body]
-
-    def __enter__(self) -> str:
-        self.server.start()
-        return f"http://127.0.0.1:{self.server.server_port}"
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.stop(timeout=1)
-
-
-class SilentServer:
-    """Accepts connections and never answers: a hung esl-bridge."""
-
-    def __init__(self) -> None:
-        self.connections = 0
-        self.server = StreamServer(("127.0.0.1", 0), self._handle)
-
-    def _handle(self, sock: socket.socket, _address: Any) -> None:
-        self.connections += 1
-        gevent.sleep(30)
-
-    def __enter__(self) -> str:
-        self.server.start()
-        return f"http://127.0.0.1:{self.server.server_port}"
-
-    def __exit__(self, *exc: Any) -> None:
-        self.server.stop(timeout=0)
-
-
-def closed_port() -> int:
-    """A local port nothing listens on (connection refused)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+__all__ = ["CONF_DIR", "HANGUP", "LUA_VERSIONS", "ROOT", "SCRIPTS_DIR", "CJson", "CurlCall",
+           "FreeSwitch", "HarnessError", "LoadedLib", "Prompt", "Session", "Stream", "load_lib",
+           "lua_argv", "lua_runtime", "lua_to_python", "run_script"]

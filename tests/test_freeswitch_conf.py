@@ -9,18 +9,17 @@ import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
 import pytest
+from lua_dialplan import Dialplan, preprocess
 from lua_harness import (
     CONF_DIR,
     FREESWITCH_CONF,
     LUA_VERSIONS,
     ROOT,
     SCRIPTS_DIR,
-    Dialplan,
     FreeSwitch,
     Session,
     load_lib,
     lua_runtime,
-    preprocess,
 )
 
 XML_FILES = sorted(FREESWITCH_CONF.rglob("*.xml"))

@@ -14,7 +14,8 @@ import pytest
 from conformance import rec
 from fixtures_web import client_for, make_account
 from loopback_legs import dial_loopback
-from lua_harness import Dialplan, Session
+from lua_dialplan import Dialplan
+from lua_harness import Session
 from test_freeswitch_directory import ask, lookup, user_of
 
 pytestmark = pytest.mark.store

@@ -12,18 +12,9 @@ from typing import Any
 
 import pytest
 from fixtures_web import FREESWITCH_SECRET, ApiClient
-from lua_harness import (
-    HANGUP,
-    LUA_VERSIONS,
-    Dialplan,
-    FreeSwitch,
-    Session,
-    SilentServer,
-    StubHttp,
-    closed_port,
-    lua_argv,
-    run_script,
-)
+from http_stubs import SilentServer, StubHttp, closed_port
+from lua_dialplan import Dialplan
+from lua_harness import HANGUP, LUA_VERSIONS, FreeSwitch, Session, lua_argv, run_script
 
 LOGGED_IN = "ivr/ivr-you_are_now_logged_in.wav"
 LOGGED_OUT = "ivr/ivr-you_are_now_logged_out.wav"

@@ -9,17 +9,8 @@ from urllib.parse import parse_qs
 
 import pytest
 from fake_freeswitch.curl import switch_url_decode
-from lua_harness import (
-    LUA_VERSIONS,
-    ROOT,
-    FreeSwitch,
-    LoadedLib,
-    SilentServer,
-    StubHttp,
-    closed_port,
-    load_lib,
-    lua_to_python,
-)
+from http_stubs import SilentServer, StubHttp, closed_port
+from lua_harness import LUA_VERSIONS, ROOT, FreeSwitch, LoadedLib, load_lib, lua_to_python
 
 # ../shared/freeswitch/xml_curl/lua_curl_json_output.txt: what a Lua script passed to mod_curl
 # on FreeSWITCH 1.10, the body FreeSWITCH then sent (38_k_hotdesk_lua__POST_…login.txt), and

@@ -9,16 +9,9 @@ from typing import Any
 import pytest
 import requests
 from fixtures_web import FREESWITCH_SECRET, ApiClient
-from lua_harness import (
-    LUA_VERSIONS,
-    Dialplan,
-    FreeSwitch,
-    Session,
-    SilentServer,
-    closed_port,
-    parse_extensions,
-    run_script,
-)
+from http_stubs import SilentServer, closed_port
+from lua_dialplan import Dialplan, parse_extensions
+from lua_harness import LUA_VERSIONS, FreeSwitch, Session, run_script
 
 # What a site adds after 00_esl_bridge.xml: its route to the outside world.
 OUTBOUND_ROUTE = """
