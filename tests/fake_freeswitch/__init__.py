@@ -5,7 +5,8 @@ Everything it writes is modelled on the bytes a real FreeSWITCH 1.10 sent
 order, URL-encoding (``switch_url_encode``: ``%XX`` for control bytes, bytes above 0x7e and
 ``\\r\\n "#%&+:;<=>?@[\\]^`{|}``, an existing ``%XX`` with upper-case hex left alone) and
 Content-Length. Events are built from the recorded events used as templates, with the values of
-this fake's state substituted; ``tests/test_esl_fake.py`` checks them byte for byte.
+this fake's state substituted; ``tests/test_freeswitch_conformance.py`` replays the recordings
+against it and ``tests/test_esl_fake.py`` checks its own behaviour.
 
 What it knows (state, all public attributes):
 
@@ -18,6 +19,8 @@ What it knows (state, all public attributes):
 - ``sent_events``: ``(event name, headers dict)`` of every ``sendevent``.
 - ``directory_cache``: (user, realm) pairs ``xml_flush_cache`` can clear (a registration or an
   originate caches its user, as ``cacheable`` directory answers do).
+- ``directory_requests`` and ``curl_calls``: the forms posted to ``directory_url`` (its
+  mod_xml_curl binding, when given) and the ``api curl`` commands run.
 
 How it serves: one greenlet per connection, as FreeSWITCH uses one thread per connection: it
 reads a command byte by byte and never ahead (as mod_event_socket's ``read_packet``), runs it,
@@ -32,7 +35,7 @@ gives ``-ERR USER_NOT_REGISTERED``) unless ``set_behaviour(user, realm, "unknown
 Per-user behaviours (``set_behaviour``): ``answer`` (default: CHANNEL_CREATE, then after
 ``answer_delay`` CHANNEL_ANSWER and ``+OK <uuid>``), ``no_answer`` (rings ``originate_timeout``
 seconds times ``time_scale``, then ``-ERR NO_ANSWER``), ``busy`` (``-ERR USER_BUSY``), ``hang``
-(rings forever), ``unknown`` (``-ERR SUBSCRIBER_ABSENT``).
+(rings until ``uuid_kill`` or ``hupall``: ``-ERR <cause>``), ``unknown`` (``-ERR SUBSCRIBER_ABSENT``).
 
 Faults: ``slow(prefix, seconds)``, ``hang(prefix)``, ``drop_mid_reply(prefix)`` and
 ``close_on(prefix)`` act on commands whose first line starts with ``prefix`` (optionally only
@@ -49,9 +52,11 @@ Run it alone with ``python tests/fake_freeswitch [--port N] [--workers N]`` (or
 
 The package, one job per module: ``wire`` (framing and encodings), ``templates`` (the recorded
 frames it builds on), ``state`` (registrations, legs, faults), ``connection`` (one client
-connection), ``commands`` (running a command), ``registrations`` (registrations and the sofia
-commands), ``originate``, ``events`` (building and firing events), ``server`` (``FakeFreeSwitch``:
-settings, lifecycle, faults, inspection) and ``cli``.
+connection), ``commands`` (running a command), ``api`` (the api commands that are neither sofia's
+nor about calls), ``registrations`` (registrations and the sofia commands), ``originate`` (and
+the commands about calls), ``channel_events`` (a leg's events and dump), ``events`` (building and
+firing events), ``directory`` (mod_xml_curl's lookups), ``curl`` (mod_curl), ``server``
+(``FakeFreeSwitch``: settings, lifecycle, faults, inspection) and ``cli``.
 """
 from .cli import main
 from .connection import FakeConnection

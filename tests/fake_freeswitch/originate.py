@@ -161,8 +161,6 @@ class Originate:
         self.channel_event("CHANNEL_HANGUP_COMPLETE", channel, cause)
         return True
 
-
-
     def show_channels(self) -> str:
         """``show channels``: the legs as CSV (esl3/140, 147), then ``N total.``."""
         rows = [SHOW_CHANNELS_COLUMNS]
