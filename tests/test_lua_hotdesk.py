@@ -324,6 +324,18 @@ def test_no_reply_from_mod_curl_says_not_available(office: Office, output: str,
     assert any(level == "WARNING" and logged in text for level, text in fs.logs)
 
 
+@pytest.mark.parametrize(("status", "result", "heard"), [
+    ("503 Service Unavailable", "unavailable", NOT_AVAILABLE),
+    ("500 Internal Server Error", "error", ERROR_TONE),
+])
+def test_an_esl_bridge_that_cannot_serve_says_not_available(office: Office, status: str,
+                                                           result: str, heard: str) -> None:
+    with StubHttp(status=status, body=b'{"error": "x"}') as url:
+        session, fs = office.call("login", "1234", fs=office.freeswitch(esl_bridge_url=url))
+    assert (result_of(session), session.played) == (result, [heard])
+    assert any(f"HTTP {status[:3]}" in text for _, text in fs.logs)
+
+
 def test_a_wrong_secret_is_refused_by_esl_bridge_and_the_caller_hears_the_error(office: Office) -> None:
     fs = office.freeswitch(esl_bridge_secret="not-the-secret")
     session, fs = office.call("login", "1234", fs=fs)

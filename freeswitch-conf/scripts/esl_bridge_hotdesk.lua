@@ -17,9 +17,9 @@ form fields sip_user, realm, hotdesk_id (if any), pin (only once esl-bridge answ
 
 The caller hears esl-bridge's prompt when it sends one, else the confirmation tone for "ok"
 and the error tone for anything else. If esl-bridge cannot be reached (connection refused, no
-answer within the timeout, no reply from mod_curl) the caller hears the stock "not available"
-prompt and the outcome is "unavailable"; if it answers something unusable, the error tone and
-"error". Either way a warning says which, and the script ends normally.
+answer within the timeout, HTTP 502/503/504, no reply from mod_curl) the caller hears the stock
+"not available" prompt and the outcome is "unavailable"; if it answers something unusable, the
+error tone and "error". Either way a warning says which, and the script ends normally.
 
 The PIN is only ever in the POST body: never in a URL, a channel variable or a log line of
 ours. mod_curl itself logs the post data at DEBUG level.

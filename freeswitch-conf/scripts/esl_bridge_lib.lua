@@ -180,8 +180,9 @@ local CURL_ERRORS = { ["6"] = "host not found", ["7"] = "connection refused",
 -- `path` starts with "/" (e.g. "/freeswitch/hotdesk/login"); `fields` is an ordered list of
 -- {name, value} pairs. On any failure returns nil, a reason fit for the log (it never contains
 -- the form, which may hold a PIN) and what kind of failure it was: M.UNAVAILABLE (esl-bridge
--- refused the connection, could not be found, did not answer within the timeout, or mod_curl
--- gave no reply) or M.ERROR (a non-200 answer, a body that is missing or not a JSON object).
+-- refused the connection, could not be found, did not answer within the timeout, answered 502,
+-- 503 or 504, or mod_curl gave no reply) or M.ERROR (another non-200 answer, a body that is
+-- missing or not a JSON object).
 function M.post(cfg, path, fields)
   -- Exactly 10 space-separated arguments; the form goes last, as mod_curl's syntax wants.
   local args = table.concat({
@@ -222,7 +223,10 @@ function M.post(cfg, path, fields)
   end
   local status = M.code(outcome.status_code) or ""
   if status ~= "200" then
-    return nil, "esl-bridge answered HTTP " .. status .. " to " .. path, M.ERROR
+    -- 502, 503, 504: esl-bridge (or a proxy before it) is there but cannot serve right now
+    local busy = status == "502" or status == "503" or status == "504"
+    return nil, "esl-bridge answered HTTP " .. status .. " to " .. path,
+      busy and M.UNAVAILABLE or M.ERROR
   end
   if not nonempty(outcome.body) then
     return nil, "esl-bridge answered an empty body to " .. path, M.ERROR
