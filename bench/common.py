@@ -31,9 +31,9 @@ import peewee
 from gevent import socket
 
 from models import account as accounts
-from models import db
 from models import device as devices
 from models import documents as docs
+from models import schema
 from models import user as users
 from models.tables import DeviceRow, DocumentTable, HotdeskRow, UserRow
 
@@ -144,7 +144,7 @@ def seed(path: Path, n_devices: int, url: str | None = None) -> Seeded:
     """
     started = time.perf_counter()
     url = url or f"sqlite:///{path}"
-    database = db.connect(url)
+    database = schema.connect(url)
     n_users = max(2, n_devices // DEVICES_PER_USER)
     now = time.time()
     try:

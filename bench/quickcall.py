@@ -201,10 +201,10 @@ class Child:
 def seed(url: str) -> tuple[str, str, str]:
     """One account and one device `2001@acme.test`: (account id, API key, device id)."""
     from models import account as accounts
-    from models import db
     from models import device as devices
+    from models import schema
 
-    database = db.connect(url)
+    database = schema.connect(url)
     try:
         with database.connection_context():
             account = accounts.create_account({"name": "bench", "realm": REALM})

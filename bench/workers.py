@@ -32,7 +32,7 @@ from api import targets
 from common import Tally, call, http_request, machine, run_load, seed
 
 from models import db
-from models.tables import create_tables, drop_tables
+from models.schema import create_tables, drop_tables
 
 ESL_BRIDGE = Path(sys.executable).parent / "esl-bridge"
 TARGET_RATIO = 1.6

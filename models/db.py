@@ -1,20 +1,18 @@
-"""The database connection: SQLite (WAL) by default, PostgreSQL when the URL says so."""
+"""The database connection: SQLite (WAL) by default, PostgreSQL when the URL says so.
+
+Every model binds to `database`; `models.schema.connect` points it at the configured database.
+"""
 from __future__ import annotations
 
-import logging
 from typing import Any
 from urllib.parse import unquote, urlparse
 
 import peewee
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
-log = logging.getLogger(__name__)
+from models.errors import Conflict
 
-# Every model binds to this proxy; `connect()` points it at the configured database.
 database = peewee.DatabaseProxy()
-
-DEFAULT_URL = "sqlite:///esl-bridge.db"
-
 
 class DatabaseUrlError(ValueError):
     """The database URL names no backend we support."""
@@ -66,13 +64,11 @@ class SqliteDatabase(PooledSqliteDatabase):
             return super().execute_sql(sql, params)
         except peewee.OperationalError as exc:
             if _stale_snapshot(exc):
-                from models.errors import Conflict
-
                 raise Conflict(f"another connection wrote since this transaction read: {exc}") from exc
             raise
 
 
-def open_database(url: str = DEFAULT_URL) -> peewee.Database:
+def open_database(url: str) -> peewee.Database:
     """Build (without connecting) the database the URL names."""
     parsed = urlparse(url)
     if parsed.scheme == "sqlite":
@@ -110,22 +106,6 @@ def open_database(url: str = DEFAULT_URL) -> peewee.Database:
             timeout=10,
         )
     raise DatabaseUrlError(f"unsupported database URL scheme {parsed.scheme!r}")
-
-
-def connect(url: str = DEFAULT_URL) -> peewee.Database:
-    """Point the models at the database of `url` and create the schema if it is missing."""
-    from models.device import upgrade_forward_keys
-    from models.tables import create_tables
-
-    db = open_database(url)
-    database.initialize(db)
-    with db.connection_context():
-        create_tables()
-        upgraded = upgrade_forward_keys()
-    if upgraded:
-        log.info("rewrote %d call-forward numbers as match keys", upgraded)
-    log.info("database ready: %s", redacted(url))
-    return db
 
 
 def redacted(url: str) -> str:

@@ -343,21 +343,6 @@ def presence_id(doc: dict[str, Any], account_realm: str) -> str | None:
     return f"{username}@{account_realm}" if username else None
 
 
-def upgrade_forward_keys() -> int:
-    """Rewrite stored forward numbers kept in an older form (``+15550001111``, before
-    ``forward_key``) as keys; returns how many changed. Cheap when there is nothing to do."""
-    changed = 0
-    with database.atomic():
-        query = DeviceRow.select(DeviceRow.id, DeviceRow.forward_number).where(
-            DeviceRow.forward_number.is_null(False))
-        for ident, stored in query.tuples():
-            key = forward_key(stored) or None
-            if key != stored:
-                DeviceRow.update(forward_number=key).where(DeviceRow.id == ident).execute()
-                changed += 1
-    return changed
-
-
 def device_by_forward_number(account_id: str, number: str) -> Document | None:
     """The cellphone-style device whose enabled call-forward number is `number`."""
     key = forward_key(number)

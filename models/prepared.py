@@ -3,14 +3,15 @@
 peewee writes the SQL of every query in Python: 0.1-0.2 ms for a lookup by id, thirty times
 what SQLite takes to answer it, and the most of a request's time. The lookups every request
 makes (its token, a document by id, a listing page, FreeSWITCH's directory) always have the same
-shape, so `Prepared` has peewee build the SQL once per database backend and keeps it; the rows
-still come back through peewee's own row builder, exactly as the query would return them.
+shape, so `Prepared` has peewee build the SQL once per database backend (`Query.sql()`) and runs
+it with new values through `Database.execute_sql`: peewee's public path, so its logging, query
+hooks, connection check and error mapping all apply.
 """
 from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import peewee
@@ -22,42 +23,32 @@ _MARK = "\x00prepared-arg-{}\x00"
 
 @dataclass
 class _Compiled:
-    query: peewee.BaseQuery
     sql: str
     slots: list[tuple[int | None, Any]]  # (index of the value, or None: this constant)
-    # What peewee's row builder worked out from the first cursor (columns, converters, joins):
-    # the same for every run of the same SQL, and as costly to redo as running the lookup.
-    row_builder: dict[str, Any] | None = field(default=None)
+    model: type[peewee.Model] | None  # what `first` builds from a row, None for a plain select
+    names: tuple[str, ...]  # the model's field names, in the order the row gives them
 
     def params(self, values: tuple[Any, ...]) -> list[Any]:
         return [values[i] if i is not None else constant for i, constant in self.slots]
 
 
-def _execute(sql: str, params: list[Any]) -> Any:
-    """`database.execute_sql` for a read, without the layers around the driver's cursor.
-
-    Most requests make two lookups; peewee's path to the cursor (the proxy, logging, hooks,
-    the connection check) costs as much as SQLite takes to answer. The same steps are kept:
-    the query is logged (peewee's logger, at DEBUG), the connection opened if it is closed,
-    driver errors become peewee's. With query hooks installed, peewee's own path is taken.
-    Reads only: the stale-snapshot check of `db.SqliteDatabase.execute_sql` concerns writes.
-    """
-    db = database.obj
-    if db.query_hooks:
-        return db.execute_sql(sql, params)
-    db._log_query(sql, params)
-    with peewee.__exception_wrapper__:
-        cursor = db.cursor()
-        cursor.execute(sql, params)
-    return cursor
+def _model_fields(query: peewee.BaseQuery) -> tuple[type[peewee.Model] | None, tuple[str, ...]]:
+    """The model a select of whole fields returns, and its fields in selected order."""
+    model = getattr(query, "model", None)
+    selected = getattr(query, "selected_columns", None) or ()
+    if model is None or not all(isinstance(c, peewee.Field) and c.model is model for c in selected):
+        return None, ()
+    return model, tuple(c.name for c in selected)
 
 
 class Prepared:
-    """A query built by `build(*args)`, run as `rows(*values)` / `first(*values)`.
+    """A query built by `build(*args)`, run as `tuples(*values)` / `first(*values)`.
 
     `build` receives one placeholder per parameter and must use each only as a plain value
     compared with (or given to) a text column, or as a LIMIT: the values are passed to the
-    database as given (no field conversion), so give them already in the column's form.
+    database as given (no field conversion), so give them already in the column's form. Rows
+    come back as the driver gives them, without peewee's field conversion: every column read
+    this way is text or a number, which both drivers already give as their Python value.
     """
 
     def __init__(self, build: Callable[..., peewee.BaseQuery], arity: int | None = None):
@@ -76,29 +67,19 @@ class Prepared:
             missing = set(marks.values()) - {i for i, _ in slots if i is not None}
             if missing:
                 raise ValueError(f"prepared query lost its parameters {sorted(missing)}: {sql}")
-            found = self._compiled[backend] = _Compiled(query, sql, slots)
+            model, names = _model_fields(query)
+            found = self._compiled[backend] = _Compiled(sql, slots, model, names)
         return found
 
-    def rows(self, *values: Any) -> Iterator[Any]:
-        """The rows, as the query itself would return them (model instances, tuples, ...)."""
-        compiled = self._compile()
-        wrapper = compiled.query._get_cursor_wrapper(_execute(compiled.sql, compiled.params(values)))
-        if compiled.row_builder is None:
-            before = dict(vars(wrapper))
-            wrapper.initialize()
-            compiled.row_builder = {key: value for key, value in vars(wrapper).items()
-                                    if key not in before or before[key] is not value}
-        else:
-            vars(wrapper).update(compiled.row_builder)
-        wrapper.initialized = True
-        return iter(wrapper)
-
     def tuples(self, *values: Any) -> Iterator[tuple[Any, ...]]:
-        """The rows as the driver returns them, without peewee's field conversion: for columns
-        the driver already gives as their Python value (text)."""
+        """The rows as tuples, in the order of the select."""
         compiled = self._compile()
-        return iter(_execute(compiled.sql, compiled.params(values)))
+        return iter(database.execute_sql(compiled.sql, compiled.params(values)))
 
     def first(self, *values: Any) -> Any:
-        """The first row, or None."""
-        return next(self.rows(*values), None)
+        """The first row as a model instance (the query must select whole fields), or None."""
+        compiled = self._compile()
+        if compiled.model is None:
+            raise TypeError(f"first() needs a select of one model's fields: {compiled.sql}")
+        row = next(iter(database.execute_sql(compiled.sql, compiled.params(values))), None)
+        return None if row is None else compiled.model(**dict(zip(compiled.names, row, strict=True)))

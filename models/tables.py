@@ -143,25 +143,3 @@ class LockoutRow(BaseTable):
 
 
 ALL_TABLES = (AccountRow, UserRow, DeviceRow, HotdeskRow, TokenRow, LockoutRow)
-
-
-# SQLite: a listing page is read from an index holding the listing rows in (account, id)
-# order, a few index pages per page of rows, instead of one table page per row (rows lie in
-# insertion order). PostgreSQL keeps the plain (account_id, id) index: its btree keys are
-# limited to ~2.7 kB, which a user's listing row may exceed.
-LISTING_INDEXES = ((DeviceRow, "device_account_id_id_listing"), (UserRow, "user_account_id_id_listing"))
-
-
-def create_tables() -> None:
-    """Create every table and index that does not exist yet."""
-    database.create_tables(ALL_TABLES, safe=True)
-    if isinstance(database.obj, peewee.SqliteDatabase):
-        for table, name in LISTING_INDEXES:
-            database.execute_sql(
-                f'CREATE INDEX IF NOT EXISTS "{name}" ON "{table._meta.table_name}" '
-                '("account_id", "id", "listing")')
-
-
-def drop_tables() -> None:
-    """Drop every table (tests use it to start from nothing)."""
-    database.drop_tables(ALL_TABLES, safe=True)

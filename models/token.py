@@ -57,9 +57,9 @@ def identify(token: str, now: float | None = None) -> Identity | None:
                 TokenRow.update(last_used=now).where(TokenRow.token == token).execute()
             return Identity(account_id, user_id, method)
     if _API_KEY_RE.match(token):
-        account = _ACCOUNT_BY_KEY.first(token)
+        account = next(_ACCOUNT_BY_KEY.tuples(token), None)
         if account is not None:
-            return Identity(account.id, None, "api_key")
+            return Identity(account[0], None, "api_key")
     return None
 
 

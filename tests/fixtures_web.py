@@ -20,7 +20,7 @@ import requests
 from models import account as accounts
 from models import db
 from models import user as users
-from models.tables import create_tables, drop_tables
+from models.schema import create_tables, drop_tables
 from web.config import Settings
 from web.server import BridgeServer
 

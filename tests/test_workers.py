@@ -18,7 +18,7 @@ from fixtures_web import FREESWITCH_SECRET, TEST_DATABASE_ENV, make_account
 from serve_process import ESL_BRIDGE, Serve, serve
 
 from models import db
-from models.tables import create_tables, drop_tables
+from models.schema import create_tables, drop_tables
 
 pytestmark = [pytest.mark.store,
               pytest.mark.skipif(not ESL_BRIDGE.exists(), reason="the esl-bridge script is not installed")]

@@ -67,7 +67,7 @@ def _api_blueprint() -> Blueprint:
 
 
 def create_app(settings: Settings | None = None, *, pool: Any = None) -> Flask:
-    """The WSGI app. The database must already be connected (`models.db.connect`); `pool` is
+    """The WSGI app. The database must already be connected (`models.schema.connect`); `pool` is
     the started `esl_bridge.EslPool`, or None to serve documents without FreeSWITCH."""
     app = Flask("esl_bridge")
     app.config["MAX_CONTENT_LENGTH"] = MAX_BODY_BYTES

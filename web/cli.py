@@ -40,11 +40,11 @@ def _configure_logging(level: str) -> None:
 def init(settings: Settings, args: argparse.Namespace) -> int:
     """Create the first account, its admin user and API key; refuse to touch an existing one."""
     from models import account as accounts
-    from models import db
+    from models import schema
     from models import user as users
     from models.errors import ValidationFailed
 
-    database = db.connect(settings.database_url)
+    database = schema.connect(settings.database_url)
     with database.connection_context():
         if args.if_empty and accounts.has_accounts():
             log.info("the database already holds an account; nothing to do")

@@ -10,7 +10,7 @@ from typing import Any
 
 from flask import Flask
 
-from models import db
+from models import schema
 from web.app import create_app
 from web.config import Settings
 from web.http_server import BridgeWSGIServer, Limits
@@ -36,7 +36,7 @@ def build_app(settings: Settings, *, pool: Any = None, start_freeswitch: bool = 
 
     In a worker this runs after the fork: connections and greenlets never cross it.
     """
-    db.connect(settings.database_url)
+    schema.connect(settings.database_url)
     if pool is None and start_freeswitch:
         pool = start_pool(settings)
     return create_app(settings, pool=pool)

@@ -119,10 +119,10 @@ def run(settings: Settings) -> None:
     ``PROMETHEUS_MULTIPROC_DIR`` must be set before this module is imported
     (`web.multiprocess`, which the command line uses).
     """
-    from models import db
+    from models import schema
 
     raise_open_files_limit()
     check_open_files(Limits.of(settings), 2 if settings.tls_enabled else 1)
-    database = db.connect(settings.database_url)  # creates the schema once, before any worker
+    database = schema.connect(settings.database_url)  # creates the schema once, before any worker
     database.close_all()
     BridgeApplication(settings, multiprocess_dir()).run()
