@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import secrets
+from collections.abc import Container
 from typing import Any
 
 from models import documents as docs
@@ -106,7 +107,7 @@ def has_accounts() -> bool:
 
 
 def update_account(
-    account_id: str, data: Any, *, merge: bool, if_match: str | None = None
+    account_id: str, data: Any, *, merge: bool, if_match: Container[str] | None = None
 ) -> tuple[Document, Document]:
     """Replace (`merge=False`) or merge-patch the account; returns (before, after)."""
     incoming = _clean(data)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Container
 from dataclasses import dataclass
 from typing import Any, NoReturn
 
@@ -188,7 +189,7 @@ def get_device(account_id: str, device_id: str) -> Document:
 
 
 def update_device(account: Document, device_id: str, data: Any, *, merge: bool,
-                  if_match: str | None = None) -> tuple[Document, Document]:
+                  if_match: Container[str] | None = None) -> tuple[Document, Document]:
     """Replace or merge-patch a device in one transaction; returns (before, after)."""
     with database.atomic():
         current = docs.fetch(DeviceRow, device_id, account.id)
@@ -200,7 +201,7 @@ def update_device(account: Document, device_id: str, data: Any, *, merge: bool,
         return current, updated
 
 
-def delete_device(account_id: str, device_id: str, if_match: str | None = None) -> Document:
+def delete_device(account_id: str, device_id: str, if_match: Container[str] | None = None) -> Document:
     with database.atomic():
         current = docs.fetch(DeviceRow, device_id, account_id)
         docs.check_if_match(current, if_match)

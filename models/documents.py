@@ -7,6 +7,7 @@ import json
 import re
 import time
 import uuid
+from collections.abc import Container
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -113,12 +114,12 @@ def new_revision(doc: dict[str, Any], n: int) -> tuple[int, str]:
     return n, hashlib.md5((encode(doc) + uuid.uuid4().hex).encode()).hexdigest()
 
 
-def check_if_match(current: Document, if_match: str | None) -> None:
-    """Refuse a write whose `If-Match` names another revision (412)."""
-    if if_match is None:
-        return
-    wanted = if_match.strip().strip('"')
-    if wanted != "*" and wanted != current.revision:
+def check_if_match(current: Document, if_match: Container[str] | None) -> None:
+    """Refuse a write whose `If-Match` does not name the current revision (412).
+
+    `if_match` holds the revisions the client accepts (any, for `*`); None: no precondition.
+    """
+    if if_match is not None and current.revision not in if_match:
         raise StaleRevision(current.revision)
 
 

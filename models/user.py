@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Container
 from typing import Any
 
 from models import device as devices
@@ -106,7 +107,7 @@ def require_user(account_id: str, user_id: str) -> None:
 
 
 def update_user(account_id: str, user_id: str, data: Any, *, merge: bool,
-                if_match: str | None = None) -> tuple[Document, Document]:
+                if_match: Container[str] | None = None) -> tuple[Document, Document]:
     """Replace or merge-patch a user; returns (before, after)."""
     incoming, password = _prepare(data)
     with database.atomic():
@@ -123,7 +124,7 @@ def update_user(account_id: str, user_id: str, data: Any, *, merge: bool,
         return current, docs.update_document(UserRow, current, doc, **_columns(doc), **creds)
 
 
-def delete_user(account_id: str, user_id: str, if_match: str | None = None) -> Document:
+def delete_user(account_id: str, user_id: str, if_match: Container[str] | None = None) -> Document:
     """Delete a user, take them out of every hotdesk and clear `owner_id` on their devices."""
     with database.atomic():
         current = docs.fetch(UserRow, user_id, account_id)

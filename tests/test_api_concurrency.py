@@ -84,6 +84,26 @@ def test_current_if_match_succeeds(api, targets, kind, quote):
     assert_error(api.patch(path, {"tag": "newer"}, headers={"If-Match": f'"{tag}"'}), 412, "precondition_failed")
 
 
+@pytest.mark.parametrize("kind", ["device", "user", "account"])
+def test_if_match_list_naming_the_current_revision_succeeds(api, targets, kind):
+    path = targets[kind]
+    tag = api.get(path).headers["ETag"]
+    response = api.patch(path, {"tag": "listed"}, headers={"If-Match": f"{STALE}, {tag}"})
+    assert response.status_code == 200, response.text
+    assert api.get(path).json()["data"]["tag"] == "listed"
+    assert_error(api.patch(path, {"tag": "x"}, headers={"If-Match": f'{STALE}, "1-{"f" * 32}"'}),
+                 412, "precondition_failed")
+
+
+def test_weak_if_match_never_matches(api, targets):
+    """If-Match compares strongly (RFC 9110 13.1.1): `W/"<current>"` is a 412, nothing written."""
+    path = targets["device"]
+    before = api.get(path)
+    response = api.patch(path, {"name": "weak"}, headers={"If-Match": f'W/{before.headers["ETag"]}'})
+    assert_error(response, 412, "precondition_failed")
+    assert api.get(path).json()["revision"] == before.json()["revision"]
+
+
 def test_delete_with_current_if_match(api):
     device = api.put("devices", {"name": "x"})
     response = api.delete(f"devices/{device.json()['data']['id']}", headers={"If-Match": device.headers["ETag"]})

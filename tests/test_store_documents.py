@@ -106,9 +106,9 @@ def test_device_delete_inside_its_transaction_loses_the_race(store, race_after_r
 def test_stale_if_match_and_unknown_ids(store):
     device = devices.create_device(store, {"name": "one"})
     with pytest.raises(StaleRevision) as caught:
-        devices.update_device(store, device.id, {"name": "x"}, merge=True, if_match="1-" + "0" * 32)
+        devices.update_device(store, device.id, {"name": "x"}, merge=True, if_match={"1-" + "0" * 32})
     assert caught.value.current == device.revision
-    devices.update_device(store, device.id, {"name": "x"}, merge=True, if_match=f'"{device.revision}"')
+    devices.update_device(store, device.id, {"name": "x"}, merge=True, if_match={device.revision})
     for ident in ("0" * 32, "nope", device.id.upper()):
         with pytest.raises(NotFound):
             devices.get_device(store.id, ident)

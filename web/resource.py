@@ -1,7 +1,7 @@
 """Small pieces every resource module uses: listing arguments, If-Match, document replies."""
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Container
 from typing import Any
 
 from flask import Blueprint, Response, current_app, g, request
@@ -44,8 +44,15 @@ def listing_query() -> ListQuery:
     return query
 
 
-def if_match() -> str | None:
-    return request.headers.get("If-Match")
+def if_match() -> Container[str] | None:
+    """The revisions `If-Match` accepts, or None when the request has no `If-Match`.
+
+    werkzeug parses the header: quoted or bare tags, lists, `*`. A weak tag (`W/"..."`) never
+    matches: RFC 9110 has `If-Match` compare strongly, and a revision names exact content.
+    """
+    if "HTTP_IF_MATCH" not in request.environ:
+        return None
+    return request.if_match
 
 
 def document_reply(document: Document, status: int = 200, public: Callable[[Document], Any] | None = None) -> Response:
