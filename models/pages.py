@@ -2,20 +2,20 @@
 pages copied out of the store as the encoded listing rows it keeps beside each document."""
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import peewee
 
-from models.documents import MISSING, decode, dotted_get, has_path, is_id, listing_id
+from models.documents import MISSING, decode, dotted_get, has_path, listing_id
 from models.errors import ValidationFailed
 from models.prepared import Prepared
+from models.query_params import read_query
 from models.tables import DocumentTable
+from models.validation import Errors
 
 PAGE_SIZE_DEFAULT = 50
-PAGE_SIZE_MAX = 1000
 _BATCH = 500
 
 
@@ -29,50 +29,21 @@ class ListQuery:
     filters: list[Callable[[dict[str, Any]], bool]] = field(default_factory=list)
 
     @classmethod
-    def from_args(cls, args: dict[str, str], paginate: bool = True) -> ListQuery:
-        """Parse query-string arguments; bad values raise ValidationFailed naming the argument."""
-        errors: dict[str, dict[str, dict[str, Any]]] = {}
-        query = cls(paginate=paginate)
-        if "paginate" in args:
-            flag = args["paginate"].lower()
-            if flag not in ("true", "false"):
-                errors["paginate"] = {"enum": {"message": "paginate must be true or false",
-                                               "target": ["true", "false"]}}
-            elif flag == "false":
-                query.paginate = False
-        if "page_size" in args:
-            raw = args["page_size"]
-            # str.isdigit() also holds for "²" and other Unicode digits that int() refuses.
-            if not (raw.isascii() and raw.isdigit()):
-                errors["page_size"] = {"type": {"message": "page_size must be an integer", "target": "integer"}}
-            elif len(raw) > 9:  # int() refuses over 4300 digits; anything this long is too big
-                errors["page_size"] = {"maximum": {"message": f"page_size must be at most {PAGE_SIZE_MAX}", "target": PAGE_SIZE_MAX}}
-            else:
-                size = int(raw)
-                if size < 1:
-                    errors["page_size"] = {"minimum": {"message": "page_size must be at least 1", "target": 1}}
-                elif size > PAGE_SIZE_MAX:
-                    errors["page_size"] = {"maximum": {"message": f"page_size must be at most {PAGE_SIZE_MAX}", "target": PAGE_SIZE_MAX}}
-                else:
-                    query.page_size = size
-        if "start_key" in args:
-            if not is_id(args["start_key"]):
-                errors["start_key"] = {"pattern": {"message": "start_key must be a document id"}}
-            else:
-                query.start_key = args["start_key"]
-        for name, value in args.items():
-            predicate = _filter_predicate(name, value)
-            if predicate is _INVALID:
-                errors[name] = {"invalid": {"message": "filter key must be a dotted path of word characters"}}
-            elif predicate is not None:
-                query.filters.append(predicate)
+    def from_args(cls, args: Mapping[str, str], paginate: bool = True) -> ListQuery:
+        """Parse query-string arguments (`listing` in schemas/query.json); bad values raise
+        ValidationFailed naming each argument."""
+        errors: Errors = {}
+        values = read_query("listing", args, errors)
         if errors:
             raise ValidationFailed(errors)
+        query = cls(paginate=paginate and values.get("paginate", True),
+                    page_size=values.get("page_size", PAGE_SIZE_DEFAULT),
+                    start_key=values.get("start_key"))
+        for name, value in values.items():
+            predicate = _filter_predicate(name, value)
+            if predicate is not None:
+                query.filters.append(predicate)
         return query
-
-
-_KEY_RE = re.compile(r"^[A-Za-z0-9_\-]+(\.[A-Za-z0-9_\-]+)*\Z")
-_INVALID = object()
 
 
 def _matches(value: Any, wanted: str) -> bool:
@@ -85,24 +56,17 @@ def _matches(value: Any, wanted: str) -> bool:
     return value == wanted
 
 
-def _filter_predicate(name: str, value: str) -> Any:
+def _filter_predicate(name: str, value: str) -> Callable[[dict[str, Any]], bool] | None:
+    """The filter a (validated) listing argument asks for, or None for any other argument."""
     if name.startswith("filter_not_"):
         key = name[len("filter_not_"):]
-        if not _KEY_RE.match(key):
-            return _INVALID
         return lambda doc: not _matches(dotted_get(doc, key), value)
     if name.startswith("filter_"):
         key = name[len("filter_"):]
-        if not _KEY_RE.match(key):
-            return _INVALID
         return lambda doc: _matches(dotted_get(doc, key), value)
     if name == "has_key":
-        if not _KEY_RE.match(value):
-            return _INVALID
         return lambda doc: has_path(doc, value)
     if name == "key_missing":
-        if not _KEY_RE.match(value):
-            return _INVALID
         return lambda doc: not has_path(doc, value)
     return None
 

@@ -19,7 +19,7 @@ from models.errors import ValidationFailed
 
 Errors = dict[str, dict[str, dict[str, Any]]]
 
-SCHEMA_NAMES = ("common", "device", "user", "account")
+SCHEMA_NAMES = ("common", "device", "user", "account", "query")
 
 # jsonschema keyword -> Kazoo rule name; keywords not listed keep their own name.
 _RULES = {
@@ -37,7 +37,8 @@ _RULES = {
 
 
 @cache
-def _schemas() -> dict[str, dict[str, Any]]:
+def schemas() -> dict[str, dict[str, Any]]:
+    """Every schema file, by name."""
     folder = resources.files("models") / "schemas"
     return {name: json.loads((folder / f"{name}.json").read_text()) for name in SCHEMA_NAMES}
 
@@ -68,12 +69,20 @@ _StrictValidator = validators.extend(
 
 
 @cache
-def _validator(kind: str) -> Any:
-    schemas = _schemas()
-    registry = Registry().with_resources(
-        (schema["$id"], Resource.from_contents(schema)) for schema in schemas.values()
+def _registry() -> Registry:
+    return Registry().with_resources(
+        (schema["$id"], Resource.from_contents(schema)) for schema in schemas().values()
     )
-    return _StrictValidator(schemas[kind], registry=registry)
+
+
+@cache
+def _validator(kind: str) -> Any:
+    """The validator of a schema file (`device`) or of one definition in it (`query#listing`)."""
+    name, _, definition = kind.partition("#")
+    schema = schemas()[name]
+    if definition:
+        schema = {"$ref": f"{schema['$id']}#/$defs/{definition}"}
+    return _StrictValidator(schema, registry=_registry())
 
 
 def _message(error: Any, rule: str) -> dict[str, Any]:
@@ -105,7 +114,7 @@ def _path(parts: Any) -> str:
 
 
 def schema_errors(kind: str, doc: Any) -> Errors:
-    """Every schema failure of `doc` against the `kind` schema."""
+    """Every schema failure of `doc` against the `kind` schema (see `_validator`)."""
     errors: Errors = {}
     for error in _validator(kind).iter_errors(doc):
         # `if/then` and `propertyNames` wrap the real failure; report the leaf.
@@ -139,7 +148,7 @@ def validate(kind: str, doc: Any, extra: Errors | None = None) -> None:
 def with_defaults(kind: str, doc: dict[str, Any]) -> dict[str, Any]:
     """A copy of `doc` with the schema's defaults filled in (top level and one object deep)."""
     out = copy.deepcopy(doc)
-    props = _schemas()[kind].get("properties", {})
+    props = schemas()[kind].get("properties", {})
     for key, spec in props.items():
         if "default" in spec and key not in out:
             out[key] = copy.deepcopy(spec["default"])

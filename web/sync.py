@@ -8,6 +8,8 @@ from flask import Blueprint, Response, request
 from esl_bridge import actions as fs
 from models import device as devices
 from models.errors import ValidationFailed
+from models.query_params import read_query
+from models.validation import Errors
 from web.envelope import success
 from web.resource import freeswitch_pool, route
 from web.side_effects import check_sync_event, sip_identity
@@ -22,13 +24,10 @@ def register(bp: Blueprint) -> None:
 def device_sync(account_id: str, device_id: str) -> Response:
     """Send the device's check-sync NOTIFY where it is registered."""
     device = devices.get_device(account_id, device_id)
-    reboot_arg = request.args.get("reboot")
-    reboot = None
-    if reboot_arg is not None:
-        if reboot_arg.lower() not in ("true", "false"):
-            raise ValidationFailed.single("reboot", "enum", "Value not found in enumerated list of values",
-                                          target=["true", "false"])
-        reboot = reboot_arg.lower() == "true"
+    errors: Errors = {}
+    reboot = read_query("sync", dict(request.args.items()), errors).get("reboot")
+    if errors:
+        raise ValidationFailed(errors)
     sip = sip_identity(device)
     if sip is None:
         log.info("sync of device %s: no SIP credentials, nothing to send", device.id)
