@@ -18,7 +18,6 @@ from models.prepared import Prepared
 from models.tables import DocumentTable
 
 ID_RE = re.compile(r"^[0-9a-f]{32}\Z")
-REVISION_RE = re.compile(r"^[0-9]{1,12}-[0-9a-f]{32}\Z")
 
 
 def new_id() -> str:
@@ -36,10 +35,6 @@ def encode(doc: Any) -> str:
 
 def decode(text: str) -> Any:
     return json.loads(text)
-
-
-def content_hash(doc: Any) -> str:
-    return hashlib.md5(encode(doc).encode()).hexdigest()
 
 
 def strip_private(doc: dict[str, Any]) -> dict[str, Any]:
@@ -75,11 +70,6 @@ def dotted_get(doc: Any, path: str) -> Any:
 
 def has_path(doc: Any, path: str) -> bool:
     return dotted_get(doc, path) is not MISSING
-
-
-def dotted_get_or(doc: Any, path: str, default: Any = None) -> Any:
-    value = dotted_get(doc, path)
-    return default if value is MISSING else value
 
 
 @dataclass

@@ -13,7 +13,8 @@ IDLE_SECONDS = 3600
 # Writing `last_used` on every request would make every read a write; a minute of slack on a
 # one-hour idle expiry costs nothing.
 REFRESH_AFTER_SECONDS = 60
-_API_KEY_RE = re.compile(r"^[0-9a-f]{64}\Z")
+#: An account API key: 64 lower-case hex characters (`secrets.token_hex(32)`, models.account).
+API_KEY_RE = re.compile(r"^[0-9a-f]{64}\Z")
 _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}\Z")
 
 
@@ -56,7 +57,7 @@ def identify(token: str, now: float | None = None) -> Identity | None:
             if now - last_used > REFRESH_AFTER_SECONDS:
                 TokenRow.update(last_used=now).where(TokenRow.token == token).execute()
             return Identity(account_id, user_id, method)
-    if _API_KEY_RE.match(token):
+    if API_KEY_RE.match(token):
         account = next(_ACCOUNT_BY_KEY.tuples(token), None)
         if account is not None:
             return Identity(account[0], None, "api_key")

@@ -16,8 +16,6 @@ from models.tables import DeviceRow, HotdeskRow, UserRow
 from models.token import revoke_user_tokens
 from models.validation import Errors, add_error, validate, with_defaults
 
-LISTING_KEYS = listing_rows.USER_LISTING_KEYS
-
 
 def credentials(username: str, password: str) -> tuple[str, str]:
     """Kazoo's md5 and sha1 credentials of `username:password` (username lower-cased)."""
@@ -150,14 +148,6 @@ listing_row = listing_rows.user_row
 
 def list_users(account_id: str, query: ListQuery) -> Page:
     return list_page(UserRow, account_id, query)
-
-
-def users_by_ids(account_id: str, ids: list[str]) -> dict[str, Document]:
-    """The existing users among `ids` (one query)."""
-    if not ids:
-        return {}
-    rows = UserRow.select().where((UserRow.account_id == account_id) & UserRow.id.in_(ids))
-    return {row.id: docs.to_document(row) for row in rows}
 
 
 def user_by_credentials(account_id: str, creds: str, method: str) -> Document | None:

@@ -52,6 +52,17 @@ def _anchored(pattern: str) -> re.Pattern[str]:
     return re.compile(pattern)
 
 
+def string_rule(kind: str, pointer: str) -> re.Pattern[str]:
+    """One regex for a string rule of a schema (`kind`, the JSON pointer of the definition in
+    it): its pattern and its length range, as the validator applies them. For a hot path that
+    checks a single value against a document rule (FreeSWITCH's lookups); use with `match`."""
+    spec: Any = schemas()[kind]
+    for part in pointer.strip("/").split("/"):
+        spec = spec[part]
+    lengths = f"(?=[\\s\\S]{{{spec.get('minLength', 0)},{spec.get('maxLength', '')}}}\\Z)"
+    return re.compile(lengths + "(?:" + _anchored(spec.get("pattern", "")).pattern + ")")
+
+
 def _pattern(validator: Any, pattern: str, instance: Any, schema: Any) -> Any:
     if isinstance(instance, str) and not _anchored(pattern).search(instance):
         yield ValidationError(f"{instance!r} does not match {pattern!r}")

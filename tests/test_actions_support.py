@@ -45,10 +45,6 @@ def recorded(name_prefix: str) -> str:
     return path.read_text().rstrip("\n")
 
 
-def first_line(command: str) -> str:
-    return command.split("\n", 1)[0]
-
-
 @dataclass
 class Bridge:
     """esl-bridge over real HTTP, its pool, the test FreeSWITCH nodes and one account."""
@@ -91,9 +87,6 @@ class Bridge:
             since = self.marks[self.fakes.index(item)] if self.marks else 0
             out.extend(c for c in item.commands[since:] if not is_setup(c))
         return out
-
-    def sent_lines(self, fake: FakeFreeSwitch | None = None) -> list[str]:
-        return [first_line(c) for c in self.sent(fake)]
 
     def settle(self, timeout: float = 5.0) -> None:
         """Wait for the side effects of committed changes (they run in the background)."""

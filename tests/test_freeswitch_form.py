@@ -1,4 +1,5 @@
-"""The FreeSWITCH endpoints' own form split and secret check give what werkzeug's would."""
+"""The FreeSWITCH endpoints' own form split and secret check give what werkzeug's would, and their
+SIP user and realm rules are the documents'."""
 from __future__ import annotations
 
 import base64
@@ -11,6 +12,7 @@ import requests
 from fixtures_web import FREESWITCH_SECRET, client_for, make_account
 from flask import Flask, request
 
+from models import validation
 from web.callouts import guard
 
 PIECES = ["user", "domain", "a", "b", "", "=", "&", "%", "%2", "%41", "%26", "%3D", "%zz", "%C3%A9",
@@ -122,3 +124,13 @@ def test_an_ipv4_peer_behind_a_dual_stack_listener_is_its_ipv4_address():
     assert guard._allowed_source(rt, "::1")
     assert not guard._allowed_source(rt, "::ffff:10.0.0.1")
     assert not guard._allowed_source(rt, "not an address")
+
+
+@pytest.mark.parametrize("value", ["", "a", "ab", "2001", "a" * 32, "a" * 33, "ab\n", "a b", "a@b", "é1",
+                                   "x.y", "acme.test", "-a.b", "a.b-", "abc", "a" * 253, "a" * 254,
+                                   "a.b\n", "1.2.3.4", "A_B"])
+def test_the_callouts_sip_user_and_realm_rules_are_the_documents(value):
+    """A lookup the callouts accept is one a stored device can answer, and the other way round."""
+    sip = validation.schema_errors("device", {"name": "d", "sip": {"username": value, "realm": value}})
+    assert bool(guard.SIP_USER_RE.match(value)) == ("sip.username" not in sip)
+    assert bool(guard.REALM_RE.match(value)) == ("sip.realm" not in sip)

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-from typing import Any
 
 from flask import g, request
 
@@ -67,7 +66,3 @@ def authorize(identity: Identity, account_id: str, cache: AncestryCache) -> None
     chain = cache.get(account_id) if is_id(account_id) else None
     if chain is None or identity.account_id not in chain:
         raise Forbidden()
-
-
-def identity_summary(identity: Identity) -> dict[str, Any]:
-    return {"account_id": identity.account_id, "owner_id": identity.user_id, "method": identity.method}

@@ -45,10 +45,6 @@ def _encoded_revision(encoded_data: str) -> str:
     return hashlib.md5(encoded_data.encode()).hexdigest()
 
 
-def listing_revision(data: Any) -> str:
-    return _encoded_revision(_dump(data))
-
-
 def _response(body: dict[str, Any], status: int, revision: str | None) -> Response:
     return _json_response(_dump(body), body["request_id"], status, revision)
 

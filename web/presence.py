@@ -20,7 +20,7 @@ def register(bp: Blueprint) -> None:
 
 
 def _presence_request() -> str | None:
-    """The asked state: None for a reset, else early/confirmed/terminated; 400 otherwise."""
+    """The asked state: None for a reset, else one of `PRESENCE_STATES`; 400 otherwise."""
     body = g.get("body")
     # No body, or one carrying only the token (SPEC §3 allows it there): a reset.
     if body is None or set(body) <= {"auth_token"} or ("data" in body and body["data"] in (None, {})):
@@ -37,7 +37,7 @@ def _presence_request() -> str | None:
                                           target=list(PRESENCE_STATES))
     raise ValidationFailed.single("data", "invalid",
                                   'expected no body, {"reset": true}, {"action": "reset"} or '
-                                  '{"action": "set", "state": "early|confirmed|terminated"}')
+                                  f'{{"action": "set", "state": "{"|".join(PRESENCE_STATES)}"}}')
 
 
 def _send_presence(presence_ids: list[str], state: str | None) -> Response:

@@ -11,6 +11,7 @@ from typing import Any
 
 from gevent.pool import Group
 
+from models.device import SIP_IDENTITY_KEYS
 from models.documents import Document
 
 log = logging.getLogger(__name__)
@@ -60,7 +61,7 @@ class Step:
 
 def _credentials(device: Document) -> tuple[Any, ...]:
     sip = device.doc.get("sip") or {}
-    return tuple(sip.get(k) for k in ("username", "password", "realm", "method", "ip"))
+    return tuple(sip.get(k) for k in SIP_IDENTITY_KEYS)
 
 
 def plan(before: Document | None, after: Document | None, sync: bool) -> list[Step]:

@@ -8,14 +8,13 @@ from flask import Blueprint, Response, g
 from models import account as accounts
 from models import user as users
 from models.errors import InvalidCredentials, ValidationFailed
-from models.token import issue_token
+from models.token import API_KEY_RE, issue_token
 from models.validation import Errors, add_error
 from web.envelope import body_data, success
 from web.resource import public
 
 _MD5_RE = re.compile(r"^[0-9a-fA-F]{32}\Z")
 _SHA1_RE = re.compile(r"^[0-9a-fA-F]{40}\Z")
-_API_KEY_RE = re.compile(r"^[0-9a-f]{64}\Z")
 
 
 def register(bp: Blueprint) -> None:
@@ -59,7 +58,7 @@ def api_auth() -> Response:
     key = data.get("api_key")
     if not isinstance(key, str):
         raise ValidationFailed.single("api_key", "required", "Field is required but missing")
-    if not _API_KEY_RE.match(key):
+    if not API_KEY_RE.match(key):
         raise ValidationFailed.single("api_key", "pattern", "api_key must be 64 hexadecimal characters")
     account = accounts.account_by_api_key(key)
     if account is None:

@@ -13,7 +13,6 @@ import hmac
 import ipaddress
 import json
 import logging
-import re
 from collections.abc import Callable
 from typing import Any
 from urllib.parse import unquote
@@ -21,6 +20,7 @@ from urllib.parse import unquote
 import werkzeug.urls  # noqa: F401  (registers the "werkzeug.url_quote" error handler)
 from flask import Response, request
 
+from models.validation import string_rule
 from web.resource import runtime
 
 log = logging.getLogger(__name__)
@@ -30,9 +30,10 @@ BASIC_AUTH_USER = "freeswitch"
 PREFIX = "/freeswitch"
 
 
-#: A SIP user and a realm as the callouts accept them in their forms.
-SIP_USER_RE = re.compile(r"^[A-Za-z0-9._+-]{1,32}\Z")
-REALM_RE = re.compile(r"^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?\Z")
+#: A SIP user and a realm as the callouts accept them in their forms: the rules of the documents
+#: (a lookup outside them can name no device).
+SIP_USER_RE = string_rule("device", "properties/sip/properties/username")
+REALM_RE = string_rule("common", "$defs/realm")
 
 
 class Refused(Exception):
