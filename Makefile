@@ -26,6 +26,8 @@ serve: $(VENV)/.installed
 
 lint: $(VENV)/.installed-test
 	$(BIN)/ruff check .
+	$(BIN)/vulture
+	$(BIN)/mypy
 
 test: $(VENV)/.installed-test lint
 	$(BIN)/python -m gevent.monkey --module pytest $(PYTEST_ARGS)

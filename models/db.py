@@ -28,7 +28,7 @@ def _use_gevent_wait_callback() -> None:
     from gevent.socket import wait_read, wait_write
     from psycopg2 import extensions
 
-    def wait(conn, timeout=None):
+    def wait(conn: Any, timeout: float | None = None) -> None:
         while True:
             state = conn.poll()
             if state == extensions.POLL_OK:

@@ -319,12 +319,13 @@ def directory_entry(realm: str, username: str) -> DirectoryEntry | None:
     row = next(_DIRECTORY.tuples(realm.lower(), username.lower()), None)
     if row is None:
         return None
-    device_id, device_doc, device_n, device_hash, account_id = row[:5]
-    owner_id = row[8]
+    (device_id, device_doc, device_n, device_hash, account_id, account_doc, account_n,
+     account_hash, owner_id, owner_doc, owner_n, owner_hash) = row
     return DirectoryEntry(
         device=_read_only(device_id, device_doc, device_n, device_hash, account_id),
-        account=_read_only(account_id, *row[5:8], None),
-        owner=_read_only(owner_id, *row[9:12], account_id) if owner_id is not None else None)
+        account=_read_only(account_id, account_doc, account_n, account_hash, None),
+        owner=_read_only(owner_id, owner_doc, owner_n, owner_hash, account_id)
+        if owner_id is not None else None)
 
 
 def static_presence_id(doc: dict[str, Any], account_realm: str) -> str | None:

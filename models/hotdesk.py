@@ -33,6 +33,7 @@ def _set_members(device: Document, users: dict[str, Any]) -> Document:
     hotdesk["users"] = users
     doc["hotdesk"] = hotdesk
     updated = docs.update_document(DeviceRow, device, doc)
+    assert device.account_id is not None  # fetched within its account
     sync_hotdesk(device.id, device.account_id, doc)
     return updated
 

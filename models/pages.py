@@ -109,6 +109,7 @@ def list_page(table: type[DocumentTable], account_id: str, query: ListQuery) -> 
     next_key = None
     for text, doc in _scan(table, account_id, query.start_key, bool(filters)):
         if filters:
+            assert doc is not None  # _scan reads the document whenever there are filters
             value = decode(doc)
             if not all(f(value) for f in filters):
                 continue

@@ -2,7 +2,6 @@
 columns that every lookup of the API or of FreeSWITCH uses."""
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, ClassVar
 
 import peewee
@@ -34,7 +33,7 @@ class DocumentTable(BaseTable):
     # Tables with a listing endpoint keep each document's listing row, JSON-encoded, in a
     # `listing` column; this builds the row from (id, document). `documents.insert_document`
     # and `update_document` write it with every write of `doc`, so it cannot fall behind.
-    listing_row: ClassVar[Callable[[str, dict[str, Any]], dict[str, Any]] | None] = None
+    listing_row: ClassVar[staticmethod[[str, dict[str, Any]], dict[str, Any]] | None] = None
 
     @property
     def revision(self) -> str:

@@ -25,7 +25,9 @@ def credentials(username: str, password: str) -> tuple[str, str]:
 
 def _columns(doc: dict[str, Any]) -> dict[str, Any]:
     username = doc.get("username")
-    hotdesk = doc.get("hotdesk") if isinstance(doc.get("hotdesk"), dict) else {}
+    hotdesk = doc.get("hotdesk")
+    if not isinstance(hotdesk, dict):
+        hotdesk = {}
     return {
         "username_lc": username.lower() if isinstance(username, str) else None,
         "hotdesk_id": hotdesk.get("id") if isinstance(hotdesk.get("id"), str) else None,

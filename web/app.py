@@ -85,7 +85,7 @@ def create_app(settings: Settings | None = None, *, pool: Any = None) -> Flask:
     def begin() -> Response | None:
         # The request and g once each: every access through Flask's proxies costs a lookup.
         req = request._get_current_object()  # type: ignore[attr-defined]
-        state = g._get_current_object()  # type: ignore[attr-defined]
+        state = g._get_current_object()
         state.started = time.perf_counter()
         request_id()
         blueprint = req.blueprint
@@ -98,20 +98,21 @@ def create_app(settings: Settings | None = None, *, pool: Any = None) -> Flask:
             raise req.routing_exception
         database.connect(reuse_if_open=True)
         if api_version is None:
-            return
+            return None
         check_query_string(req.environ)
         state.body = parse_body()
         view = app.view_functions.get(req.endpoint)
         if getattr(view, "esl_public", False):
             identity = current_identity(required=False)
             if identity is None:
-                return
+                return None
         else:
             identity = current_identity()
         view_args = req.view_args
         account_id = view_args.get("account_id") if view_args else None
         if account_id is not None:
             authorize(identity, account_id, runtime.ancestry)
+        return None
 
     @app.teardown_request
     def end(exc: BaseException | None) -> None:

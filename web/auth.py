@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+from typing import Literal, overload
 
 from flask import g, request
 
@@ -25,9 +26,15 @@ def request_token() -> str | None:
 _UNKNOWN = object()
 
 
+@overload
+def current_identity(required: Literal[True] = True) -> Identity: ...
+@overload
+def current_identity(required: bool) -> Identity | None: ...
+
+
 def current_identity(required: bool = True) -> Identity | None:
     """The identity of the request's token; 401 when it is missing or unknown (if required)."""
-    state = g._get_current_object()  # type: ignore[attr-defined]
+    state = g._get_current_object()
     identity = state.get("identity", _UNKNOWN)
     if identity is _UNKNOWN:
         token = request_token()

@@ -6,6 +6,7 @@ import json
 import math
 import re
 import uuid
+from collections.abc import Iterable
 from typing import Any
 
 from flask import Response, g, request
@@ -24,7 +25,7 @@ def request_id() -> str:
     The id travels into FreeSWITCH as a channel variable, so anything that is not plainly safe
     is replaced rather than passed on.
     """
-    state = g._get_current_object()  # type: ignore[attr-defined]
+    state = g._get_current_object()
     found = state.get("request_id")
     if found is None:
         incoming = request.environ.get("HTTP_X_REQUEST_ID", "")
@@ -69,7 +70,7 @@ def success_encoded(encoded_data: str, *, status: int = 200, revision: str | Non
     # The data is encoded once: a listing's revision is the hash of that same text.
     if revision is None:
         revision = _encoded_revision(encoded_data)
-    state = g._get_current_object()  # type: ignore[attr-defined]
+    state = g._get_current_object()
     if token is None:
         token = state.get("auth_token") or ""
     rid = request_id()
@@ -130,7 +131,7 @@ def _refusal(value: Any, limit: int) -> str | None:
     """Why a parsed body cannot be used: nested too deep, or a string no database can store
     (``_UNSTORABLE``), else None."""
     unstorable = _UNSTORABLE.search
-    stack = [(value, 1)]
+    stack: list[tuple[Any, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if isinstance(node, str):
@@ -142,7 +143,7 @@ def _refusal(value: Any, limit: int) -> str | None:
             if isinstance(node, dict):
                 if any(unstorable(key) for key in node):
                     return _UNSTORABLE_TEXT
-                children = node.values()
+                children: Iterable[Any] = node.values()
             else:
                 children = node
             stack.extend((child, depth + 1) for child in children if isinstance(child, str | dict | list))

@@ -81,10 +81,11 @@ def plan(before: Document | None, after: Document | None, sync: bool) -> list[St
             steps.append(Step("flush_cache", old.user, old.realm))
         if new is not None and new != old and (credentials_changed or enabled_before != enabled_after):
             steps.append(Step("flush_cache", new.user, new.realm))
-        if retire:
+        if retire and old is not None:
             steps.append(Step("retire", old.user, old.realm, check_sync_event(before)))
     if sync and after is not None and new is not None:
-        already = any(s.kind == "retire" and (s.user, s.realm) == (new.user, new.realm) for s in steps)
+        target = (new.user, new.realm)
+        already = any(s.kind == "retire" and (s.user, s.realm) == target for s in steps)
         if not already:
             steps.append(Step("check_sync", new.user, new.realm, check_sync_event(after)))
     return steps

@@ -14,7 +14,7 @@ import ipaddress
 import json
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, overload
 from urllib.parse import unquote
 
 import werkzeug.urls  # noqa: F401  (registers the "werkzeug.url_quote" error handler)
@@ -152,6 +152,11 @@ class FormFields:
 
     def __getitem__(self, key: str) -> str:
         return self._decode(self._values[key])
+
+    @overload
+    def get(self, key: str, default: str) -> str: ...
+    @overload
+    def get(self, key: str, default: None = None) -> str | None: ...
 
     def get(self, key: str, default: str | None = None) -> str | None:
         value = self._values.get(key)

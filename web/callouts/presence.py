@@ -10,6 +10,7 @@ from flask import Response
 
 from models import account as accounts
 from models import device as devices
+from models.documents import Document
 from web.callouts.guard import REALM_RE, SIP_USER_RE, Refused, form_fields, json_answer
 
 log = logging.getLogger(__name__)
@@ -29,6 +30,7 @@ def presence_lookup() -> Response:
     nothing = {"presence_id": None, "device_id": None}
     if not REALM_RE.match(realm) or (sip_user is None) == (number is None):
         return json_answer({"result": "error", "message": "give realm and one of sip_user, number"}, status=400)
+    device: Document | None
     if sip_user is not None:
         if not SIP_USER_RE.match(sip_user):
             return json_answer({"result": "error", "message": "invalid sip_user"}, status=400)
@@ -37,11 +39,11 @@ def presence_lookup() -> Response:
             return json_answer(nothing)
         device, account_realm = entry.device, entry.account.doc["realm"]
     else:
-        if not NUMBER_RE.match(number or ""):
+        if number is None or not NUMBER_RE.match(number):
             return json_answer({"result": "error", "message": "invalid number"}, status=400)
         account = accounts.find_account(realm=realm)
         device = devices.device_by_forward_number(account.id, number) if account else None
-        if device is None or not device.doc.get("enabled", True):
+        if account is None or device is None or not device.doc.get("enabled", True):
             return json_answer(nothing)
         account_realm = account.doc["realm"]
     return json_answer({"presence_id": devices.static_presence_id(device.doc, account_realm),

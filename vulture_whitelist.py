@@ -1,0 +1,34 @@
+"""Names vulture cannot see used (run by `make lint`): each is read by a framework or by name."""
+# ruff: noqa: F821, B018
+# peewee reads each model's Meta class and the fields it declares.
+Meta
+legacy_table_names
+indexes
+primary_key
+modified  # a column written on every update (documents.update_document), never read back
+# Flask calls the app's hooks and reads these attributes.
+begin
+_.sort_keys
+_.auth_token  # on flask.g, read by the envelope (g.get("auth_token"))
+# gevent's WSGIServer builds its handlers from handler_class.
+handler_class
+# jsonschema calls type checkers as checker(checker, instance).
+checker
+# __exit__'s signature.
+exc_info
+# Public API of esl_bridge (usable without web/): the pool's listeners and registration refresh.
+_.remove_event_listener
+_.refresh_registrations
+# The Lua harness: methods and attributes the Lua scripts reach by name through lupa.
+_.slept_ms
+_._answered
+_._ready
+_._getVariable
+_._get_uuid
+_._streamFile
+_._sleep
+_._playAndGetDigits
+_._execute
+sample_count
+digit_timeout
+transfer_on_failure
