@@ -14,6 +14,7 @@ from models.errors import Conflict
 
 database = peewee.DatabaseProxy()
 
+
 class DatabaseUrlError(ValueError):
     """The database URL names no backend we support."""
 
