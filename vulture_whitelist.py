@@ -10,8 +10,18 @@ modified  # a column written on every update (documents.update_document), never 
 begin
 _.sort_keys
 _.auth_token  # on flask.g, read by the envelope (g.get("auth_token"))
-# gevent's WSGIServer builds its handlers from handler_class.
+# gevent's WSGIServer builds its handlers from handler_class and reads max_accept.
 handler_class
+_.max_accept
+# gunicorn: the worker's server factory, the application's config hook, a hook's signature.
+server_class
+_.load_config
+arbiter
+# prometheus_client calls a custom collector's describe() and collect().
+_.describe
+_.collect
+# configparser reads optionxform (tests/test_deploy.py keeps option names' case).
+_.optionxform
 # jsonschema calls type checkers as checker(checker, instance).
 checker
 # __exit__'s signature.

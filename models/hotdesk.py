@@ -127,14 +127,16 @@ def request_from_phone(action: str, device: Document, hotdesk_id: str, pin: str)
     the phone, wrong PINs also against the user (``models.lockout``); a locked phone or user
     gets ``too_many_attempts`` whatever it sends.
     """
+    account_id = device.account_id
+    assert account_id is not None  # a device is read within its account
     if action == "logout" and not hotdesk_id:
-        logout_all(device.account_id, device.id)
+        logout_all(account_id, device.id)
         return Outcome("ok", "logout")
     phone = _phone_key(device.id)
     with lockout.guard(phone) as attempts:
         if attempts.locked(phone):
             return Outcome("too_many_attempts", action)
-        user = users.user_by_hotdesk_id(device.account_id, hotdesk_id)
+        user = users.user_by_hotdesk_id(account_id, hotdesk_id)
         if user is None:
             attempts.failed(phone)
             return Outcome("unknown_id", action)

@@ -105,6 +105,7 @@ class BridgeHandler(WSGIHandler):
 
     _header_timer: gevent.Timeout | None = None
     _waiting_since: float = 0.0
+    wsgi_input: Any  # set by gevent's WSGIHandler, replaced by a TimedInput in get_environ
 
     def handle_one_request(self) -> Any:
         limits: Limits = self.server.limits

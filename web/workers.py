@@ -58,7 +58,7 @@ def _make_server(listener: Any, application: Any, spawn: Any, **_gunicorn: Any) 
 class BridgeWorker(GeventPyWSGIWorker):
     """gunicorn's gevent worker serving esl-bridge's own server on each socket."""
 
-    server_class = staticmethod(_make_server)  # type: ignore[assignment]
+    server_class = staticmethod(_make_server)
 
     def run(self) -> None:
         try:
