@@ -24,8 +24,9 @@ _.collect
 _.optionxform
 # jsonschema calls type checkers as checker(checker, instance).
 checker
-# __exit__'s signature.
+# __exit__'s signature; a test HTTP stub's handler signature.
 exc_info
+request_body
 # Public API of esl_bridge (usable without web/): the pool's listeners and registration refresh.
 _.remove_event_listener
 _.refresh_registrations
