@@ -4,7 +4,7 @@
   `ESL_BRIDGE_TEST_DATABASE_URL` is set (CI does it), that PostgreSQL database emptied first.
 - `start_bridge(**settings)`: starts the real server (gevent WSGI, port 0) over that database,
   optionally with an ESL pool; stopped after the test.
-- `bridge`: one such server without FreeSWITCH.
+- `bridge`: the one server without FreeSWITCH the document tests share (default settings).
 - `api`: an `ApiClient` of a fresh account (realm `acme.test`) on `bridge`.
 """
 from __future__ import annotations
@@ -21,6 +21,7 @@ from models import account as accounts
 from models import db
 from models import user as users
 from models.schema import create_tables, drop_tables
+from web.auth import AncestryCache
 from web.config import Settings
 from web.server import BridgeServer
 
@@ -150,22 +151,45 @@ def start_bridge(database_url: str) -> Iterator[Callable[..., BridgeServer]]:
         server.stop(grace=2)
 
 
-@pytest.fixture
-def bridge(start_bridge: Callable[..., BridgeServer]) -> BridgeServer:
-    return start_bridge()
+@pytest.fixture(scope="session")
+def _shared_bridge(tmp_path_factory: Any) -> Iterator[BridgeServer]:
+    # Building the app compiles every URL rule (tens of milliseconds): the document tests
+    # share one server with the default settings, each over its own fresh database (the app
+    # reaches the database through the `models.db.database` proxy, which `database_url`
+    # points at the test's database before every test).
+    url = (os.environ.get(TEST_DATABASE_ENV)
+           or f"sqlite:///{tmp_path_factory.mktemp('shared')}/esl-bridge.db")
+    values = Settings(database_url=url, bind="127.0.0.1", http_port=0, https_port=0,
+                      freeswitch_secret=FREESWITCH_SECRET)
+    server = BridgeServer(values, start_freeswitch=False).start()
+    server.url = f"http://127.0.0.1:{server.http_port}"  # type: ignore[attr-defined]
+    yield server
+    server.stop(grace=2)
 
 
 @pytest.fixture
-def api(bridge: BridgeServer) -> ApiClient:
+def bridge(database_url: str, _shared_bridge: BridgeServer) -> BridgeServer:
+    """The shared server without FreeSWITCH, over this test's fresh database, its caches empty."""
+    _shared_bridge.runtime.ancestry = AncestryCache()
+    _shared_bridge.runtime.extras.clear()
+    return _shared_bridge
+
+
+@pytest.fixture
+def api(bridge: BridgeServer) -> Iterator[ApiClient]:
     account_id, key, admin_id = make_account()
-    return client_for(bridge.url, account_id, key, admin_id)  # type: ignore[attr-defined]
+    client = client_for(bridge.url, account_id, key, admin_id)  # type: ignore[attr-defined]
+    yield client
+    client.session.close()
 
 
 @pytest.fixture
-def other(bridge: BridgeServer) -> ApiClient:
+def other(bridge: BridgeServer) -> Iterator[ApiClient]:
     """An `ApiClient` of a second, unrelated account (realm `other.test`) on the same server."""
     account_id, key, admin_id = make_account("other", "other.test")
-    return client_for(bridge.url, account_id, key, admin_id, realm="other.test")  # type: ignore[attr-defined]
+    client = client_for(bridge.url, account_id, key, admin_id, realm="other.test")  # type: ignore[attr-defined]
+    yield client
+    client.session.close()
 
 
 def assert_error(response: requests.Response, status: int, message: str, data: Any = None) -> dict[str, Any]:
