@@ -1,4 +1,4 @@
-"""A database made by an older esl-bridge keeps working (`models.migrations`): missing columns,
+"""A database made by an older esl-bridge keeps working (`models.schema`): missing columns,
 tables and indexes are added, the global SIP IP index goes, and new columns are filled in from
 the documents, on SQLite and PostgreSQL alike."""
 from __future__ import annotations
@@ -8,13 +8,13 @@ import hashlib
 import pytest
 import requests
 from fixtures_web import client_for
-from models.migrations import upgrade
 from playhouse.migrate import SchemaMigrator
 
 from models import account as accounts
 from models import db
 from models import device as devices
 from models import user as users
+from models.schema import upgrade
 from models.tables import AccountRow, IdempotencyRow, TokenRow
 from models.token import issue_token
 
