@@ -9,10 +9,12 @@ modified  # a column written on every update (documents.update_document), never 
 # Flask calls the app's hooks and reads these attributes.
 begin
 _.sort_keys
+_.merge_slashes  # werkzeug's Map reads it when the app's rules are bound
 _.auth_token  # on flask.g, read by the envelope (g.get("auth_token"))
 # gevent's WSGIServer builds its handlers from handler_class and reads max_accept.
 handler_class
 _.max_accept
+_._handle_client_error  # gevent's handler calls it on a malformed request
 # gunicorn: the worker's server factory, the application's config hook, a hook's signature.
 server_class
 _.load_config

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import re
 import secrets
 from collections.abc import Container
 from typing import Any
@@ -9,9 +10,22 @@ from typing import Any
 from models import documents as docs
 from models.db import database
 from models.documents import Document
-from models.errors import ValidationFailed
+from models.errors import Conflict, ValidationFailed
 from models.tables import AccountRow, DeviceRow
+from models.token import revoke_api_key_tokens
 from models.validation import Errors, add_error, validate, with_defaults
+
+_NOT_NAME_KEY = re.compile(r"[^a-z0-9]")
+
+
+def name_key(name: Any) -> str | None:
+    """The name as Kazoo's `cb_user_auth` compares it (`kz_util:normalize_account_name`): lower
+    case, ASCII letters and digits only, so "Acme Corp, Inc." is "acmecorpinc"."""
+    if not isinstance(name, str):
+        return None
+    # Kazoo lowers and filters bytes: a non-ASCII letter is dropped, never folded ("K", the
+    # Kelvin sign, lower-cases to "k" in Python).
+    return _NOT_NAME_KEY.sub("", name.encode("ascii", "ignore").decode().lower())
 
 
 def _unique_errors(doc: dict[str, Any], own_id: str | None) -> Errors:
@@ -23,17 +37,10 @@ def _unique_errors(doc: dict[str, Any], own_id: str | None) -> Errors:
             q = q.where(AccountRow.id != own_id)
         if q.exists():
             add_error(errors, "name", "unique", "Account name already in use", cause=name)
-    if isinstance(realm, str):
-        q = AccountRow.select(AccountRow.id).where(AccountRow.realm == realm.lower())
-        if own_id:
-            q = q.where(AccountRow.id != own_id)
-        # Devices of another account may already register in that realm (SIP realms other
-        # than their account's): a realm belongs to one account.
-        devices = DeviceRow.select(DeviceRow.id).where(DeviceRow.realm == realm.lower())
-        if own_id:
-            devices = devices.where(DeviceRow.account_id != own_id)
-        if q.exists() or devices.exists():
-            add_error(errors, "realm", "unique", "Account realm already in use", cause=realm)
+    # Devices of another account may already register in that realm (SIP realms other than
+    # their account's) as well.
+    if isinstance(realm, str) and realm_of_another_account(own_id, realm):
+        add_error(errors, "realm", "unique", "Account realm already in use", cause=realm)
     return errors
 
 
@@ -56,6 +63,7 @@ def create_account(data: Any, parent: Document | None = None) -> Document:
             AccountRow,
             doc,
             name_lc=doc["name"].lower(),
+            name_key=name_key(doc["name"]),
             realm=doc["realm"].lower(),
             parent_id=parent.id if parent else None,
             tree=json.dumps(tree),
@@ -80,6 +88,21 @@ def find_account(name: str | None = None, realm: str | None = None) -> Document 
     return docs.to_document(row) if row else None
 
 
+def login_accounts(name: Any = None, realm: Any = None) -> list[Document]:
+    """The accounts a `user_auth` may mean, as Kazoo's `cb_user_auth:find_account` finds them:
+    by realm when one is given and known, else by the normalised name (several accounts may
+    share it; oldest first)."""
+    if isinstance(realm, str) and realm:
+        found = find_account(realm=realm)
+        if found is not None:
+            return [found]
+    key = name_key(name)
+    if not key:
+        return []
+    rows = AccountRow.select().where(AccountRow.name_key == key).order_by(AccountRow.created, AccountRow.id)
+    return [docs.to_document(row) for row in rows]
+
+
 def account_by_api_key(api_key: str) -> Document | None:
     row = AccountRow.select().where(AccountRow.api_key == api_key).first()
     return docs.to_document(row) if row else None
@@ -87,6 +110,38 @@ def account_by_api_key(api_key: str) -> Document | None:
 
 def api_key(account: Document) -> str:
     return account.row.api_key
+
+
+def rotate_api_key(account_id: str) -> tuple[str, int]:
+    """Give the account a new API key and revoke every token minted from the old one, in one
+    transaction; returns (new key, tokens revoked)."""
+    with database.atomic():
+        current = docs.fetch(AccountRow, account_id)
+        key = secrets.token_hex(32)
+        changed = AccountRow.update(api_key=key).where(
+            (AccountRow.id == account_id) & (AccountRow.api_key == current.row.api_key)).execute()
+        if changed != 1:
+            raise Conflict(f"account {account_id}: API key changed underneath")
+        return key, revoke_api_key_tokens(account_id)
+
+
+def realm_of_another_account(account_id: str | None, realm: str) -> bool:
+    """Whether `realm` is the realm of an account other than `account_id` (None: of any), or a
+    SIP realm another account's devices register in: a realm belongs to one account.
+
+    A few index probes whatever the number of devices: the account's own realm is its own, and
+    other accounts' devices are sought on each side of `account_id` in the (realm, account_id)
+    index rather than by reading every device of the realm.
+    """
+    realm = realm.lower()
+    owner = AccountRow.select(AccountRow.id).where(AccountRow.realm == realm).scalar()
+    if owner is not None:
+        return owner != account_id
+    devices = DeviceRow.select(DeviceRow.id).where(DeviceRow.realm == realm)
+    if account_id is None:
+        return devices.exists()
+    return (devices.where(DeviceRow.account_id < account_id).exists()
+            or devices.where(DeviceRow.account_id > account_id).exists())
 
 
 def ancestors(account: Document) -> list[str]:
@@ -128,4 +183,5 @@ def update_account(
             add_error(extra, "realm", "invalid", "The realm of an account cannot be changed",
                       cause=doc["realm"])
         validate("account", doc, extra)
-        return current, docs.update_document(AccountRow, current, doc, name_lc=doc["name"].lower())
+        return current, docs.update_document(AccountRow, current, doc, name_lc=doc["name"].lower(),
+                                             name_key=name_key(doc["name"]))

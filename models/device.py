@@ -10,6 +10,8 @@ import peewee
 
 from models import documents as docs
 from models import listing as listing_rows
+from models import presence
+from models.account import realm_of_another_account
 from models.db import database
 from models.documents import Document
 from models.errors import ValidationFailed
@@ -100,10 +102,7 @@ def _database_errors(account: Document, doc: dict[str, Any], own_id: str | None,
         add_error(errors, "sip.username", "unique", "SIP credentials already in use",
                   cause=doc["sip"]["username"])
     realm = cols["realm"]
-    if realm != account.doc["realm"].lower() and (
-            AccountRow.select(AccountRow.id).where(AccountRow.realm == realm).exists()
-            or DeviceRow.select(DeviceRow.id).where(
-                (DeviceRow.realm == realm) & (DeviceRow.account_id != account.id)).exists()):
+    if realm != account.doc["realm"].lower() and realm_of_another_account(account.id, realm):
         # A realm belongs to one account: a device naming another account's realm would answer
         # that account's directory lookups and block its SIP usernames.
         add_error(errors, "sip.realm", "invalid", "The realm belongs to another account", cause=realm)
@@ -111,8 +110,11 @@ def _database_errors(account: Document, doc: dict[str, Any], own_id: str | None,
             (DeviceRow.account_id == account.id) & (DeviceRow.mac_address == cols["mac_address"]))):
         add_error(errors, "mac_address", "unique", "MAC address already in use",
                   cause=cols["mac_address"])
-    if cols["sip_ip"] and taken(DeviceRow.select(DeviceRow.id).where(DeviceRow.sip_ip == cols["sip_ip"])):
+    # Unique within the account: another account's devices are none of this one's business.
+    if cols["sip_ip"] and taken(DeviceRow.select(DeviceRow.id).where(
+            (DeviceRow.account_id == account.id) & (DeviceRow.sip_ip == cols["sip_ip"]))):
         add_error(errors, "sip.ip", "unique", "SIP IP already in use", cause=cols["sip_ip"])
+    presence.realm_errors(doc, account.doc["realm"], errors)
 
     wanted = set()
     owner = doc.get("owner_id")
@@ -261,6 +263,14 @@ def user_devices(account_id: str, user_id: str) -> list[Document]:
     return [docs.to_document(row) for row in rows]
 
 
+def owner_of(account_id: str, device_id: Any) -> str | None:
+    """The `owner_id` of the account's device (None: it has none, or there is no such device)."""
+    if not docs.is_id(device_id):
+        return None
+    return DeviceRow.select(DeviceRow.owner_id).where(
+        (DeviceRow.id == device_id) & (DeviceRow.account_id == account_id)).scalar()
+
+
 def device_realms(account_id: str) -> list[str]:
     """The SIP realms the account's devices use (normally just the account realm)."""
     query = (DeviceRow.select(DeviceRow.realm).where(
@@ -326,23 +336,6 @@ def directory_entry(realm: str, username: str) -> DirectoryEntry | None:
         account=_read_only(account_id, account_doc, account_n, account_hash, None),
         owner=_read_only(owner_id, owner_doc, owner_n, owner_hash, account_id)
         if owner_id is not None else None)
-
-
-def static_presence_id(doc: dict[str, Any], account_realm: str) -> str | None:
-    """The device's (or user's) static `presence_id`, with `@<account realm>` when it has none."""
-    value = doc.get("presence_id")
-    if not value:
-        return None
-    return value if "@" in value else f"{value}@{account_realm}"
-
-
-def presence_id(doc: dict[str, Any], account_realm: str) -> str | None:
-    """SPEC §6.3: the static presence id, else the SIP username at the account realm."""
-    static = static_presence_id(doc, account_realm)
-    if static:
-        return static
-    username = (doc.get("sip") or {}).get("username")
-    return f"{username}@{account_realm}" if username else None
 
 
 def device_by_forward_number(account_id: str, number: str) -> Document | None:

@@ -45,6 +45,16 @@ class Guard:
         """Whether ``key`` has reached any of the limits."""
         return is_locked(self._failures[key], self.now, self.limits)
 
+    def unlocks_in(self, key: str) -> float:
+        """Seconds until ``key`` is under every limit again (0 when it is already)."""
+        wait = 0.0
+        for count, window in self.limits:
+            recent = sorted(at for at in self._failures[key] if self.now - at <= window)
+            if len(recent) >= count:
+                # Unlocked once the count-th most recent failure leaves the window.
+                wait = max(wait, recent[len(recent) - count] + window - self.now)
+        return wait
+
     def failed(self, *keys: str) -> None:
         """Count one failure of each key."""
         for key in keys:
@@ -89,3 +99,9 @@ def guard(*keys: str, now: float | None = None,
         held = Guard(failures, now, limits)
         yield held
         held._save()
+
+
+def purge_idle(before: float) -> int:
+    """Forget keys with no failure since ``before`` (give the longest window in use); returns
+    how many. A check writes its keys' rows first, so untouched keys would stay otherwise."""
+    return LockoutRow.delete().where(LockoutRow.last_failure < before).execute()

@@ -1,16 +1,35 @@
-"""The schema: the tables and indexes created when missing, and stored data brought up to its
-current form, when esl-bridge connects to its database."""
+"""The schema: the tables and indexes created when missing, and a database made by an older
+esl-bridge brought up to the current form, when esl-bridge connects to its database.
+
+Each step is idempotent and cheap when there is nothing to do, on SQLite and PostgreSQL alike:
+
+1. columns a table gained are added (always nullable, so existing rows stay valid);
+2. indexes that no longer exist in the tables' definitions are dropped (`OBSOLETE_INDEXES`);
+3. missing tables and indexes are created;
+4. values that new columns derive from the documents are filled in (`upgrade_data`).
+"""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 
 import peewee
+from playhouse.migrate import SchemaMigrator
 
+from models import documents as docs
+from models.account import name_key
 from models.db import database, open_database, redacted
 from models.device import forward_key
-from models.tables import ALL_TABLES, DeviceRow, UserRow
+from models.tables import ALL_TABLES, AccountRow, DeviceRow, TokenRow, UserRow
 
 log = logging.getLogger(__name__)
+
+#: (table, index): indexes older versions made and the current tables no longer want.
+OBSOLETE_INDEXES = (
+    # sip.ip was unique across accounts, which told one tenant another's addresses; it is
+    # unique within an account now (`device_account_id_sip_ip`).
+    ("device", "device_sip_ip"),
+)
 
 # SQLite: a listing page is read from an index holding the listing rows in (account, id)
 # order, a few index pages per page of rows, instead of one table page per row (rows lie in
@@ -24,12 +43,65 @@ def connect(url: str) -> peewee.Database:
     db = open_database(url)
     database.initialize(db)
     with db.connection_context():
-        create_tables()
-        upgraded = upgrade_forward_keys()
-    if upgraded:
-        log.info("rewrote %d call-forward numbers as match keys", upgraded)
+        upgrade()
     log.info("database ready: %s", redacted(url))
     return db
+
+
+def upgrade() -> None:
+    """Bring the tables and the data to the current form (inside the caller's connection)."""
+    with database.atomic():
+        added = _add_missing_columns()
+        dropped = _drop_obsolete_indexes()
+    create_tables()
+    for name in added:
+        log.info("added column %s", name)
+    for name in dropped:
+        log.info("dropped index %s", name)
+    upgrade_data()
+
+
+def _add_missing_columns() -> list[str]:
+    migrator = SchemaMigrator.from_database(database)
+    tables = set(database.get_tables())
+    added = []
+    for model in ALL_TABLES:
+        table = model._meta.table_name
+        if table not in tables:
+            continue  # created whole by create_tables
+        present = {column.name for column in database.get_columns(table)}
+        for field in model._meta.sorted_fields:
+            if field.column_name not in present:
+                if not field.null:
+                    raise RuntimeError(f"cannot add the non-null column {table}.{field.column_name}")
+                migrator.add_column(table, field.column_name, field).run()
+                added.append(f"{table}.{field.column_name}")
+    return added
+
+
+def _drop_obsolete_indexes() -> list[str]:
+    migrator = SchemaMigrator.from_database(database)
+    tables = set(database.get_tables())
+    dropped = []
+    for table, index in OBSOLETE_INDEXES:
+        if table in tables and index in {found.name for found in database.get_indexes(table)}:
+            migrator.drop_index(table, index).run()
+            dropped.append(index)
+    return dropped
+
+
+def upgrade_data() -> None:
+    """Fill in what new columns derive from the documents, each kind in one transaction."""
+    fills: list[tuple[str, Callable[[], int]]] = [
+        ("call-forward numbers rewritten as match keys", upgrade_forward_keys),
+        ("account name keys", fill_account_name_keys),
+        ("token privilege levels", fill_token_priv_levels),
+    ]
+    for what, fill in fills:
+        with database.atomic():
+            count = fill()
+        if count:
+            log.info("filled in %d %s", count, what)
 
 
 def create_tables() -> None:
@@ -60,3 +132,27 @@ def upgrade_forward_keys() -> int:
                 DeviceRow.update(forward_number=key).where(DeviceRow.id == ident).execute()
                 changed += 1
     return changed
+
+
+def fill_account_name_keys() -> int:
+    """Write `name_key` where an older version left none; returns how many."""
+    rows = AccountRow.select(AccountRow.id, AccountRow.doc).where(AccountRow.name_key.is_null())
+    filled = 0
+    for ident, doc in rows.tuples():
+        AccountRow.update(name_key=name_key(docs.decode(doc).get("name"))).where(
+            AccountRow.id == ident).execute()
+        filled += 1
+    return filled
+
+
+def fill_token_priv_levels() -> int:
+    """Give user tokens issued by an older version their user's `priv_level`; returns how many."""
+    users = TokenRow.select(TokenRow.user_id).where(
+        TokenRow.user_id.is_null(False) & TokenRow.priv_level.is_null()).distinct()
+    filled = 0
+    for (user_id,) in users.tuples():
+        found = UserRow.select(UserRow.doc).where(UserRow.id == user_id).first()
+        level = docs.decode(found.doc).get("priv_level", "user") if found else "user"
+        filled += TokenRow.update(priv_level=level).where(
+            (TokenRow.user_id == user_id) & TokenRow.priv_level.is_null()).execute()
+    return filled

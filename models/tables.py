@@ -42,6 +42,9 @@ class DocumentTable(BaseTable):
 
 class AccountRow(DocumentTable):
     name_lc = peewee.CharField(max_length=128, unique=True)
+    # The name as Kazoo's user_auth compares it (`account.name_key`: lower case, letters and
+    # digits only); several accounts may share one ("Acme Corp" and "acme-corp").
+    name_key = peewee.CharField(max_length=128, null=True, index=True)
     realm = peewee.CharField(max_length=253, unique=True)
     parent_id = peewee.FixedCharField(max_length=32, null=True, index=True)
     # Ancestor ids, root first, as JSON: authorization checks "is A below B" without recursion.
@@ -83,7 +86,7 @@ class DeviceRow(DocumentTable):
     sip_username_lc = peewee.CharField(max_length=32, null=True)
     mac_address = peewee.FixedCharField(max_length=12, null=True)
     owner_id = peewee.FixedCharField(max_length=32, null=True, index=True)
-    sip_ip = peewee.CharField(max_length=15, null=True, unique=True)
+    sip_ip = peewee.CharField(max_length=15, null=True)
     # The call-forward number as matched (models.device.forward_key): the dialplan's presence
     # lookup for calls to a cellphone device's number.
     forward_number = peewee.CharField(max_length=35, null=True)
@@ -96,6 +99,11 @@ class DeviceRow(DocumentTable):
             (("realm", "sip_username_lc"), True),
             (("account_id", "mac_address"), True),
             (("account_id", "forward_number"), False),
+            # Which accounts' devices register in a realm (`account.realm_of_another_account`).
+            (("realm", "account_id"), False),
+            # Unique within the account only: across accounts the answer would tell one tenant
+            # which addresses another uses (nothing here authenticates by address).
+            (("account_id", "sip_ip"), True),
         )
 
 
@@ -125,13 +133,17 @@ class TokenRow(BaseTable):
     method = peewee.CharField(max_length=16)
     created = peewee.DoubleField()
     last_used = peewee.DoubleField()
+    # A user token's `priv_level`, kept equal to the user's in the transaction that changes it,
+    # so that no request reads the user to know it. None for API-key tokens.
+    priv_level = peewee.CharField(max_length=16, null=True)
 
     class Meta:
         table_name = "auth_token"
 
 
 class LockoutRow(BaseTable):
-    """Recent failures of one hotdesk key (`user:<id>` or `device:<id>`), see `models.lockout`."""
+    """Recent failures of one key (hotdesk `user:<id>` or `device:<id>`, `login:<source address>`),
+    see `models.lockout`."""
 
     key = peewee.CharField(max_length=64, primary_key=True)
     failures = peewee.TextField(default="[]")  # epoch seconds, JSON
@@ -141,4 +153,23 @@ class LockoutRow(BaseTable):
         table_name = "hotdesk_lockout"
 
 
-ALL_TABLES = (AccountRow, UserRow, DeviceRow, HotdeskRow, TokenRow, LockoutRow)
+class IdempotencyRow(BaseTable):
+    """The first answer to a create sent with an `Idempotency-Key`, kept for a day."""
+
+    # Who sent it (account and user of the credential) and the key they chose.
+    scope = peewee.CharField(max_length=80)
+    key = peewee.CharField(max_length=255)
+    # sha256 of the method, path and body: the same key with another request is refused.
+    fingerprint = peewee.FixedCharField(max_length=64)
+    status = peewee.IntegerField()
+    response = peewee.TextField()
+    location = peewee.CharField(max_length=255, null=True)
+    created = peewee.DoubleField(index=True)
+
+    class Meta:
+        table_name = "idempotency_key"
+        primary_key = peewee.CompositeKey("scope", "key")
+
+
+ALL_TABLES = (AccountRow, UserRow, DeviceRow, HotdeskRow, TokenRow, LockoutRow, IdempotencyRow)
+

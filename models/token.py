@@ -20,48 +20,69 @@ _TOKEN_RE = re.compile(r"^[A-Za-z0-9_-]{16,64}\Z")
 
 @dataclass(frozen=True)
 class Identity:
-    """Who a request acts as: an account, and the user when the token came from user_auth."""
+    """Who a request acts as: an account, and the user when the token came from user_auth.
+
+    `method` is `user_auth` or `api_auth` (the token's origin) or `api_key` (the key itself,
+    where it is accepted); `priv_level` is the user's (Kazoo's `admin` or `user`), None without
+    a user. `expires` is when the token dies if it is not used again (epoch seconds).
+    """
 
     account_id: str
     user_id: str | None
     method: str
+    priv_level: str | None = None
+    expires: float | None = None
+
+    @property
+    def admin(self) -> bool:
+        """Acts on the whole account tree: an API key, a token from one, or an admin user."""
+        return self.user_id is None or self.priv_level == "admin"
 
 
-def issue_token(account_id: str, user_id: str | None, method: str) -> str:
-    """A new token (256 random bits) for the account (and user)."""
+def issue_token(account_id: str, user_id: str | None, method: str,
+                priv_level: str | None = None) -> str:
+    """A new token (256 random bits) for the account (and user, with their `priv_level`)."""
     token = secrets.token_urlsafe(32)
     now = time.time()
     TokenRow.create(token=token, account_id=account_id, user_id=user_id, method=method,
-                    created=now, last_used=now)
+                    created=now, last_used=now, priv_level=priv_level)
     return token
 
 
 # Every API request looks its token up: prepared, not rebuilt by peewee each time.
 _BY_TOKEN = Prepared(lambda token: TokenRow.select(
-    TokenRow.account_id, TokenRow.user_id, TokenRow.method, TokenRow.last_used)
-    .where(TokenRow.token == token).limit(1))
+    TokenRow.account_id, TokenRow.user_id, TokenRow.method, TokenRow.last_used,
+    TokenRow.priv_level).where(TokenRow.token == token).limit(1))
 _ACCOUNT_BY_KEY = Prepared(
     lambda key: AccountRow.select(AccountRow.id).where(AccountRow.api_key == key).limit(1))
 
 
 def identify(token: str, now: float | None = None) -> Identity | None:
-    """The identity behind a token or an account API key (Kazoo's QuickCall accepts either)."""
+    """The identity behind a token, or None (an API key is not a token: `identify_api_key`)."""
+    if not _TOKEN_RE.match(token):
+        return None
     now = time.time() if now is None else now
-    if _TOKEN_RE.match(token):
-        row = next(_BY_TOKEN.tuples(token), None)
-        if row is not None:
-            account_id, user_id, method, last_used = row
-            if now - last_used > IDLE_SECONDS:
-                TokenRow.delete().where(TokenRow.token == token).execute()
-                return None
-            if now - last_used > REFRESH_AFTER_SECONDS:
-                TokenRow.update(last_used=now).where(TokenRow.token == token).execute()
-            return Identity(account_id, user_id, method)
-    if API_KEY_RE.match(token):
-        account = next(_ACCOUNT_BY_KEY.tuples(token), None)
-        if account is not None:
-            return Identity(account[0], None, "api_key")
-    return None
+    row = next(_BY_TOKEN.tuples(token), None)
+    if row is None:
+        return None
+    account_id, user_id, method, last_used, priv_level = row
+    if now - last_used > IDLE_SECONDS:
+        TokenRow.delete().where(TokenRow.token == token).execute()
+        return None
+    if now - last_used > REFRESH_AFTER_SECONDS:
+        TokenRow.update(last_used=now).where(TokenRow.token == token).execute()
+        last_used = now
+    return Identity(account_id, user_id, method, priv_level if user_id else None,
+                    last_used + IDLE_SECONDS)
+
+
+def identify_api_key(key: str) -> Identity | None:
+    """The account whose API key this is, or None. Only the QuickCall URL takes a key in
+    place of a token (the seed document says so); everywhere else a key mints tokens."""
+    if not API_KEY_RE.match(key):
+        return None
+    account = next(_ACCOUNT_BY_KEY.tuples(key), None)
+    return Identity(account[0], None, "api_key") if account is not None else None
 
 
 def purge_expired(now: float | None = None) -> int:
@@ -73,3 +94,15 @@ def purge_expired(now: float | None = None) -> int:
 def revoke_user_tokens(user_id: str) -> int:
     """Delete every token issued to a user (deleted or disabled); returns how many."""
     return TokenRow.delete().where(TokenRow.user_id == user_id).execute()
+
+
+def revoke_api_key_tokens(account_id: str) -> int:
+    """Delete every token minted from the account's API key (it was rotated); returns how many."""
+    return TokenRow.delete().where(
+        (TokenRow.account_id == account_id) & (TokenRow.method == "api_auth")).execute()
+
+
+def set_user_priv_level(user_id: str, priv_level: str) -> int:
+    """Give the user's live tokens their new `priv_level` (inside the transaction that changes
+    it, so no request acts with the old one after the commit); returns how many."""
+    return TokenRow.update(priv_level=priv_level).where(TokenRow.user_id == user_id).execute()

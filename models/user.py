@@ -2,18 +2,19 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Container
+from collections.abc import Callable, Container
 from typing import Any
 
 from models import device as devices
 from models import documents as docs
 from models import listing as listing_rows
+from models import presence
 from models.db import database
 from models.documents import Document
 from models.errors import ValidationFailed
 from models.pages import ListQuery, Page, list_page
-from models.tables import DeviceRow, HotdeskRow, UserRow
-from models.token import revoke_user_tokens
+from models.tables import AccountRow, DeviceRow, HotdeskRow, UserRow
+from models.token import revoke_user_tokens, set_user_priv_level
 from models.validation import Errors, add_error, validate, with_defaults
 
 
@@ -52,6 +53,9 @@ def _database_errors(account_id: str, doc: dict[str, Any], own_id: str | None) -
         if q.exists():
             add_error(errors, "hotdesk.id", "unique", "Hotdesk id already in use",
                       cause=cols["hotdesk_id"])
+    if "@" in str(doc.get("presence_id", "")):
+        realm = AccountRow.select(AccountRow.realm).where(AccountRow.id == account_id).scalar()
+        presence.realm_errors(doc, realm or "", errors)
     return errors
 
 
@@ -106,9 +110,15 @@ def require_user(account_id: str, user_id: str) -> None:
     docs.require(UserRow, user_id, account_id)
 
 
+#: Checks a change (before, after) inside the update's transaction; raises to refuse it.
+Guard = Callable[[dict[str, Any], dict[str, Any]], None]
+
+
 def update_user(account_id: str, user_id: str, data: Any, *, merge: bool,
-                if_match: Container[str] | None = None) -> tuple[Document, Document]:
-    """Replace or merge-patch a user; returns (before, after)."""
+                if_match: Container[str] | None = None, guard: Guard | None = None
+                ) -> tuple[Document, Document]:
+    """Replace or merge-patch a user; returns (before, after). `guard` sees the documents
+    before and after, once the new one is valid, and may refuse the change by raising."""
     incoming, password = _prepare(data)
     with database.atomic():
         current = docs.fetch(UserRow, user_id, account_id)
@@ -119,8 +129,12 @@ def update_user(account_id: str, user_id: str, data: Any, *, merge: bool,
         creds = _credential_columns(doc, password, errors, current)
         validate("user", doc, errors)
         doc.pop("password", None)
+        if guard is not None:
+            guard(current.doc, doc)
         if doc.get("enabled") is False:
             revoke_user_tokens(user_id)
+        elif doc.get("priv_level") != current.doc.get("priv_level"):
+            set_user_priv_level(user_id, doc["priv_level"])
         return current, docs.update_document(UserRow, current, doc, **_columns(doc), **creds)
 
 

@@ -112,7 +112,7 @@ def test_404_envelope(api):
     ("POST", "devices", {"GET", "PUT"}),
     ("PUT", "devices/{d}", {"GET", "POST", "PATCH", "DELETE"}),
     ("DELETE", "", {"GET", "POST", "PATCH", "PUT"}),
-    ("PUT", "api_key", {"GET"}),
+    ("DELETE", "api_key", {"GET", "PUT"}),
     ("POST", "users", {"GET", "PUT"}),
     ("PUT", "users/{u}/devices", {"GET"}),
     ("DELETE", "hotdesks", {"GET"}),

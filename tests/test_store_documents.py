@@ -150,11 +150,13 @@ def test_tokens_expire_when_idle_and_refresh_on_use(store):
     assert tokens.identify(token, now=issued + 3000 + 3599) is None  # gone for good
 
 
-def test_api_key_identifies_the_account(store):
-    identity = tokens.identify(accounts.api_key(store))
-    assert identity.account_id == store.id and identity.method == "api_key"
-    assert tokens.identify("0" * 64) is None
-    assert tokens.identify("nonsense") is None
+def test_api_key_identifies_the_account_but_is_no_token(store):
+    key = accounts.api_key(store)
+    identity = tokens.identify_api_key(key)
+    assert identity.account_id == store.id and identity.method == "api_key" and identity.admin
+    assert tokens.identify(key) is None
+    assert tokens.identify_api_key("0" * 64) is None
+    assert tokens.identify_api_key("nonsense") is None
 
 
 def test_purge_expired(store):

@@ -30,6 +30,8 @@ from web.envelope import check_query_string, failure, parse_body, request_id
 from web.errors import to_reply
 from web.metrics import Metrics, multiprocess_dir
 from web.pool_metrics import Publisher
+from web.privileges import require_privilege
+from web.resource import refuse_head
 from web.side_effects import SideEffects
 
 log = logging.getLogger(__name__)
@@ -74,6 +76,8 @@ def create_app(settings: Settings | None = None, *, pool: Any = None) -> Flask:
     app.json.sort_keys = False  # type: ignore[attr-defined]
     runtime = Runtime(settings or Settings(), pool)
     app.extensions["esl_bridge"] = runtime
+    # `//` in a path is no path of ours (404 in the envelope), not a 308 to another one.
+    app.url_map.merge_slashes = False
 
     api = _api_blueprint()
     app.register_blueprint(api, url_prefix="/v1", name="v1")
@@ -96,22 +100,25 @@ def create_app(settings: Settings | None = None, *, pool: Any = None) -> Flask:
         # SPEC §3 order: 405 (and unknown paths), 400 malformed, 401, 403; then the view.
         if req.routing_exception is not None:
             raise req.routing_exception
+        view = app.view_functions.get(req.endpoint)
+        refuse_head(req, view)
         database.connect(reuse_if_open=True)
         if api_version is None:
             return None
         check_query_string(req.environ)
         state.body = parse_body()
-        view = app.view_functions.get(req.endpoint)
+        api_key = getattr(view, "esl_api_key_in_query", False)
         if getattr(view, "esl_public", False):
-            identity = current_identity(required=False)
+            identity = current_identity(required=False, api_key_in_query=api_key)
             if identity is None:
                 return None
         else:
-            identity = current_identity()
+            identity = current_identity(api_key_in_query=api_key)
         view_args = req.view_args
         account_id = view_args.get("account_id") if view_args else None
         if account_id is not None:
             authorize(identity, account_id, runtime.ancestry)
+            require_privilege(identity, view, account_id, view_args)
         return None
 
     @app.teardown_request

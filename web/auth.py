@@ -2,45 +2,82 @@
 from __future__ import annotations
 
 import threading
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 from flask import g, request
 
 from models import account as accounts
 from models.documents import is_id
-from models.token import Identity, identify
+from models.token import Identity, identify, identify_api_key
 from web.errors import Forbidden, Unauthorized
+
+_BEARER = "bearer "
+
+
+def api_key_in_query(view: Any) -> Any:
+    """Mark a view whose `auth_token` query parameter may be the account's API key instead of
+    a token (the seed's QuickCall URL: "API key or Auth Token")."""
+    view.esl_api_key_in_query = True
+    return view
+
+
+def request_credential() -> tuple[str, str] | None:
+    """The request's token and where it was found (SPEC §3): `X-Auth-Token`, else
+    `Authorization: Bearer` (Kazoo 4), else the `auth_token` query parameter, else
+    `auth_token` in the body."""
+    req = request._get_current_object()  # type: ignore[attr-defined]
+    environ = req.environ
+    token = environ.get("HTTP_X_AUTH_TOKEN")
+    if token:
+        return token, "header"
+    authorization = environ.get("HTTP_AUTHORIZATION", "")
+    if authorization[:len(_BEARER)].lower() == _BEARER and authorization[len(_BEARER):].strip():
+        return authorization[len(_BEARER):].strip(), "header"
+    token = req.args.get("auth_token")
+    if token:
+        return token, "query"
+    body = g.get("body") or {}
+    candidate = body.get("auth_token")
+    if isinstance(candidate, str) and candidate:
+        return candidate, "body"
+    return None
 
 
 def request_token() -> str | None:
-    """The token from `X-Auth-Token`, else the `auth_token` query parameter, else the body."""
-    req = request._get_current_object()  # type: ignore[attr-defined]
-    token = req.environ.get("HTTP_X_AUTH_TOKEN") or req.args.get("auth_token")
-    if not token:
-        body = g.get("body") or {}
-        candidate = body.get("auth_token")
-        token = candidate if isinstance(candidate, str) else None
-    return token or None
+    """The request's token (`request_credential` without where it came from)."""
+    found = request_credential()
+    return found[0] if found else None
 
 
 _UNKNOWN = object()
 
 
 @overload
-def current_identity(required: Literal[True] = True) -> Identity: ...
+def current_identity(required: Literal[True] = True, api_key_in_query: bool = False) -> Identity: ...
 @overload
-def current_identity(required: bool) -> Identity | None: ...
+def current_identity(required: bool, api_key_in_query: bool = False) -> Identity | None: ...
 
 
-def current_identity(required: bool = True) -> Identity | None:
-    """The identity of the request's token; 401 when it is missing or unknown (if required)."""
+def current_identity(required: bool = True, api_key_in_query: bool = False) -> Identity | None:
+    """The identity of the request's token; 401 when it is missing or unknown (if required).
+
+    An API key is a credential that mints tokens (`api_auth`), never a token, except in the
+    query string of a view that says so (`api_key_in_query`: the QuickCall URL). A key is never
+    echoed back as the reply's `auth_token`.
+    """
     state = g._get_current_object()
     identity = state.get("identity", _UNKNOWN)
     if identity is _UNKNOWN:
-        token = request_token()
-        identity = state.identity = identify(token) if token else None
-        if identity is not None:
-            state.auth_token = token
+        found = request_credential()
+        identity = None
+        if found is not None:
+            token, where = found
+            identity = identify(token)
+            if identity is not None:
+                state.auth_token = token
+            elif api_key_in_query and where == "query":
+                identity = identify_api_key(token)
+        state.identity = identity
     if identity is None and required:
         raise Unauthorized()
     return identity

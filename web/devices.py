@@ -10,6 +10,8 @@ from models import device as devices
 from models.documents import Document
 from web import side_effects
 from web.envelope import body_data
+from web.idempotency import idempotent
+from web.privileges import own_device
 from web.resource import document_reply, if_match, listing_query, page_reply, route
 
 
@@ -37,6 +39,7 @@ def list_devices(account_id: str) -> Response:
     return page_reply(devices.list_devices(account_id, listing_query()))
 
 
+@idempotent
 def create_device(account_id: str) -> Response:
     data = body_data()
     account = accounts.get_account(account_id)
@@ -47,6 +50,7 @@ def create_device(account_id: str) -> Response:
     return response
 
 
+@own_device
 def get_device(account_id: str, device_id: str) -> Response:
     return document_reply(devices.get_device(account_id, device_id))
 

@@ -50,6 +50,15 @@ def _response(body: dict[str, Any], status: int, revision: str | None) -> Respon
     return _json_response(_dump(body), body["request_id"], status, revision)
 
 
+def stored_reply(stored: dict[str, Any], status: int) -> Response:
+    """An envelope kept from an earlier request (without `auth_token` and `request_id`), sent
+    again with this request's token and id."""
+    state = g._get_current_object()
+    body = {"auth_token": state.get("auth_token") or "", "status": stored.get("status"),
+            "request_id": request_id(), **stored}
+    return _response(body, status, stored.get("revision"))
+
+
 def _json_response(text: str, request_id: str, status: int, revision: str | None) -> Response:
     response = Response(text, status=status, mimetype="application/json")
     response.headers["X-Request-ID"] = request_id
@@ -101,7 +110,10 @@ def failure(reply: ErrorReply) -> Response:
     }
     if reply.revision:
         body["revision"] = reply.revision
-    return _response(body, reply.status, None)
+    response = _response(body, reply.status, None)
+    if reply.headers:
+        response.headers.update(reply.headers)
+    return response
 
 
 # Kazoo documents nest a few levels; anything far deeper is hostile and would exhaust the

@@ -30,7 +30,28 @@ class Unauthorized(ApiError):
 
 
 class Forbidden(ApiError):
-    """The token's account is neither the target account nor one of its ancestors."""
+    """The token's account is neither the target account nor one of its ancestors, or its
+    user's `priv_level` does not allow the request (`cause` names a refused field)."""
+
+    def __init__(self, cause: str | None = None):
+        super().__init__(cause or "forbidden")
+        self.cause = cause
+
+
+class TooManyRequests(ApiError):
+    """Too many refused logins from the caller's address; `retry_after` seconds to wait."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"retry after {retry_after} s")
+        self.retry_after = retry_after
+
+
+class IdempotencyKeyReused(ApiError):
+    """An `Idempotency-Key` already answered another request (method, path or body differ)."""
+
+    def __init__(self, key: str):
+        super().__init__(key)
+        self.key = key
 
 
 class QuickcallFailed(ApiError):
@@ -57,6 +78,7 @@ class ErrorReply:
     message: str
     data: Any
     revision: str | None = None
+    headers: dict[str, str] | None = None
 
 
 def validation_reply(errors: dict[str, Any]) -> ErrorReply:
@@ -73,7 +95,17 @@ def to_reply(exc: BaseException) -> ErrorReply:
         case Unauthorized() | store_errors.InvalidCredentials():
             return ErrorReply(401, "invalid_credentials", {"message": "invalid credentials"})
         case Forbidden():
-            return ErrorReply(403, "forbidden", {"message": "forbidden"})
+            data = {"message": "forbidden"}
+            if exc.cause:
+                data["cause"] = exc.cause
+            return ErrorReply(403, "forbidden", data)
+        case TooManyRequests():
+            # Kazoo's `too_many_requests` system error, with when to come back.
+            return ErrorReply(429, "too_many_requests", {"message": "too many requests"},
+                              headers={"Retry-After": str(exc.retry_after)})
+        case IdempotencyKeyReused():
+            return ErrorReply(422, "idempotency_key_reused", {
+                "message": "this Idempotency-Key was sent with another request", "cause": exc.key})
         case store_errors.NotFound():
             return ErrorReply(404, "bad_identifier", {"message": "bad identifier", "cause": exc.ident})
         case store_errors.Conflict():

@@ -9,6 +9,7 @@ from werkzeug.exceptions import MethodNotAllowed
 from models import device as devices
 from models import hotdesk
 from models import user as users
+from web.privileges import own_device, own_user
 from web.resource import listing_query, page_reply, route
 
 _REFUSED_METHODS = ["POST", "PATCH", "DELETE"]
@@ -30,11 +31,13 @@ def register(bp: Blueprint) -> None:
 # Listings like the others (SPEC §2): pagination and filters from `listing_query`, an unknown
 # user or device (404) before any bad listing parameter (400), as SPEC §3 orders them.
 
+@own_user
 def user_hotdesks(account_id: str, user_id: str) -> Response:
     users.require_user(account_id, user_id)
     return page_reply(hotdesk.user_hotdesks_page(account_id, user_id, listing_query()))
 
 
+@own_device
 def device_hotdesks(account_id: str, device_id: str) -> Response:
     devices.get_device(account_id, device_id)
     return page_reply(hotdesk.device_hotdesks_page(account_id, device_id, listing_query()))

@@ -128,6 +128,14 @@ class BridgeHandler(WSGIHandler):
             return result[0], refused_response(result[0])
         return result
 
+    def _handle_client_error(self, ex: BaseException) -> Any:
+        # A malformed request (over 100 headers, a bad header line) is the client's fault: one
+        # warning line, not gevent's ERROR with a traceback.
+        address = self.client_address
+        log.warning("refused a malformed request from %s: %s",
+                    address[0] if isinstance(address, tuple) else address, str(ex) or type(ex).__name__)
+        return "400", b""  # handle_one_request puts the envelope in
+
     def _wait_for_request(self, seconds: float) -> bool:
         """Wait for the first byte of a request; False when the client left or took too long."""
         self.socket.settimeout(seconds)

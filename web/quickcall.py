@@ -19,11 +19,12 @@ from models.documents import Document
 from models.errors import NotFound, ValidationFailed
 from models.query_params import read_query
 from models.validation import Errors, add_error
-from web.auth import current_identity, request_token
+from web.auth import api_key_in_query, current_identity, request_token
 from web.envelope import request_id, success
 from web.errors import Disabled, QuickcallFailed, Unauthorized
-from web.resource import freeswitch_pool, gate, public, route
-from web.side_effects import sip_identity
+from web.privileges import own_device, own_user
+from web.resource import acts, freeswitch_pool, gate, public, route
+from web.side_effects import foreign_sip_realm, refuse_foreign_sip_realm, sip_identity
 
 QUICKCALL_DEFAULT_TIMEOUT = 30
 NUMBER_FILTER = str.maketrans("", "", " ,.-()")
@@ -96,7 +97,7 @@ def _anonymous_allowed(account: Document, target: Document) -> bool:
 def _quickcall_target(account_id: str, loader: Any, target_id: str) -> tuple[Document, Document]:
     """Account and target document, authenticated: a token (checked before the view) or, with
     no token, only when anonymous quickcalls are allowed (else 401, revealing nothing)."""
-    identity = current_identity(required=False)
+    identity = current_identity(required=False, api_key_in_query=True)
     if identity is None and request_token():
         raise Unauthorized()  # a token was given and is not valid: never taken as anonymous
     try:
@@ -144,12 +145,16 @@ def _run_quickcall(account: Document, endpoints: list[tuple[str, str]], params: 
 
 
 @public
+@api_key_in_query
+@acts
+@own_device
 def device_quickcall(account_id: str, device_id: str, number: str) -> Response:
     """Ring the device; once it answers, FreeSWITCH calls NUMBER as if the phone dialled it."""
     account, device = _quickcall_target(account_id, devices.get_device, device_id)
     params = quickcall_params(number)
     if not _callable(device):
         raise Disabled("device", "the device is disabled or in do-not-disturb")
+    refuse_foreign_sip_realm(device)
     sip = sip_identity(device)
     if sip is None:
         raise ValidationFailed.single("sip.username", "required", "the device has no SIP credentials to ring")
@@ -158,11 +163,16 @@ def device_quickcall(account_id: str, device_id: str, number: str) -> Response:
 
 
 @public
+@api_key_in_query
+@acts
+@own_user
 def user_quickcall(account_id: str, user_id: str, number: str) -> Response:
     """Ring every enabled device the user owns or is hotdesked into, at once."""
     account, user = _quickcall_target(account_id, users.get_user, user_id)
     params = quickcall_params(number)
-    ringing = [d for d in devices.user_devices(account_id, user_id) if _callable(d) and sip_identity(d)]
+    # A device whose SIP realm is another account's (stored before the rule) is left out (logged).
+    ringing = [d for d in devices.user_devices(account_id, user_id)
+               if _callable(d) and sip_identity(d) and foreign_sip_realm(d) is None]
     if not ringing:
         raise Disabled("devices", "the user has no enabled device to ring")
     endpoints = [(s.user, s.realm) for s in (sip_identity(d) for d in ringing) if s is not None]

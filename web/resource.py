@@ -4,7 +4,8 @@ from __future__ import annotations
 from collections.abc import Callable, Container
 from typing import Any
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Request, Response, current_app, g, request
+from werkzeug.exceptions import MethodNotAllowed
 
 from esl_bridge import commands
 from esl_bridge.errors import FreeSwitchUnavailable, UnsafeValue
@@ -99,3 +100,16 @@ def public(view: Callable[..., Any]) -> Callable[..., Any]:
     """Mark a view that runs without a token (it authenticates the caller itself)."""
     view.esl_public = True  # type: ignore[attr-defined]
     return view
+
+
+def acts(view: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a view that acts (on FreeSWITCH) even when called with GET: a HEAD, which werkzeug
+    routes to every GET view, must never reach it (`refuse_head`)."""
+    view.esl_acts = True  # type: ignore[attr-defined]
+    return view
+
+
+def refuse_head(req: Request, view: Any) -> None:
+    """405 for HEAD on a view marked with `acts`: answering it would mean acting."""
+    if req.method == "HEAD" and getattr(view, "esl_acts", False) and req.url_rule is not None:
+        raise MethodNotAllowed(valid_methods=sorted((req.url_rule.methods or set()) - {"HEAD"}))

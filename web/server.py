@@ -13,6 +13,7 @@ from flask import Flask
 from models import schema
 from web.app import create_app
 from web.config import Settings
+from web.housekeeping import Housekeeping
 from web.http_server import BridgeWSGIServer, Limits
 
 log = logging.getLogger(__name__)
@@ -39,12 +40,17 @@ def build_app(settings: Settings, *, pool: Any = None, start_freeswitch: bool = 
     schema.connect(settings.database_url)
     if pool is None and start_freeswitch:
         pool = start_pool(settings)
-    return create_app(settings, pool=pool)
+    app = create_app(settings, pool=pool)
+    app.extensions["esl_bridge_housekeeping"] = Housekeeping().start()
+    return app
 
 
 def stop_app(app: Flask, grace: float = STOP_GRACE_SECONDS) -> None:
     """Once no request is in flight: finish side effects, then close FreeSWITCH connections."""
     runtime = app.extensions["esl_bridge"]
+    housekeeping = app.extensions.pop("esl_bridge_housekeeping", None)
+    if housekeeping is not None:
+        housekeeping.stop()
     runtime.side_effects.join(timeout=grace)
     runtime.side_effects.kill()
     if runtime.publisher is not None:

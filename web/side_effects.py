@@ -11,8 +11,10 @@ from typing import Any
 
 from gevent.pool import Group
 
+from models.account import realm_of_another_account
 from models.device import SIP_IDENTITY_KEYS
 from models.documents import Document
+from models.errors import ValidationFailed
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +35,28 @@ def sip_identity(device: Document | None) -> SipIdentity | None:
     if not sip.get("username") or not sip.get("realm"):
         return None
     return SipIdentity(sip["username"], sip["realm"])
+
+
+def foreign_sip_realm(device: Document | None) -> str | None:
+    """The device's SIP realm when it is another account's (a document stored before the rule
+    that refuses it): nothing may reach FreeSWITCH for it, else this account would ring,
+    resync or unregister that account's phone. None when the realm is the device's own."""
+    sip = sip_identity(device)
+    if sip is None or device is None or device.account_id is None:
+        return None
+    if not realm_of_another_account(device.account_id, sip.realm):
+        return None
+    log.warning("device %s of account %s: SIP realm %s belongs to another account",
+                device.id, device.account_id, sip.realm)
+    return sip.realm
+
+
+def refuse_foreign_sip_realm(device: Document) -> None:
+    """400 `sip.realm.invalid` for a device whose SIP realm is another account's."""
+    realm = foreign_sip_realm(device)
+    if realm is not None:
+        raise ValidationFailed.single("sip.realm", "invalid", "The realm belongs to another account",
+                                      cause=realm)
 
 
 def check_sync_event(device: Document, reboot: bool | None = None) -> str:
@@ -129,6 +153,8 @@ def device_changed(before: Document | None, after: Document | None, sync: bool) 
     from web.resource import runtime
 
     steps = plan(before, after, sync)
+    foreign = {realm for realm in map(foreign_sip_realm, (before, after)) if realm is not None}
+    steps = [step for step in steps if step.realm not in foreign]
     if steps:
         device = after or before
         log.info("device %s: %s", device.id if device else "?",

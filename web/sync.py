@@ -11,8 +11,9 @@ from models.errors import ValidationFailed
 from models.query_params import read_query
 from models.validation import Errors
 from web.envelope import success
+from web.privileges import own_device
 from web.resource import freeswitch_pool, route
-from web.side_effects import check_sync_event, sip_identity
+from web.side_effects import check_sync_event, refuse_foreign_sip_realm, sip_identity
 
 log = logging.getLogger(__name__)
 
@@ -21,6 +22,7 @@ def register(bp: Blueprint) -> None:
     route(bp, "@/devices/<device_id>/sync", ["POST"])(device_sync)
 
 
+@own_device
 def device_sync(account_id: str, device_id: str) -> Response:
     """Send the device's check-sync NOTIFY where it is registered."""
     device = devices.get_device(account_id, device_id)
@@ -28,6 +30,7 @@ def device_sync(account_id: str, device_id: str) -> Response:
     reboot = read_query("sync", dict(request.args.items()), errors).get("reboot")
     if errors:
         raise ValidationFailed(errors)
+    refuse_foreign_sip_realm(device)
     sip = sip_identity(device)
     if sip is None:
         log.info("sync of device %s: no SIP credentials, nothing to send", device.id)

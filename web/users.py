@@ -5,7 +5,10 @@ from flask import Blueprint, Response
 
 from models import device as devices
 from models import user as users
+from web.auth import current_identity
 from web.envelope import body_data, success_encoded
+from web.idempotency import idempotent
+from web.privileges import own_user, user_edit_guard
 from web.resource import document_reply, if_match, listing_query, page_reply, route
 
 
@@ -23,28 +26,37 @@ def list_users(account_id: str) -> Response:
     return page_reply(users.list_users(account_id, listing_query()))
 
 
+@idempotent
 def create_user(account_id: str) -> Response:
     return document_reply(users.create_user(account_id, body_data()), status=201)
 
 
+@own_user
 def get_user(account_id: str, user_id: str) -> Response:
     return document_reply(users.get_user(account_id, user_id))
 
 
+def _update(account_id: str, user_id: str, merge: bool) -> Response:
+    _, updated = users.update_user(account_id, user_id, body_data(), merge=merge, if_match=if_match(),
+                                   guard=user_edit_guard(current_identity()))
+    return document_reply(updated)
+
+
+@own_user
 def replace_user(account_id: str, user_id: str) -> Response:
-    _, updated = users.update_user(account_id, user_id, body_data(), merge=False, if_match=if_match())
-    return document_reply(updated)
+    return _update(account_id, user_id, merge=False)
 
 
+@own_user
 def patch_user(account_id: str, user_id: str) -> Response:
-    _, updated = users.update_user(account_id, user_id, body_data(), merge=True, if_match=if_match())
-    return document_reply(updated)
+    return _update(account_id, user_id, merge=True)
 
 
 def delete_user(account_id: str, user_id: str) -> Response:
     return document_reply(users.delete_user(account_id, user_id, if_match=if_match()))
 
 
+@own_user
 def user_devices(account_id: str, user_id: str) -> Response:
     rows = devices.user_device_texts(account_id, user_id)
     if not rows:

@@ -10,6 +10,8 @@ import re
 from flask import Response
 
 from models import device as devices
+from models import presence
+from models.account import realm_of_another_account
 from models.device import DirectoryEntry
 from web.callouts.directory_xml import NOT_FOUND, dial_string, forward_dial_string, user_document
 from web.callouts.guard import REALM_RE, SIP_USER_RE, FormFields, Refused, form_fields
@@ -118,6 +120,11 @@ def _directory_lookup(fields: FormFields) -> DirectoryEntry | None:
     entry = devices.directory_entry(domain, user)
     if entry is None or not entry.device.doc.get("enabled", True):
         return None
+    if domain.lower() != entry.account.doc["realm"].lower() and \
+            realm_of_another_account(entry.device.account_id, domain):
+        # Stored before the rule that refuses it: answering would hand this account another
+        # account's registrations (and its phone's calls).
+        raise Refused(f"device {entry.device.id}: realm {domain} belongs to another account")
     if _password(entry) is None and _forward(entry) is None:
         # Nothing to dial and nothing to authenticate with (see _a1_hash for forwarded ones).
         return None
@@ -125,7 +132,9 @@ def _directory_lookup(fields: FormFields) -> DirectoryEntry | None:
 
 
 def _directory_presence_id(entry: DirectoryEntry, user: str, realm: str) -> str:
-    return devices.static_presence_id(entry.device.doc, entry.account.doc["realm"]) or f"{user}@{realm}"
+    # A presence id of another realm (stored before the rule) is ignored: never another
+    # account's lamp in the dial-string.
+    return presence.static_presence_id(entry.device.doc, entry.account.doc["realm"]) or f"{user}@{realm}"
 
 
 def _caller_id(entry: DirectoryEntry, kind: str) -> dict[str, str]:

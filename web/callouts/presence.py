@@ -10,6 +10,7 @@ from flask import Response
 
 from models import account as accounts
 from models import device as devices
+from models import presence
 from models.documents import Document
 from web.callouts.guard import REALM_RE, SIP_USER_RE, Refused, form_fields, json_answer
 
@@ -46,5 +47,5 @@ def presence_lookup() -> Response:
         if account is None or device is None or not device.doc.get("enabled", True):
             return json_answer(nothing)
         account_realm = account.doc["realm"]
-    return json_answer({"presence_id": devices.static_presence_id(device.doc, account_realm),
+    return json_answer({"presence_id": presence.static_presence_id(device.doc, account_realm),
                   "device_id": device.id})
