@@ -1,11 +1,16 @@
-"""One FreeSWITCH node: its address (``Node``) and its set of command connections (``NodeState``).
+"""One FreeSWITCH node: its address (``Node``) and its command connections (``NodeState``).
 
 ``NodeState`` is what the pool knows about a node and how a caller gets one of its connections:
 
-- Idle connections form a stack (last in, first out): the warmest serves next, and connections
-  beyond what the load needs stay idle, so overflow ones can be seen idle and closed.
-- Callers waiting for a connection are served in turn: a returned connection goes to the oldest
-  of them, never to a newcomer. Each waits on a ``_Turn`` (a bare gevent ``Waiter``).
+- A command connection carries up to ``pipeline_depth`` commands in flight. A caller gets the
+  live connection with the fewest (``load``: commands handed out and not given back, plus those
+  whose caller gave up while the reply was due), the pool's own connections before overflow
+  ones. A connection whose oldest command has been in flight longer than ``stall_after`` (a
+  slow ``api``) takes no new command until it drains, so one slow command delays at most the
+  few already queued behind it.
+- When every connection is full or stalled, callers wait in turn: a freed place goes to the
+  oldest of them, never to a newcomer. Each waits on a ``_Turn`` (a bare gevent ``Waiter``).
+  Then, too, an overflow connection is asked for (or once ``overflow_after`` has passed).
 - One timer per node bounds every wait (``_WaitExpired``, which becomes ``CommandTimeout``) and
   asks for overflow connections once ``overflow_after`` has passed; it is re-armed lazily.
 - A node with no live connection fails callers at once (``NotConnected``); so do callers already
@@ -26,6 +31,7 @@ import gevent
 import gevent.event
 from gevent.hub import Waiter
 
+from .command_connection import CommandConnection
 from .connection import EslConnection
 from .errors import CommandTimeout, NotConnected
 from .metrics import NodeCounters
@@ -94,10 +100,9 @@ class _Turn(Waiter):
     """One caller's place in a node's queue for a connection.
 
     The caller parks in ``get()``; it is woken exactly once, from the hub: with a connection
-    (``release``), ``_WaitExpired`` (the node's wait timer) or ``NotConnected``
+    (a place freed), ``_WaitExpired`` (the node's wait timer) or ``NotConnected``
     (``fail_waiters``). ``done`` is set by whichever comes first, so the others skip it.
-    A ``gevent.hub.Waiter`` rather than an ``AsyncResult``: half the cost per hand-off, and
-    every command takes this path when callers outnumber connections.
+    A ``gevent.hub.Waiter`` rather than an ``AsyncResult``: half the cost per hand-off.
     """
 
     __slots__ = ("deadline", "overflow_at", "conn", "done")
@@ -106,7 +111,7 @@ class _Turn(Waiter):
         Waiter.__init__(self, hub)
         self.deadline = deadline
         self.overflow_at = overflow_at  # when to ask for an overflow connection (_NEVER: no)
-        self.conn: EslConnection | None = None
+        self.conn: CommandConnection | None = None
         self.done = False
 
 
@@ -115,22 +120,27 @@ class NodeState:
 
     Mutated only from greenlets of the pool's hub. ``max_overflow``, ``overflow_after`` and
     ``stopping`` are the pool's; ``open_overflow(state)`` starts one overflow connection, which
-    the pool hands back with ``release`` (and counts down ``opening`` once it is open or failed).
+    the pool lends out with ``add`` (and counts down ``opening`` once it is open or failed).
+    Every ``acquire`` is matched by one ``release`` of the connection it returned.
     """
 
     def __init__(self, node: Node, *, max_overflow: int, overflow_after: float,
                  stopping: gevent.event.Event,
-                 open_overflow: Callable[[NodeState], None]) -> None:
+                 open_overflow: Callable[[NodeState], None],
+                 pipeline_depth: int = 1, stall_after: float = _NEVER) -> None:
         self.node = node
         self.name = node.name
         self.max_overflow = max_overflow
         self.overflow_after = overflow_after
         self.stopping = stopping
+        self.pipeline_depth = pipeline_depth
+        self.stall_after = stall_after
         self._open_overflow = open_overflow
-        # Idle connections, last in first out (see the module docstring).
-        self.idle: list[EslConnection] = []
-        # Callers waiting for a connection, first come first served: a returned connection is
-        # handed to the oldest of them, never left for a newcomer to take first.
+        # Connections lent out: the slots' own, then overflow ones (tried in that order).
+        self.own: list[CommandConnection] = []
+        self.overflow: list[CommandConnection] = []
+        # Callers waiting for a place, first come first served: a freed place goes to the
+        # oldest of them, never to a newcomer.
         self.waiting: collections.deque[_Turn] = collections.deque()
         # One timer for all the waits of this node, armed for the earliest moment a waiter
         # needs (its deadline, or when it asks for an overflow connection), re-armed lazily.
@@ -139,8 +149,6 @@ class NodeState:
         self._hub = gevent.get_hub()
         self._loop = self._hub.loop
         self._run_callback = self._loop.run_callback
-        self.live: set[EslConnection] = set()
-        self.overflow: set[EslConnection] = set()
         self.opening = 0  # overflow connections being opened
         self.event_conn: EslConnection | None = None
         self.last_error: str | None = None
@@ -150,14 +158,19 @@ class NodeState:
     def reconnects(self) -> int:
         return self.counters.reconnects
 
+    @property
+    def live(self) -> list[CommandConnection]:
+        """Every command connection lent out (a closed one may linger for a moment, until its
+        slot notices)."""
+        return self.own + self.overflow
+
     def alive(self) -> int:
-        """Live command connections (a closed one may linger in ``live`` for a moment, until
-        its slot notices)."""
+        """Live command connections."""
         return sum(1 for conn in self.live if conn.alive)
 
     def up(self) -> bool:
         """At least one live command connection (stops at the first)."""
-        return any(conn.alive for conn in self.live)
+        return any(conn.alive for conn in self.own) or any(conn.alive for conn in self.overflow)
 
     def health(self, pool_size: int) -> dict[str, Any]:
         """This node's part of ``EslPool.health()``."""
@@ -171,30 +184,43 @@ class NodeState:
             "reconnects": self.counters.reconnects,
             "connect_failures": self.counters.connect_failures,
             "pool_size": pool_size,
-            "idle": sum(1 for conn in self.idle if conn.alive and not conn.retiring),
+            "idle": sum(1 for conn in self.live
+                        if conn.alive and not conn.retiring and not conn.load + conn.abandoned),
         }
 
     # ------------------------------------------------------------------ lending
 
-    def acquire(self, timeout: float) -> EslConnection:
-        """An idle live connection, waiting at most ``timeout``, in turn.
+    def add(self, conn: CommandConnection, overflow: bool = False) -> None:
+        """Lend a freshly opened connection out (its places go to waiting callers first)."""
+        conn.on_freed = self.freed
+        (self.overflow if overflow else self.own).append(conn)
+        self.freed(conn)
 
-        A newcomer takes an idle connection only when nobody is waiting; otherwise it queues,
-        and returned connections go to waiters first come, first served. An overflow
-        connection is opened in the background (if allowed) when a caller finds every
-        connection busy, or once it has waited ``overflow_after`` seconds if that is set;
-        whichever connection comes first is taken.
+    def remove(self, conn: CommandConnection) -> None:
+        """Stop lending a connection out (it died or retired); fail the waiting callers when no
+        live one is left."""
+        for group in (self.own, self.overflow):
+            if conn in group:
+                group.remove(conn)
+        if not self.up():
+            self.fail_waiters("no live connection to FreeSWITCH")
+
+    def acquire(self, timeout: float) -> CommandConnection:
+        """The live connection with the fewest commands in flight, waiting at most ``timeout``.
+
+        A newcomer takes a place only when nobody is waiting; otherwise it queues, and freed
+        places go to waiters first come, first served. An overflow connection is opened in the
+        background (if allowed) when a caller finds every connection full or stalled, or once
+        it has waited ``overflow_after`` seconds if that is set; whichever place frees first is
+        taken.
         """
-        if not self.live or self.stopping.is_set():
+        if not (self.own or self.overflow) or self.stopping.is_set():
             raise NotConnected("no live connection to FreeSWITCH", self.name)
         if not self.waiting:
-            idle = self.idle
-            while idle:
-                conn = idle.pop()
-                if conn.alive and not conn.retiring:
-                    conn.in_use = True
-                    return conn
-                # died (or is retiring) while idle; its slot replaces it if it is a slot's
+            conn = self._pick()
+            if conn is not None:
+                conn.load += 1
+                return conn
         overflow_at = _NEVER
         if self._may_overflow():
             if self.overflow_after <= 0:
@@ -203,20 +229,52 @@ class NodeState:
                 overflow_at = time.monotonic() + self.overflow_after
         return self._wait_in_turn(timeout, overflow_at)
 
-    def release(self, conn: EslConnection) -> None:
-        """Give a connection back: to the oldest waiter if any, else to the idle stack."""
-        if not conn.alive or conn.retiring:
-            return
+    def release(self, conn: CommandConnection) -> None:
+        """Give back the place ``acquire`` took; it goes to the oldest waiter if any."""
+        conn.load -= 1
+        if self.waiting:
+            self.freed(conn)
+
+    def freed(self, conn: CommandConnection) -> None:
+        """A place may have freed (a reply dropped, a connection added): serve waiters."""
         waiting = self.waiting
         while waiting:
-            turn = waiting.popleft()
-            if not turn.done:
-                turn.done = True
-                turn.conn = conn
-                conn.in_use = True  # reserved for that waiter until it wakes
-                self._run_callback(turn.switch, conn)
+            turn = waiting[0]
+            if turn.done:
+                waiting.popleft()
+                continue
+            found = self._pick()
+            if found is None:
                 return
-        self.idle.append(conn)
+            waiting.popleft()
+            turn.done = True
+            turn.conn = found
+            found.load += 1  # reserved for that waiter until it wakes
+            self._run_callback(turn.switch, found)
+
+    def _pick(self) -> CommandConnection | None:
+        """The usable connection with the fewest in flight, own ones first; None if every
+        one is full, stalled, dead or retiring."""
+        depth = self.pipeline_depth
+        now = 0.0
+        for group in (self.own, self.overflow):
+            best = None
+            best_load = depth
+            for conn in group:
+                load = conn.load + conn.abandoned
+                if load >= best_load or not conn.alive or conn.retiring:
+                    continue
+                if load and conn.in_flight:
+                    if not now:
+                        now = time.monotonic()
+                    if conn.stalled(now, self.stall_after):
+                        continue
+                if not load:
+                    return conn
+                best, best_load = conn, load
+            if best is not None:
+                return best
+        return None
 
     def fail_waiters(self, reason: str) -> None:
         """Release every waiting caller with ``NotConnected`` (no live connection is left)."""
@@ -235,7 +293,7 @@ class NodeState:
 
     # ------------------------------------------------------------------ waiting in turn
 
-    def _wait_in_turn(self, timeout: float, overflow_at: float) -> EslConnection:
+    def _wait_in_turn(self, timeout: float, overflow_at: float) -> CommandConnection:
         deadline = time.monotonic() + timeout
         turn = _Turn(self._hub, deadline, overflow_at)
         self.waiting.append(turn)
@@ -247,9 +305,9 @@ class NodeState:
             except BaseException as exc:
                 handed = turn.conn
                 if handed is not None:
-                    # Handed a connection just as we gave up (the switch to us still pending):
+                    # Handed a place just as we gave up (the switch to us still pending):
                     # pass it on rather than lose it.
-                    handed.in_use = False
+                    turn.conn = None
                     self.release(handed)
                 elif not turn.done:
                     turn.done = True
@@ -263,7 +321,7 @@ class NodeState:
             if conn.alive and not conn.retiring:
                 return conn
             # It died between the hand-off and now: wait for another, first in line.
-            conn.in_use = False
+            conn.load -= 1
             turn = _Turn(self._hub, deadline, _NEVER)
             overflow_at = _NEVER
             self.waiting.appendleft(turn)
@@ -304,8 +362,8 @@ class NodeState:
             self._arm_wait_timer(earliest)
 
     def _busy(self, timeout: float) -> CommandTimeout:
-        return CommandTimeout(f"all {self.alive()} connections stayed busy for {timeout:g} s",
-                              self.name)
+        return CommandTimeout(f"all {self.alive()} connections stayed busy (full or stalled) "
+                              f"for {timeout:g} s", self.name)
 
     # ------------------------------------------------------------------ overflow
 

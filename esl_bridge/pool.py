@@ -1,11 +1,13 @@
 """The pool: per FreeSWITCH node, N command connections and one event connection.
 
-- Command connections never subscribe to events; each carries one command at a time. A caller
-  takes an idle connection (waiting for one counts towards its timeout), uses it, and gives it
-  back unless it died. How callers get one, in turn, with overflow connections when all are
-  busy, is the node's part (``esl_bridge.node.NodeState``). A node with no live connection
-  fails callers at once (``NotConnected``); so do callers already waiting when its last
-  connection dies.
+- Command connections never subscribe to events; each carries up to ``pipeline_depth`` commands
+  in flight, their replies matched in order (``esl_bridge.command_connection``: any timeout,
+  partial write or error closes the connection and fails every command waiting on it). A
+  caller gets the live connection with the fewest in flight (waiting for a place counts
+  towards its timeout); a connection stalled by a slow command takes no new ones; overflow
+  connections open when all are full or stalled (``esl_bridge.node.NodeState``). A node with
+  no live connection fails callers at once (``NotConnected``); so do callers already waiting
+  when its last connection dies.
 - The event connection subscribes to ``commands.EVENT_SUBSCRIPTION``; it resolves ``bgapi`` jobs
   (``jobs.JobRegistry``) and keeps the registration cache current. When it drops, jobs of that
   node are released with ``ConnectionLost`` (their result can no longer be seen).
@@ -56,6 +58,11 @@ log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
+#: Commands in flight per command connection, and how long the oldest may be in flight before
+#: the connection takes no new ones: chosen by measurement (docs/benchmarks.md, "ESL pool").
+PIPELINE_DEPTH = 4
+STALL_AFTER = 0.01
+
 
 class EslPool:
     """Connections to one or more FreeSWITCH nodes, with reconnect, health and metrics.
@@ -70,12 +77,17 @@ class EslPool:
             at ``max``, times a random factor in [0.5, 1] (jitter).
         registration_refresh: seconds between full refreshes of the registration cache.
         job_ttl: seconds after which a job that never reported is dropped (``JobTimeout``).
+        pipeline_depth: commands in flight per command connection (1: one at a time).
+        stall_after: seconds after which a connection whose oldest command is still in flight
+            takes no new command until it drains (a slow ``api`` delays only those queued
+            behind it already).
         max_overflow: extra command connections a node may open (default ``pool_size``) when
-            a caller finds every connection busy, or has waited ``overflow_after`` seconds if
-            that is set (default 0: at once, as SQLAlchemy's ``QueuePool`` does); each is closed
-            again after ``overflow_idle`` seconds unused. Slow commands (``msleep``, a big
-            ``xmlstatus``) hold their connection, so this keeps the others moving. Overflow
-            connections are not reconnected: under load new ones are opened. 0 disables.
+            a caller finds every connection full or stalled, or has waited ``overflow_after``
+            seconds if that is set (default 0: at once, as SQLAlchemy's ``QueuePool`` does);
+            each is closed again after ``overflow_idle`` seconds unused. Slow commands
+            (``msleep``, a big ``xmlstatus``) hold their connection, so this keeps the others
+            moving. Overflow connections are not reconnected: under load new ones are opened.
+            0 disables.
     """
 
     def __init__(
@@ -93,12 +105,16 @@ class EslPool:
         max_overflow: int | None = None,
         overflow_after: float = 0.0,
         overflow_idle: float = 30.0,
+        pipeline_depth: int = PIPELINE_DEPTH,
+        stall_after: float = STALL_AFTER,
     ) -> None:
         parsed = [n if isinstance(n, Node) else Node.parse(n) for n in nodes]
         if not parsed:
             raise ValueError("EslPool needs at least one node")
         if pool_size < 1:
             raise ValueError("pool_size must be at least 1")
+        if pipeline_depth < 1:
+            raise ValueError("pipeline_depth must be at least 1")
         if command_timeout <= 0:
             raise ValueError("command_timeout must be positive")
         for profile in sofia_profiles:
@@ -115,13 +131,16 @@ class EslPool:
         self.max_overflow = pool_size if max_overflow is None else max(0, max_overflow)
         self.overflow_after = overflow_after
         self.overflow_idle = overflow_idle
+        self.pipeline_depth = pipeline_depth
+        self.stall_after = stall_after
         self.jobs = JobRegistry()
         self.registrations = RegistrationCache()
         self._stopping = gevent.event.Event()
         self._states = {
             node.name: NodeState(node, max_overflow=self.max_overflow,
                                  overflow_after=overflow_after, stopping=self._stopping,
-                                 open_overflow=self._open_overflow)
+                                 open_overflow=self._open_overflow,
+                                 pipeline_depth=pipeline_depth, stall_after=stall_after)
             for node in parsed
         }
         if len(self._states) != len(parsed):
@@ -311,7 +330,7 @@ class EslPool:
         """Send one command frame on a command connection; returns ``(node, reply frame)``.
 
         ``node`` None picks a connected node. Raises ``NotConnected`` at once when the node has
-        no live connection, ``CommandTimeout`` when no reply (or no idle connection) came within
+        no live connection, ``CommandTimeout`` when no reply (or no place on a connection) came within
         ``timeout`` (default ``command_timeout``), ``ConnectionLost`` when the connection died.
         ``kind`` is the metrics kind when the caller knows it (default: from the text).
         """
@@ -331,7 +350,6 @@ class EslPool:
                                          state.name)
                 frame = conn.execute(text, left)
             finally:
-                conn.in_use = False
                 conn.last_used = ended = time.monotonic()
                 state.release(conn)
         except EslError as exc:
@@ -440,4 +458,4 @@ class EslPool:
         return f"<EslPool {', '.join(self._states)} size={self.pool_size}>"
 
 
-__all__ = ["EslPool", "KINDS", "Node"]
+__all__ = ["EslPool", "KINDS", "Node", "PIPELINE_DEPTH", "STALL_AFTER"]

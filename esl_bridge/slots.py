@@ -1,15 +1,15 @@
 """The greenlets that own a pool's connections: connect, watch, reconnect.
 
 Every connection of the pool belongs to one slot greenlet. A command or event slot connects,
-lends the connection out (command: ``NodeState.release``; event: ``NodeState.event_conn``),
+lends the connection out (command: ``NodeState.add``; event: ``NodeState.event_conn``),
 waits for it to die and makes a new one, with capped exponential backoff and jitter after
 failed attempts, until the pool stops. An overflow slot opens one extra command connection on a
 node's request, lends it out, and closes it again once it has been unused for ``overflow_idle``
 seconds; it is not reconnected (under load new ones are asked for).
 
-Command connections never subscribe, so their callers read their own replies
+Command connections never subscribe and carry several commands at once
 (``CommandConnection``); the event connection keeps greenswitch's reader greenlet
-(``EslConnection``), subscribes to ``commands.EVENT_SUBSCRIPTION`` and hands every event to
+(``EventConnection``), subscribes to ``commands.EVENT_SUBSCRIPTION`` and hands every event to
 the pool. When it drops, the node's pending jobs are released (their result can no longer be
 seen).
 """
@@ -27,6 +27,7 @@ from . import commands
 from .command_connection import CommandConnection
 from .connection import EslConnection
 from .errors import CommandError, EslError, FreeSwitchUnavailable, NotConnected
+from .event_connection import EventConnection
 from .frames import Event
 from .jobs import JobRegistry
 from .node import NodeState
@@ -80,7 +81,7 @@ class Slots:
             state.counters.malformed += 1
 
         node = state.node
-        kind = EslConnection if event else CommandConnection
+        kind = EventConnection if event else CommandConnection
         return kind(node.host, node.port, node.password, node=state.name,
                     connect_timeout=self.connect_timeout,
                     command_timeout=self.command_timeout, on_malformed=malformed)
@@ -158,15 +159,12 @@ class Slots:
                 state.event_conn = conn
                 self._spawn(self._refresh_node, state)
             else:
-                state.live.add(conn)
-                state.release(conn)
+                state.add(conn)  # type: ignore[arg-type]
             gevent.wait([conn.closed, self._stopping], count=1)
             if event:
                 state.event_conn = None
             else:
-                state.live.discard(conn)
-                if not state.live:
-                    state.fail_waiters("no live connection to FreeSWITCH")
+                state.remove(conn)  # type: ignore[arg-type]
             if self._stopping.is_set():
                 conn.stop(timeout=min(self.command_timeout, 1.0))
                 if event:
@@ -198,24 +196,19 @@ class Slots:
             conn.stop(timeout=min(self.command_timeout, 1.0))
             return
         conn.last_used = time.monotonic()
-        state.overflow.add(conn)
-        state.live.add(conn)
-        state.release(conn)
+        state.add(conn, overflow=True)  # type: ignore[arg-type]
         log.debug("ESL %s: overflow connection opened (%d)", state.name, len(state.overflow))
         try:
             while not self._stopping.is_set() and conn.alive:
                 gevent.wait([conn.closed, self._stopping], count=1,
                             timeout=max(self.overflow_idle / 4, 0.01))
-                if (conn.alive and not conn.in_use
+                if (conn.alive and not conn.load + conn.abandoned  # type: ignore[attr-defined]
                         and time.monotonic() - conn.last_used >= self.overflow_idle):
                     # No yield between this check and the flag: a caller cannot take it now.
                     conn.retiring = True
                     break
         finally:
-            state.overflow.discard(conn)
-            state.live.discard(conn)
-            if not state.live:
-                state.fail_waiters("no live connection to FreeSWITCH")
+            state.remove(conn)  # type: ignore[arg-type]
             conn.stop(timeout=min(self.command_timeout, 1.0))
 
 

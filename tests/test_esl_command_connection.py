@@ -1,8 +1,9 @@
-"""Command connections (esl_bridge.connection.CommandConnection): the caller reads its reply.
+"""Command connections (esl_bridge.command_connection.CommandConnection): what the hub notices.
 
-What the reader greenlet used to notice must still be noticed: bytes or EOF on an idle
+Without a reader greenlet, everything must still be noticed: bytes or EOF on an idle
 connection, a frame that is not the reply, a deadline that passes. The pool tests at the end
-check that a connection closed that way is never lent out again.
+check that a connection closed that way is never lent out again. What happens to several
+commands in flight at once is in ``test_esl_pipelining.py``.
 """
 from __future__ import annotations
 
@@ -183,7 +184,7 @@ def test_a_stray_reply_to_an_idle_pool_connection_is_not_a_caller_s_reply(
 
 def test_a_short_wait_behind_a_long_one_expires_in_time(fake_freeswitch, esl_pool_factory):
     pool = esl_pool_factory([fake_freeswitch], pool_size=1, max_overflow=0,
-                            command_timeout=5.0)
+                            command_timeout=5.0, pipeline_depth=1)
     busy = gevent.spawn(pool.api, "msleep 500")
     assert fake_freeswitch.wait_for("api msleep")
     patient = gevent.spawn(pool.api, "version", timeout=3.0)  # arms the node's wait timer
@@ -201,7 +202,7 @@ def test_a_short_wait_behind_a_long_one_expires_in_time(fake_freeswitch, esl_poo
 def test_a_caller_killed_while_waiting_leaves_the_queue(
         fake_freeswitch, esl_pool_factory, greenlet_leak_check):
     pool = esl_pool_factory([fake_freeswitch], pool_size=1, max_overflow=0,
-                            command_timeout=5.0)
+                            command_timeout=5.0, pipeline_depth=1)
     state = pool._states[fake_freeswitch.name]
     busy = gevent.spawn(pool.api, "msleep 200")
     assert fake_freeswitch.wait_for("api msleep")
@@ -213,5 +214,5 @@ def test_a_caller_killed_while_waiting_leaves_the_queue(
     assert len(state.waiting) == 1
     assert busy.get(timeout=5.0) == "+OK"
     assert second.get(timeout=5.0).startswith("UP")  # the connection went on to the next
-    assert not state.waiting and len(state.idle) == 1
+    assert not state.waiting and pool.health()[fake_freeswitch.name]["idle"] == 1
     assert fake_freeswitch.received("api version") == []

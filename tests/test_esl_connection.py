@@ -1,9 +1,10 @@
 """One connection against the test FreeSWITCH.
 
-Most tests run on both kinds: ``EslConnection`` (greenswitch's reader greenlet, used for the
-event connection) and ``CommandConnection`` (the caller reads its own reply, used for command
-connections). The rules are the same; how unsolicited bytes are treated differs (a reader drops
-a stray reply, a command connection is closed by one) and has tests of its own.
+Most tests run on both kinds: ``EventConnection`` (greenswitch's reader greenlet, used for the
+event connection) and ``CommandConnection`` (several commands in flight, replies read in the
+hub; used for command connections). The rules are the same; what differs has tests of its own:
+how unsolicited bytes are treated (a reader drops a stray reply, a command connection is closed
+by one), taking turns against pipelining, and a command interrupted from outside.
 """
 from __future__ import annotations
 
@@ -14,7 +15,6 @@ import pytest
 from greenswitch.esl import InboundESL
 
 from esl_bridge.command_connection import CommandConnection
-from esl_bridge.connection import EslConnection
 from esl_bridge.errors import (
     AuthFailed,
     CommandTimeout,
@@ -24,16 +24,17 @@ from esl_bridge.errors import (
     NotConnected,
     UnsafeValue,
 )
+from esl_bridge.event_connection import EventConnection
 from esl_bridge.frames import check_frame_text
 
 
-def connection(fake, password="ClueCon", kind=EslConnection, **kwargs) -> EslConnection:
+def connection(fake, password="ClueCon", kind=EventConnection, **kwargs) -> EventConnection:
     kwargs.setdefault("connect_timeout", 0.5)
     kwargs.setdefault("command_timeout", 0.5)
     return kind("127.0.0.1", fake.port, password, **kwargs)
 
 
-@pytest.fixture(params=[EslConnection, CommandConnection], ids=["reader", "direct"])
+@pytest.fixture(params=[EventConnection, CommandConnection], ids=["reader", "direct"])
 def kind(request):
     return request.param
 
@@ -135,19 +136,35 @@ def test_a_write_that_cannot_complete_times_out(conn, fake_freeswitch, greenlet_
     assert not conn.alive
 
 
-def test_one_command_in_flight_per_connection(conn, fake_freeswitch):
+def test_commands_take_turns_on_the_event_connection(fake_freeswitch):
+    c = connection(fake_freeswitch, kind=EventConnection)
+    c.connect()
     fake_freeswitch.api_handlers["echo"] = lambda fake, args: (gevent.sleep(0.005), args)[1]
     replies = {}
 
     def ask(i: int) -> None:
-        replies[i] = conn.api(f"echo {i}", timeout=2.0)
+        replies[i] = c.api(f"echo {i}", timeout=2.0)
 
     gevent.joinall([gevent.spawn(ask, i) for i in range(8)], raise_error=True)
     assert replies == {i: str(i) for i in range(8)}
-    served = next(c for c in fake_freeswitch.connections if c.commands[-1].startswith("api echo"))
-    trace = [kind for kind, line in served.trace if line.startswith("api echo")]
-    # with a lock the server never holds two of our commands at once
-    assert trace == ["recv", "reply"] * 8
+    served = fake_freeswitch.connections[-1]
+    # with a lock there is never more than one of our commands on the server's side
+    assert [kind for kind, line in served.trace if line.startswith("api echo")] == [
+        "recv", "reply"] * 8
+    assert max(len(c.commands) for c in fake_freeswitch.connections) == 9  # auth + 8
+    c.stop()
+
+
+def test_command_connections_carry_several_commands_matched_in_order(fake_freeswitch):
+    c = connection(fake_freeswitch, kind=CommandConnection)
+    c.connect()
+    fake_freeswitch.api_handlers["echo"] = lambda fake, args: (gevent.sleep(0.005), args)[1]
+    callers = [gevent.spawn(c.api, f"echo {i}", 2.0) for i in range(8)]
+    gevent.sleep(0)
+    assert c.in_flight == 8  # all written before the first reply
+    assert [g.get(timeout=5.0) for g in callers] == [str(i) for i in range(8)]
+    assert c.in_flight == 0 and c.alive
+    c.stop()
 
 
 def test_partial_writes_still_send_the_whole_frame(conn, fake_freeswitch):
@@ -173,16 +190,24 @@ def test_partial_writes_still_send_the_whole_frame(conn, fake_freeswitch):
         def close(self):
             return self._sock.close()
 
-    conn.sock = Trickle(conn.sock)
+        def recv(self, *args):
+            return self._sock.recv(*args)
+
+    if isinstance(conn, CommandConnection):
+        conn._raw = trickle = Trickle(conn._raw)
+    else:
+        conn.sock = trickle = Trickle(conn.sock)
     text = "sendevent CUSTOM\nEvent-Subclass: esl::bridge\nx: " + "y" * 100
     assert conn.execute(text).reply_text.startswith("+OK")
-    assert conn.sock.sends > 10
+    assert trickle.sends > 10
     assert fake_freeswitch.commands[-1] == text
     assert conn.api("version").startswith("FreeSWITCH Version")
 
 
-def test_a_command_interrupted_from_outside_closes_the_connection(conn, fake_freeswitch,
-                                                                  greenlet_leak_check):
+def test_a_command_interrupted_from_outside_closes_the_event_connection(
+        fake_freeswitch, greenlet_leak_check):
+    conn = connection(fake_freeswitch, kind=EventConnection)
+    conn.connect()
     with pytest.raises(gevent.Timeout):
         with gevent.Timeout(0.05):
             conn.api("msleep 150", timeout=5.0)
@@ -191,6 +216,21 @@ def test_a_command_interrupted_from_outside_closes_the_connection(conn, fake_fre
     assert "interrupted" in str(conn.close_reason)
     with pytest.raises(NotConnected):
         conn.api("version")
+    conn.stop()
+
+
+def test_a_command_interrupted_from_outside_keeps_its_place_on_a_command_connection(
+        fake_freeswitch, greenlet_leak_check):
+    """Its reply is read and dropped when it comes: the next command gets its own reply."""
+    conn = connection(fake_freeswitch, kind=CommandConnection)
+    conn.connect()
+    with pytest.raises(gevent.Timeout):
+        with gevent.Timeout(0.05):
+            conn.api("msleep 150", timeout=5.0)
+    assert conn.alive and conn.abandoned == 1
+    assert conn.api("version").startswith("FreeSWITCH Version")
+    assert conn.abandoned == 0 and conn.in_flight == 0
+    conn.stop()
 
 
 def test_killed_during_a_command(conn, fake_freeswitch, greenlet_leak_check):

@@ -276,7 +276,7 @@ def test_with_one_node_configured_no_node_connected_names_it(fake_freeswitch, es
 def test_waiters_are_released_when_the_last_connection_dies(
         fake_freeswitch, esl_pool_factory, greenlet_leak_check):
     pool = esl_pool_factory([fake_freeswitch], pool_size=1, command_timeout=5.0,
-                            max_overflow=0)
+                            max_overflow=0, pipeline_depth=1)
     busy = gevent.spawn(pool.api, "msleep 5000")
     assert fake_freeswitch.wait_for("api msleep")
     waiting = gevent.spawn(pool.api, "status")
@@ -291,7 +291,8 @@ def test_waiters_are_released_when_the_last_connection_dies(
 
 
 def test_waiting_callers_are_served_in_turn(fake_freeswitch, esl_pool_factory):
-    pool = esl_pool_factory([fake_freeswitch], pool_size=1, max_overflow=0, command_timeout=0.5)
+    pool = esl_pool_factory([fake_freeswitch], pool_size=1, max_overflow=0, command_timeout=0.5,
+                            pipeline_depth=1)
 
     def hog() -> None:  # commands back to back, as a user presence over many devices sends
         for _ in range(30):
@@ -312,7 +313,7 @@ def test_waiting_callers_are_served_in_turn(fake_freeswitch, esl_pool_factory):
 
 def test_busy_connections_bound_the_wait(fake_freeswitch, esl_pool_factory):
     pool = esl_pool_factory([fake_freeswitch], pool_size=1, command_timeout=0.1,
-                            max_overflow=0)
+                            max_overflow=0, pipeline_depth=1)
     busy = gevent.spawn(pool.api, "msleep 400", timeout=5.0)
     assert fake_freeswitch.wait_for("api msleep")
     with pytest.raises(CommandTimeout) as info:
@@ -326,7 +327,7 @@ def test_a_connection_handed_over_as_the_wait_ends_is_not_used(fake_freeswitch,
                                                                 esl_pool_factory, monkeypatch):
     """Its command would be written with no time left, time out for certain and cost a healthy
     connection: it is not written, the caller gets CommandTimeout, the connection stays."""
-    pool = esl_pool_factory([fake_freeswitch], pool_size=1, max_overflow=0)
+    pool = esl_pool_factory([fake_freeswitch], pool_size=1, max_overflow=0, pipeline_depth=1)
     state = pool._single
     real_acquire = state.acquire
 
@@ -349,7 +350,7 @@ def test_a_connection_handed_over_as_the_wait_ends_is_not_used(fake_freeswitch,
 def test_overflow_connections_serve_callers_while_slow_commands_hold_the_pool(
         fake_freeswitch, esl_pool_factory, greenlet_leak_check):
     pool = esl_pool_factory([fake_freeswitch], pool_size=2, max_overflow=2, overflow_idle=0.1,
-                            command_timeout=5.0)
+                            command_timeout=5.0, stall_after=0)
     greenlet_leak_check.mark_steady()
     name = fake_freeswitch.name
     slow = [gevent.spawn(pool.api, "msleep 800") for _ in range(2)]
@@ -372,7 +373,7 @@ def test_overflow_connections_serve_callers_while_slow_commands_hold_the_pool(
 
 def test_overflow_after_a_delay(fake_freeswitch, esl_pool_factory, greenlet_leak_check):
     pool = esl_pool_factory([fake_freeswitch], pool_size=1, max_overflow=1, overflow_after=0.05,
-                            overflow_idle=0.1, command_timeout=5.0)
+                            overflow_idle=0.1, command_timeout=5.0, stall_after=0)
     name = fake_freeswitch.name
     slow = gevent.spawn(pool.api, "msleep 600")
     assert fake_freeswitch.wait_for("api msleep")
