@@ -21,7 +21,7 @@ from . import actions, commands, errors
 from .actions import QuickCall
 from .errors import EslError, FreeSwitchUnavailable, UnsafeValue
 from .jobs import Job, JobResult
-from .pool import EslPool, Node
+from .pool import PIPELINE_DEPTH, EslPool, Node
 from .registrations import Registration
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "Job",
     "JobResult",
     "Node",
+    "PIPELINE_DEPTH",
     "QuickCall",
     "Registration",
     "UnsafeValue",

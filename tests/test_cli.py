@@ -144,6 +144,7 @@ SETTINGS = [
     ("tls_cert", None, "/env/cert.pem", "/env/cert.pem", "/flag/cert.pem", "/flag/cert.pem"),
     ("tls_key", None, "/env/key.pem", "/env/key.pem", "/flag/key.pem", "/flag/key.pem"),
     ("pool_size", 4, "8", 8, "2", 2),
+    ("pipeline_depth", 4, "8", 8, "1", 1),
     ("command_timeout", 5.0, "2.5", 2.5, "0.5", 0.5),
     ("sofia_profile", ("internal",), "internal,external", ("internal", "external"), "lan", ("lan",)),
     ("freeswitch_secret", None, "env-secret", "env-secret", "flag-secret", "flag-secret"),
@@ -210,6 +211,7 @@ def test_every_setting_is_covered():
 
 
 @pytest.mark.parametrize("argv", [["--http-port", "eighty"], ["--http-port", "70000"], ["--pool-size", "0"],
+                                  ["--pipeline-depth", "0"],
                                   ["--command-timeout", "-1"], ["--freeswitch-allow", "10.0.0.0/33"],
                                   ["--freeswitch", "garbage"], ["--freeswitch", "a:1:x,a:1:y"],
                                   ["--freeswitch", "host:0:pw"], ["--database-url", "mysql://x"],
@@ -332,3 +334,12 @@ def test_module_runs_as_python_dash_m(tmp_path):
                             capture_output=True, text=True, timeout=60, env=clean_env(), cwd=ROOT)
     assert result.returncode == 0, result.stderr
     printed(result.stdout)
+
+
+def test_the_served_pool_takes_its_settings(fake_freeswitch, start_bridge):
+    bridge = start_bridge(freeswitch=(fake_freeswitch.node,), pool_size=3, pipeline_depth=2,
+                          command_timeout=1.5)
+    pool = bridge.pool
+    assert (pool.pool_size, pool.pipeline_depth, pool.command_timeout) == (3, 2, 1.5)
+    assert pool.wait_connected(5.0)
+    assert len(fake_freeswitch.command_connections()) == 3

@@ -8,7 +8,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
-from esl_bridge import Node
+from esl_bridge import PIPELINE_DEPTH, Node
 
 
 def _list(value: str) -> tuple[str, ...]:
@@ -77,6 +77,8 @@ class Settings:
     tls_cert: str | None = field(default=None, metadata={"parse": str, "help": "TLS certificate (PEM)"})
     tls_key: str | None = field(default=None, metadata={"parse": str, "help": "TLS private key (PEM)"})
     pool_size: int = field(default=4, metadata={"parse": _positive_int, "help": "command connections per node"})
+    pipeline_depth: int = field(default=PIPELINE_DEPTH,
+                                metadata={"parse": _positive_int, "help": "ESL commands in flight per command connection"})
     command_timeout: float = field(default=5.0, metadata={"parse": _positive_float, "help": "seconds an ESL command may take"})
     sofia_profile: tuple[str, ...] = field(default=("internal",),
                                            metadata={"parse": _list, "help": "sofia profiles asked for registrations, comma-separated"})

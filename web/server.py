@@ -27,7 +27,7 @@ def start_pool(settings: Settings) -> Any:
 
     nodes = [Node.parse(spec) for spec in settings.freeswitch]
     pool = EslPool(nodes, pool_size=settings.pool_size, command_timeout=settings.command_timeout,
-                   sofia_profiles=settings.sofia_profile)
+                   sofia_profiles=settings.sofia_profile, pipeline_depth=settings.pipeline_depth)
     pool.start()
     return pool
 
