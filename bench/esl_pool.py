@@ -1,14 +1,19 @@
 """Round trips per second through the ESL pool against one shared greenswitch connection.
 
 The baseline is what a user would write by hand: one greenswitch ``InboundESL`` shared by every
-caller. Both run, in this one process, 1, 4 and 16 concurrent callers through two workloads:
-only fast commands (``api status``), and the same with one command in twenty slow
-(``api msleep 50``, which FreeSWITCH runs on the connection's own thread, holding it).
+caller. The ceiling is a hand-written pipelined client without any library
+(``bench/raw_pipelined.py``: 4 connections, calls handed to them in turn, so 16 callers keep 4
+commands in flight on each). All three run, in this one process, 1, 4 and 16 concurrent callers
+through two workloads: only fast commands (``api status``), and the same with one command in
+twenty slow (``api msleep 50``, which FreeSWITCH runs on the connection's own thread, holding
+it).
 
 By default the test FreeSWITCH (``tests/fake_freeswitch``) runs in a child process, as a real
 one would; ``--freeswitch host:port:password`` measures a real FreeSWITCH instead. Prints a table,
 then, as the very last line, one JSON object with the figures and the ratios (pool rate divided
-by shared-connection rate), including ``fast_ratio_16`` and ``slow_ratio_16``.
+by shared-connection rate, and by the raw ceiling's), including ``fast_ratio_16``,
+``slow_ratio_16`` and ``fast_ceiling_ratio_16``. Targets: ``fast_ratio_16 >= 1.0``,
+``slow_ratio_16 >= 5`` and ``fast_ceiling_ratio_16 >= 0.7``.
 
 Each cell also reports the CPU time per round trip of this process (``client``) and, when the
 test FreeSWITCH is our child, of that process (``freeswitch``): on a machine with one core for
@@ -36,11 +41,17 @@ from pathlib import Path  # noqa: E402
 import gevent  # noqa: E402
 from greenswitch.esl import InboundESL  # noqa: E402
 
-from esl_bridge import EslPool, Node  # noqa: E402
+from esl_bridge import PIPELINE_DEPTH, EslPool, Node  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from raw_pipelined import RawPipelined  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 CALLERS = (1, 4, 16)
 WORKLOADS = ("fast", "slow")
+SIDES = ("pool", "shared", "raw")
+RAW_CONNECTIONS = 4
+TARGETS = {"fast_ratio_16": 1.0, "slow_ratio_16": 5.0, "fast_ceiling_ratio_16": 0.7}
 
 
 def command_for(workload: str, counter: itertools.count) -> str:
@@ -99,19 +110,24 @@ def run_callers(callers: int, seconds: float, call: Callable[[str], object], wor
 
 
 def measure_cell(node: Node, callers: int, seconds: float, workload: str, pool_size: int,
-                 rounds: int, server_pids: list[int] | None = None) -> dict[str, dict[str, float | None]]:
-    """Median rates (and CPU per round trip) of the pool and of one shared greenswitch
-    connection for one cell: ``{"pool": {"rate", "client_us", "freeswitch_us"}, "shared": ...}``.
+                 rounds: int, server_pids: list[int] | None = None,
+                 pipeline_depth: int = PIPELINE_DEPTH) -> dict[str, dict[str, float | None]]:
+    """Median rates (and CPU per round trip) of the pool, of one shared greenswitch connection
+    and of the raw pipelined client for one cell:
+    ``{"pool": {"rate", "client_us", "freeswitch_us"}, "shared": ..., "raw": ...}``.
 
-    Both are set up once and measured in alternating rounds (pool, shared, pool, ...), so that
-    a neighbour's load on the machine falls on both alike.
+    All are set up once and measured in alternating rounds (pool, shared, raw, pool, ...), so
+    that a neighbour's load on the machine falls on each alike.
     """
-    pool = EslPool([node], pool_size=pool_size, command_timeout=10.0).start()
+    pool = EslPool([node], pool_size=pool_size, command_timeout=10.0,
+                   pipeline_depth=pipeline_depth).start()
     shared = InboundESL(node.host, node.port, node.password, timeout=10)
+    raw = None
     try:
         if not pool.wait_connected(10.0):
             raise SystemExit(f"the pool could not connect to {node.name}: {pool.health()}")
         shared.connect()
+        raw = RawPipelined(node.host, node.port, node.password, RAW_CONNECTIONS)
 
         def through_pool(cmd: str) -> object:
             return pool.api(cmd)
@@ -119,7 +135,7 @@ def measure_cell(node: Node, callers: int, seconds: float, workload: str, pool_s
         def through_shared(cmd: str) -> object:
             return shared.send(f"api {cmd}")
 
-        sides = {"pool": through_pool, "shared": through_shared}
+        sides = {"pool": through_pool, "shared": through_shared, "raw": raw.api}
         for call in sides.values():  # warm up
             run_callers(callers, min(0.2, seconds), call, workload)
         samples: dict[str, list[tuple[float, float, float | None]]] = {side: [] for side in sides}
@@ -137,6 +153,8 @@ def measure_cell(node: Node, callers: int, seconds: float, workload: str, pool_s
     finally:
         pool.stop()
         shared.stop()
+        if raw is not None:
+            raw.close()
 
 
 def start_fake(workers: int = 1) -> tuple[subprocess.Popen, str, list[int]]:
@@ -157,6 +175,9 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=2.0, help="per measurement (default 2)")
     parser.add_argument("--pool-size", type=int, default=4,
                         help="command connections per node (default 4, the service's default)")
+    parser.add_argument("--pipeline-depth", type=int, default=PIPELINE_DEPTH,
+                        help=f"commands in flight per pool connection (default {PIPELINE_DEPTH}, "
+                             "the service's default)")
     parser.add_argument("--fake-workers", type=int, default=1,
                         help="processes of the test FreeSWITCH, each serving whole connections, "
                              "as FreeSWITCH's thread per connection (default 1)")
@@ -181,24 +202,29 @@ def main() -> None:
         for workload in WORKLOADS:
             for callers in CALLERS:
                 cell = measure_cell(node, callers, options.seconds, workload, options.pool_size,
-                                    options.rounds, server_pids)
-                pool_rate, shared_rate = cell["pool"]["rate"], cell["shared"]["rate"]
+                                    options.rounds, server_pids, options.pipeline_depth)
+                rates = {side: cell[side]["rate"] or 0.0 for side in SIDES}
                 results.setdefault(workload, {})[str(callers)] = {
-                    "pool": round(pool_rate, 1), "shared": round(shared_rate, 1),
-                    "ratio": round(pool_rate / shared_rate, 2) if shared_rate else 0.0,
+                    **{side: round(rates[side], 1) for side in SIDES},
+                    "ratio": round(rates["pool"] / rates["shared"], 2) if rates["shared"] else 0.0,
+                    "ceiling_ratio": (round(rates["pool"] / rates["raw"], 2) if rates["raw"]
+                                      else 0.0),
                     "cpu_us_per_round_trip": {
                         side: {"client": us(cell[side]["client_us"]),
                                "freeswitch": us(cell[side]["freeswitch_us"])}
-                        for side in ("pool", "shared")}}
+                        for side in SIDES}}
     finally:
         if child is not None:
             child.terminate()
             child.wait(timeout=10)
 
     print(f"ESL round trips per second against {target}, {options.seconds:g} s per cell "
-          f"and side ({options.rounds} alternating rounds, median), pool_size={options.pool_size}")
-    print(f"{'workload':<10}{'callers':>8}{'pool/s':>12}{'shared/s':>12}{'ratio':>8}"
-          f"   CPU us per round trip, FreeSWITCH + client: pool | shared")
+          f"and side ({options.rounds} alternating rounds, median), pool_size="
+          f"{options.pool_size}, pipeline_depth={options.pipeline_depth}; raw: "
+          f"{RAW_CONNECTIONS} connections, no library")
+    print(f"{'workload':<10}{'callers':>8}{'pool/s':>10}{'shared/s':>10}{'raw/s':>10}"
+          f"{'/shared':>9}{'/raw':>7}"
+          f"   CPU us per round trip, FreeSWITCH + client: pool | shared | raw")
 
     def cpu(side: dict[str, float | None]) -> str:
         server = "?" if side["freeswitch"] is None else f"{side['freeswitch']:.1f}"
@@ -207,26 +233,35 @@ def main() -> None:
     def cpu_columns(workload: str, per_trip: dict[str, dict[str, float | None]]) -> str:
         if workload != "fast":
             return ""  # rates of a few hundred per second: CPU per trip says nothing here
-        return f"   {cpu(per_trip['pool'])} | {cpu(per_trip['shared'])}"
+        return "   " + " | ".join(cpu(per_trip[side]) for side in SIDES)
 
     for workload in WORKLOADS:
         for callers in CALLERS:
             row = results[workload][str(callers)]
-            print(f"{workload:<10}{callers:>8}{row['pool']:>12.1f}{row['shared']:>12.1f}"
-                  f"{row['ratio']:>7.2f}x{cpu_columns(workload, row['cpu_us_per_round_trip'])}")
+            print(f"{workload:<10}{callers:>8}{row['pool']:>10.1f}{row['shared']:>10.1f}"
+                  f"{row['raw']:>10.1f}{row['ratio']:>8.2f}x{row['ceiling_ratio']:>6.2f}x"
+                  f"{cpu_columns(workload, row['cpu_us_per_round_trip'])}")
     summary = {
         "bench": "esl_pool",
         "target": "freeswitch" if options.freeswitch else "fake",
         "seconds": options.seconds,
         "rounds": options.rounds,
         "pool_size": options.pool_size,
+        "pipeline_depth": options.pipeline_depth,
+        "raw_connections": RAW_CONNECTIONS,
         "fake_workers": None if options.freeswitch else options.fake_workers,
         "cpus": os.cpu_count(),
         "python": platform.python_version(),
         "results": results,
         "fast_ratio_16": results["fast"]["16"]["ratio"],
         "slow_ratio_16": results["slow"]["16"]["ratio"],
+        "fast_ceiling_ratio_16": results["fast"]["16"]["ceiling_ratio"],
     }
+    misses = [f"{name} {summary[name]} < {floor}" for name, floor in TARGETS.items()
+              if summary[name] < floor]
+    summary["targets"] = {"floors": TARGETS, "met": not misses, "misses": misses}
+    print(f"targets ({', '.join(f'{n} >= {f:g}' for n, f in TARGETS.items())}): "
+          f"{'met' if not misses else 'MISSED: ' + '; '.join(misses)}")
     print(json.dumps(summary, sort_keys=True))
 
 

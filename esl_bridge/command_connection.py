@@ -68,14 +68,16 @@ _NEVER = float("inf")
 class _InFlight:
     """One command written (or being written) on a connection, until its reply or failure."""
 
-    __slots__ = ("waiter", "started", "deadline", "text", "timeout", "abandoned", "done")
+    __slots__ = ("waiter", "started", "deadline", "text", "timeout", "slow", "abandoned", "done")
 
-    def __init__(self, waiter: Waiter, started: float, timeout: float, text: str) -> None:
+    def __init__(self, waiter: Waiter, started: float, timeout: float, text: str,
+                 slow: bool) -> None:
         self.waiter = waiter
         self.started = started
         self.deadline = started + timeout
         self.text = text
         self.timeout = timeout
+        self.slow = slow  # expected to hold FreeSWITCH for a while (see execute)
         self.abandoned = False  # its caller was interrupted: the reply is read and dropped
         self.done = False  # answered or failed
 
@@ -104,9 +106,11 @@ class CommandConnection(EslConnection):
         self._timer: object = None
         self._timer_at = _NEVER
         self._on_freed = on_freed
+        self._answered_at = 0.0  # when the last reply came
         # The pool's bookkeeping (esl_bridge.node).
         self.load = 0
         self.abandoned = 0
+        self.slow_in_flight = 0
         self.retiring = False
         self.last_used = 0.0
 
@@ -182,10 +186,12 @@ class CommandConnection(EslConnection):
 
     # ------------------------------------------------------------------ commands
 
-    def execute(self, text: str, timeout: float | None = None) -> Frame:
+    def execute(self, text: str, timeout: float | None = None, slow: bool = False) -> Frame:
         """Send one command frame and wait for its reply, other commands in flight or not.
 
-        Raises ``ReplyTimeout`` when the reply did not come within ``timeout`` (writing
+        ``slow`` says the command is expected to hold FreeSWITCH for a while: it is counted in
+        ``slow_in_flight`` until answered, so that the pool puts nothing behind it. The reply's
+        ``service`` is the time FreeSWITCH spent on it. Raises ``ReplyTimeout`` when the reply did not come within ``timeout`` (writing
         included), ``ConnectionLost`` when the connection closed while the command was in flight
         (both mean FreeSWITCH may have run it), ``NotConnected`` when it is already closed.
         """
@@ -194,7 +200,8 @@ class CommandConnection(EslConnection):
             timeout = self.command_timeout
         if self._is_closed:
             raise NotConnected("connection is closed", self.node)
-        entry = _InFlight(Waiter(self._hub), time.monotonic(), timeout, text)
+        entry = _InFlight(Waiter(self._hub), time.monotonic(), timeout, text, slow)
+        self.slow_in_flight += slow
         # In the queue and in the output in one step (no yield between): replies come back in
         # the order frames are written.
         self._inflight.append(entry)
@@ -325,6 +332,10 @@ class CommandConnection(EslConnection):
                     self._report(frame.notes)
                 entry = inflight.popleft()
                 entry.done = True
+                self.slow_in_flight -= entry.slow
+                now = time.monotonic()
+                frame.service = now - max(entry.started, self._answered_at)
+                self._answered_at = now
                 if entry.abandoned:
                     self.abandoned -= 1
                     if self._on_freed is not None:
@@ -378,7 +389,7 @@ class CommandConnection(EslConnection):
             if not entry.abandoned:
                 # Scheduled, not switched to: close() must finish before anyone runs.
                 self._run_callback(entry.waiter.throw, self._error_for(entry))
-        self.abandoned = 0
+        self.abandoned = self.slow_in_flight = 0
 
     def stop(self, timeout: float = 1.0) -> None:
         """Say ``exit`` if alive and idle (bounded), then close.

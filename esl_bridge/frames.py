@@ -56,6 +56,9 @@ class Frame:
     body: bytes = b""
     #: problems met while parsing (malformed lines, non-UTF-8 bytes), for the caller to log
     notes: list[str] = field(default_factory=list)
+    #: a reply on a command connection: seconds from when FreeSWITCH could start on its command
+    #: (written, and the reply before it out) to this reply
+    service: float = 0.0
 
     @property
     def content_type(self) -> str:

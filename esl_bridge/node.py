@@ -7,7 +7,9 @@
   whose caller gave up while the reply was due), the pool's own connections before overflow
   ones. A connection whose oldest command has been in flight longer than ``stall_after`` (a
   slow ``api``) takes no new command until it drains, so one slow command delays at most the
-  few already queued behind it.
+  few already queued behind it. Better still, the node learns how long each api command takes
+  FreeSWITCH (``learn``): a connection carrying one known to be slow (``msleep``, a big
+  ``xmlstatus``) takes no new command from the moment it is written.
 - When every connection is full or stalled, callers wait in turn: a freed place goes to the
   oldest of them, never to a newcomer. Each waits on a ``_Turn`` (a bare gevent ``Waiter``).
   Then, too, an overflow connection is asked for (or once ``overflow_after`` has passed).
@@ -37,6 +39,9 @@ from .errors import CommandTimeout, NotConnected
 from .metrics import NodeCounters
 
 _NEVER = float("inf")
+#: Weight of the newest service time in a verb's moving average, and how many verbs are kept.
+SERVICE_WEIGHT = 0.25
+MAX_VERBS = 256
 
 
 @dataclass(frozen=True)
@@ -153,6 +158,8 @@ class NodeState:
         self.event_conn: EslConnection | None = None
         self.last_error: str | None = None
         self.counters = NodeCounters()
+        # Per api command name, how long FreeSWITCH takes (moving average, seconds).
+        self.service: dict[str, float] = {}
 
     @property
     def reconnects(self) -> int:
@@ -187,6 +194,21 @@ class NodeState:
             "idle": sum(1 for conn in self.live
                         if conn.alive and not conn.retiring and not conn.load + conn.abandoned),
         }
+
+    def expects_slow(self, verb: str) -> bool:
+        """True when ``api <verb> ...`` has lately taken FreeSWITCH over ``stall_after``."""
+        return self.service.get(verb, 0.0) > self.stall_after
+
+    def learn(self, verb: str, seconds: float) -> None:
+        """Fold one ``service`` time of ``api <verb>`` into its moving average."""
+        service = self.service
+        before = service.get(verb)
+        if before is None:
+            if len(service) >= MAX_VERBS:
+                service.clear()  # api commands come from a few builders: this is a safeguard
+            service[verb] = seconds
+        else:
+            service[verb] = before + SERVICE_WEIGHT * (seconds - before)
 
     # ------------------------------------------------------------------ lending
 
@@ -265,6 +287,8 @@ class NodeState:
                 if load >= best_load or not conn.alive or conn.retiring:
                     continue
                 if load and conn.in_flight:
+                    if conn.slow_in_flight:
+                        continue
                     if not now:
                         now = time.monotonic()
                     if conn.stalled(now, self.stall_after):

@@ -326,13 +326,15 @@ class EslPool:
         return state
 
     def execute(self, text: str, *, node: str | None = None, timeout: float | None = None,
-                kind: str | None = None) -> tuple[str, Frame]:
+                kind: str | None = None, verb: str | None = None) -> tuple[str, Frame]:
         """Send one command frame on a command connection; returns ``(node, reply frame)``.
 
         ``node`` None picks a connected node. Raises ``NotConnected`` at once when the node has
         no live connection, ``CommandTimeout`` when no reply (or no place on a connection) came within
         ``timeout`` (default ``command_timeout``), ``ConnectionLost`` when the connection died.
-        ``kind`` is the metrics kind when the caller knows it (default: from the text).
+        ``kind`` is the metrics kind when the caller knows it (default: from the text); ``verb``
+        names an ``api`` command, whose time FreeSWITCH takes the node learns (a command known to
+        be slow gets nothing queued behind it).
         """
         state = self._state(node)
         if timeout is None:
@@ -348,7 +350,7 @@ class EslPool:
                     # Handed a connection as the wait ran out: not written, nothing to undo.
                     raise CommandTimeout(f"no connection free within {timeout:g} s",
                                          state.name)
-                frame = conn.execute(text, left)
+                frame = conn.execute(text, left, verb is not None and state.expects_slow(verb))
             finally:
                 conn.last_used = ended = time.monotonic()
                 state.release(conn)
@@ -362,6 +364,8 @@ class EslPool:
                 state.last_error = str(exc)
             raise
         state.counters.observe(kind, ended - started)
+        if verb is not None:
+            state.learn(verb, frame.service)
         return state.name, frame
 
     def api(self, command: str, *, node: str | None = None, timeout: float | None = None) -> str:
@@ -370,7 +374,8 @@ class EslPool:
         The body is returned as is, ``-ERR ...`` included: FreeSWITCH's api commands report
         failure in their text, each in its own way.
         """
-        name, frame = self.execute(commands.api(command), node=node, timeout=timeout, kind="api")
+        name, frame = self.execute(commands.api(command), node=node, timeout=timeout, kind="api",
+                                   verb=command.split(" ", 1)[0])
         text = frame.text()
         for note in frame.notes:
             # e.g. a user agent that is not UTF-8 in an xmlstatus answer: keep the text (with

@@ -212,6 +212,25 @@ def test_a_stalled_connection_takes_no_new_command(fake_freeswitch, esl_pool_fac
     assert outcome(slow, 5.0) == "+OK gate"
 
 
+def test_nothing_is_queued_behind_a_command_known_to_be_slow(fake_freeswitch, esl_pool_factory,
+                                                            gate):
+    """Once an api command has been seen to take FreeSWITCH longer than stall_after, the next
+    one keeps its connection to itself from the moment it is written, not only once it has
+    been in flight that long."""
+    pool = settled(esl_pool_factory([fake_freeswitch], pool_size=2, max_overflow=0,
+                                    pipeline_depth=DEPTH, stall_after=0.02), fake_freeswitch)
+    fake_freeswitch.api_handlers["crawl"] = lambda fake, args: (gevent.sleep(0.1), "+OK")[1]
+    assert pool.api("crawl") == "+OK"  # learnt: about 0.1 s
+    slow = gevent.spawn(pool.api, "crawl")
+    gevent.sleep(0)  # written
+    fast = [gevent.spawn(pool.api, f"echo {i}") for i in range(6)]
+    assert [outcome(c, 5.0) for c in fast] == [str(i) for i in range(6)]
+    assert outcome(slow, 5.0) == "+OK"
+    (served,) = [c for c in fake_freeswitch.command_connections()
+                 if c.commands[-1] == "api crawl"]
+    assert not [c for c in served.commands if c.startswith("api echo")], served.commands
+
+
 def test_overflow_only_when_every_connection_is_full(fake_freeswitch, esl_pool_factory, gate,
                                                      greenlet_leak_check):
     pool = settled(esl_pool_factory([fake_freeswitch], pool_size=1, max_overflow=1,
