@@ -24,13 +24,10 @@ How it works:
   to it). A command interrupted from outside (killed, an outer ``gevent.Timeout``) after it
   was written keeps its place: its reply is read and dropped, then the next reply goes to the
   next command.
-- Any frame that is not a reply, or a reply with nothing in flight, closes the connection (a
-  disconnect notice gives its reason; anything else means the stream is out of step).
+- Any frame that is not a reply, or a reply with nothing in flight, closes the connection.
 
 How many commands a connection carries, and when a slow one keeps new ones away, is the pool's
-policy (``esl_bridge.node``); ``load``, ``abandoned``, ``retiring`` and ``last_used`` are its
-bookkeeping. ``register_handle`` still works but nothing is ever dispatched: use
-``EventConnection`` for a connection that subscribes to events.
+policy (``esl_bridge.node``). Nothing is ever dispatched to ``register_handle``'s handlers.
 """
 from __future__ import annotations
 
@@ -85,12 +82,11 @@ class _InFlight:
 class CommandConnection(EslConnection):
     """A connection that only carries commands, several at a time (see the module docstring).
 
-    ``on_freed(conn)``, if given, is called in the hub when the reply of an abandoned command
+    ``on_freed(conn)``, when set, is called in the hub when the reply of an abandoned command
     has been dropped (a place in flight that no caller will give back).
     """
 
-    def __init__(self, *args: object, on_freed: Callable[[CommandConnection], None] | None = None,
-                 **kwargs: object) -> None:
+    def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._frames = FrameBuffer()
         self._inflight: collections.deque[_InFlight] = collections.deque()
@@ -105,7 +101,7 @@ class CommandConnection(EslConnection):
         self._run_callback = self._loop.run_callback
         self._timer: object = None
         self._timer_at = _NEVER
-        self._on_freed = on_freed
+        self.on_freed: Callable[[CommandConnection], None] | None = None
         self._answered_at = 0.0  # when the last reply came
         # The pool's bookkeeping (esl_bridge.node).
         self.load = 0
@@ -338,8 +334,8 @@ class CommandConnection(EslConnection):
                 self._answered_at = now
                 if entry.abandoned:
                     self.abandoned -= 1
-                    if self._on_freed is not None:
-                        self._on_freed(self)
+                    if self.on_freed is not None:
+                        self.on_freed(self)
                     continue
                 # Runs the caller until it waits again (often for its next command's reply).
                 entry.waiter.switch(frame)

@@ -1,4 +1,4 @@
-"""One FreeSWITCH node: its address (``Node``) and its command connections (``NodeState``).
+"""One FreeSWITCH node's state (``NodeState``), and how callers get its command connections.
 
 ``NodeState`` is what the pool knows about a node and how a caller gets one of its connections:
 
@@ -26,75 +26,32 @@ from __future__ import annotations
 import collections
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from typing import Any
 
 import gevent
 import gevent.event
 from gevent.hub import Waiter
 
+from .address import Node
 from .command_connection import CommandConnection
 from .connection import EslConnection
-from .errors import CommandTimeout, NotConnected
+from .errors import (
+    CommandTimeout,
+    EslError,
+    FreeSwitchTimeout,
+    FreeSwitchUnavailable,
+    NotConnected,
+)
 from .metrics import NodeCounters
 
 _NEVER = float("inf")
+#: Commands in flight per command connection, and how long the oldest may be in flight before
+#: the connection takes no new ones: chosen by measurement (docs/benchmarks.md, "ESL pool").
+PIPELINE_DEPTH = 4
+STALL_AFTER = 0.01
 #: Weight of the newest service time in a verb's moving average, and how many verbs are kept.
 SERVICE_WEIGHT = 0.25
 MAX_VERBS = 256
-
-
-@dataclass(frozen=True)
-class Node:
-    """One FreeSWITCH event socket: ``host:port:password``. ``name`` is ``host:port``."""
-
-    host: str
-    port: int
-    password: str = field(repr=False)
-
-    @property
-    def name(self) -> str:
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"{host}:{self.port}"
-
-    @classmethod
-    def parse(cls, spec: str) -> Node:
-        """Parse ``host:port:password`` (IPv6 hosts in brackets: ``[::1]:8021:ClueCon``).
-
-        The password is everything after the second colon, so it may itself contain colons; it
-        may not contain whitespace (it goes on the ``auth`` line).
-        """
-        text = spec.strip()
-        if text.startswith("["):
-            host, sep, rest = text[1:].partition("]:")
-            if not sep:
-                raise ValueError(f"bad FreeSWITCH node {spec!r}: expected [host]:port:password")
-        else:
-            host, sep, rest = text.partition(":")
-            if not sep:
-                raise ValueError(f"bad FreeSWITCH node {spec!r}: expected host:port:password")
-        port_text, sep, password = rest.partition(":")
-        if not host or not sep or not password:
-            raise ValueError(f"bad FreeSWITCH node {spec!r}: expected host:port:password")
-        if not port_text.isdigit() or not 0 < int(port_text) < 65536:
-            raise ValueError(f"bad FreeSWITCH node {spec!r}: port must be 1..65535")
-        if any(c.isspace() for c in password) or not password.isprintable():
-            raise ValueError(f"bad FreeSWITCH node {spec!r}: the password may not contain spaces")
-        return cls(host, int(port_text), password)
-
-    @classmethod
-    def parse_many(cls, specs: str) -> list[Node]:
-        """Parse a comma-separated list of nodes (``ESL_BRIDGE_FREESWITCH``)."""
-        nodes = [cls.parse(part) for part in specs.split(",") if part.strip()]
-        if not nodes:
-            raise ValueError("no FreeSWITCH node given")
-        names = [node.name for node in nodes]
-        if len(set(names)) != len(names):
-            raise ValueError(f"a FreeSWITCH node is listed twice: {specs!r}")
-        return nodes
-
-    def __str__(self) -> str:
-        return self.name
 
 
 class _WaitExpired(Exception):
@@ -132,7 +89,7 @@ class NodeState:
     def __init__(self, node: Node, *, max_overflow: int, overflow_after: float,
                  stopping: gevent.event.Event,
                  open_overflow: Callable[[NodeState], None],
-                 pipeline_depth: int = 1, stall_after: float = _NEVER) -> None:
+                 pipeline_depth: int = PIPELINE_DEPTH, stall_after: float = STALL_AFTER) -> None:
         self.node = node
         self.name = node.name
         self.max_overflow = max_overflow
@@ -179,6 +136,14 @@ class NodeState:
         """At least one live command connection (stops at the first)."""
         return any(conn.alive for conn in self.own) or any(conn.alive for conn in self.overflow)
 
+    def ready(self, connections: int) -> bool:
+        """``connections`` live command connections and the event connection (0: just one live
+        command connection)."""
+        if not connections:
+            return self.up()
+        event_conn = self.event_conn
+        return (self.alive() >= connections and event_conn is not None and event_conn.alive)
+
     def health(self, pool_size: int) -> dict[str, Any]:
         """This node's part of ``EslPool.health()``."""
         event_conn = self.event_conn
@@ -194,6 +159,16 @@ class NodeState:
             "idle": sum(1 for conn in self.live
                         if conn.alive and not conn.retiring and not conn.load + conn.abandoned),
         }
+
+    def failed(self, kind: str, exc: EslError) -> None:
+        """Count a command of ``kind`` that failed with ``exc``."""
+        counters = self.counters
+        counters.failures[kind] += 1
+        if isinstance(exc, FreeSwitchTimeout):
+            counters.timeouts[kind] += 1
+        if isinstance(exc, FreeSwitchUnavailable) and not isinstance(exc, NotConnected):
+            # NotConnected is a consequence; its cause is already the slot's last error.
+            self.last_error = str(exc)
 
     def expects_slow(self, verb: str) -> bool:
         """True when ``api <verb> ...`` has lately taken FreeSWITCH over ``stall_after``."""
@@ -400,4 +375,4 @@ class NodeState:
         self._open_overflow(self)
 
 
-__all__ = ["Node", "NodeState"]
+__all__ = ["PIPELINE_DEPTH", "STALL_AFTER", "Node", "NodeState"]

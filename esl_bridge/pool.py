@@ -9,19 +9,17 @@
   no live connection fails callers at once (``NotConnected``); so do callers already waiting
   when its last connection dies.
 - The event connection subscribes to ``commands.EVENT_SUBSCRIPTION``; it resolves ``bgapi`` jobs
-  (``jobs.JobRegistry``) and keeps the registration cache current. When it drops, jobs of that
-  node are released with ``ConnectionLost`` (their result can no longer be seen).
+  (``jobs.JobRegistry``) and keeps the registration cache current (``esl_bridge.upkeep``). When
+  it drops, jobs of that node are released with ``ConnectionLost`` (their result can no longer
+  be seen).
 - Every connection is owned by a slot greenlet that connects, waits for the connection to die,
   and reconnects with capped exponential backoff and jitter, until ``stop()``
   (``esl_bridge.slots``).
-- A housekeeping greenlet expires forgotten jobs and refreshes the registration cache.
+- A housekeeping greenlet expires forgotten jobs and refreshes the registration cache
+  (``esl_bridge.upkeep``).
 
-Usage::
-
-    pool = EslPool([Node.parse("127.0.0.1:8021:ClueCon")], pool_size=4, command_timeout=5.0)
-    pool.start()                 # returns at once; connects in the background, keeps retrying
-    body = pool.api("status")    # raises NotConnected while no node is up
-    pool.stop()
+``start()`` returns at once: the pool connects in the background and keeps retrying; commands
+raise ``NotConnected`` while no node is up (see the package docstring for an example).
 """
 from __future__ import annotations
 
@@ -34,6 +32,7 @@ from typing import Any, TypeVar
 
 import gevent
 import gevent.event
+import gevent.pool
 
 from . import commands
 from .concurrent import concurrently
@@ -42,26 +41,20 @@ from .errors import (
     CommandTimeout,
     ConnectionLost,
     EslError,
-    FreeSwitchTimeout,
-    FreeSwitchUnavailable,
     NotConnected,
     ReplyTimeout,
 )
 from .frames import Event, Frame
 from .jobs import Job, JobRegistry
 from .metrics import KINDS, kind_of
-from .node import Node, NodeState
+from .node import PIPELINE_DEPTH, STALL_AFTER, Node, NodeState
 from .registrations import RegistrationCache
 from .slots import Slots
+from .upkeep import Upkeep
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
-
-#: Commands in flight per command connection, and how long the oldest may be in flight before
-#: the connection takes no new ones: chosen by measurement (docs/benchmarks.md, "ESL pool").
-PIPELINE_DEPTH = 4
-STALL_AFTER = 0.01
 
 
 class EslPool:
@@ -136,6 +129,13 @@ class EslPool:
         self.jobs = JobRegistry()
         self.registrations = RegistrationCache()
         self._stopping = gevent.event.Event()
+        # Every greenlet of the pool (slots, housekeeping, helpers), joined at stop.
+        self._greenlets = gevent.pool.Group()
+        self.upkeep = Upkeep(jobs=self.jobs, registrations=self.registrations,
+                             sofia_profiles=self.sofia_profiles,
+                             registration_refresh=registration_refresh, job_ttl=job_ttl,
+                             connect_timeout=self.connect_timeout, stopping=self._stopping,
+                             spawn=self._greenlets.spawn, api=self.api)
         self._states = {
             node.name: NodeState(node, max_overflow=self.max_overflow,
                                  overflow_after=overflow_after, stopping=self._stopping,
@@ -149,11 +149,8 @@ class EslPool:
         self._slots = Slots(
             connect_timeout=self.connect_timeout, command_timeout=self.command_timeout,
             reconnect_base=reconnect_base, reconnect_max=reconnect_max,
-            overflow_idle=overflow_idle, stopping=self._stopping, spawn=self._spawn_helper,
-            jobs=self.jobs, on_event=self._on_event, refresh_node=self._refresh_node)
-        self._listeners: list[Callable[[str, Event], None]] = []
-        self._greenlets: list[gevent.Greenlet] = []
-        self._helpers: set[gevent.Greenlet] = set()
+            overflow_idle=overflow_idle, stopping=self._stopping, spawn=self._greenlets.spawn,
+            jobs=self.jobs, on_event=self.upkeep.on_event, refresh_node=self.upkeep.refresh_node)
         self._started = False
         self._round_robin = itertools.count()
 
@@ -167,9 +164,9 @@ class EslPool:
         self._stopping.clear()
         for state in self._states.values():
             for index in range(self.pool_size):
-                self._greenlets.append(gevent.spawn(self._slots.command_slot, state, index))
-            self._greenlets.append(gevent.spawn(self._slots.event_slot, state))
-        self._greenlets.append(gevent.spawn(self._housekeeping))
+                self._greenlets.spawn(self._slots.command_slot, state, index)
+            self._greenlets.spawn(self._slots.event_slot, state)
+        self._greenlets.spawn(self.upkeep.run, self._states.values())
         log.info("ESL pool started: %s, %d command connections per node",
                  ", ".join(self._states), self.pool_size)
         return self
@@ -182,13 +179,11 @@ class EslPool:
         self._slots.close_connecting("the ESL pool is stopping")
         for state in self._states.values():
             state.stop_waiting("the ESL pool is stopping")
-        gevent.joinall(self._greenlets + list(self._helpers), timeout=timeout)
-        leftover = [g for g in self._greenlets + list(self._helpers) if not g.dead]
-        if leftover:
-            log.warning("ESL pool: %d greenlets did not stop in time; killing them", len(leftover))
-            gevent.killall(leftover, timeout=timeout)
-        self._greenlets.clear()
-        self._helpers.clear()
+        self._greenlets.join(timeout=timeout)
+        if self._greenlets:
+            log.warning("ESL pool: %d greenlets did not stop in time; killing them",
+                        len(self._greenlets))
+            self._greenlets.kill(timeout=timeout)
         self.jobs.fail_all("the ESL pool stopped")
         self._started = False
         log.info("ESL pool stopped")
@@ -209,15 +204,7 @@ class EslPool:
         names = list(nodes) if nodes is not None else list(self._states)
         deadline = time.monotonic() + timeout
         while True:
-            ready = True
-            for name in names:
-                state = self._states[name]
-                if full:
-                    ready &= (state.alive() >= self.pool_size and state.event_conn is not None
-                              and state.event_conn.alive)
-                else:
-                    ready &= state.up()
-            if ready:
+            if all(self._states[name].ready(self.pool_size if full else 0) for name in names):
                 return True
             if time.monotonic() >= deadline:
                 return False
@@ -226,71 +213,24 @@ class EslPool:
     # ------------------------------------------------------------------ slots
 
     def _open_overflow(self, state: NodeState) -> None:
-        self._spawn_helper(self._slots.overflow_slot, state)
-
-    def _spawn_helper(self, fn: Callable[..., Any], *args: Any) -> None:
-        helper = gevent.spawn(fn, *args)
-        self._helpers.add(helper)
-        helper.link(self._helpers.discard)
+        self._greenlets.spawn(self._slots.overflow_slot, state)
 
     # ------------------------------------------------------------------ events
 
-    def _on_event(self, state: NodeState, event: Event) -> None:
-        state.counters.events += 1
-        name = event.name
-        if name == "BACKGROUND_JOB":
-            self.jobs.resolve(state.name, event)
-        elif name == "CUSTOM" and event.subclass.startswith("sofia::"):
-            self.registrations.apply_event(state.name, event)
-        for listener in list(self._listeners):
-            try:
-                listener(state.name, event)
-            except Exception:
-                log.exception("ESL %s: event listener %r failed", state.name, listener)
-
     def add_event_listener(self, listener: Callable[[str, Event], None]) -> None:
         """Call ``listener(node_name, event)`` for every event (in the reader: must not block)."""
-        self._listeners.append(listener)
+        self.upkeep.add_listener(listener)
 
     def remove_event_listener(self, listener: Callable[[str, Event], None]) -> None:
-        self._listeners.remove(listener)
-
-    # ------------------------------------------------------------------ housekeeping
-
-    def _housekeeping(self) -> None:
-        next_refresh = time.monotonic() + self.registration_refresh
-        tick = max(0.05, min(1.0, self.registration_refresh, self.job_ttl / 4))
-        while not self._stopping.wait(tick):
-            try:
-                expired = self.jobs.expire(self.job_ttl)
-                if expired:
-                    log.warning("ESL pool: %d jobs expired without a result", expired)
-                if time.monotonic() >= next_refresh:
-                    next_refresh = time.monotonic() + self.registration_refresh
-                    for state in self._states.values():
-                        if state.up() and state.event_conn is not None:
-                            self._spawn_helper(self._refresh_node, state)
-            except Exception:
-                log.exception("ESL pool: housekeeping failed")
+        self.upkeep.remove_listener(listener)
 
     def profiles_for(self, node: str) -> list[str]:
         """Sofia profiles to ask on ``node``: the configured ones, then any seen in events."""
-        seen = sorted(self.registrations.profiles(node) - set(self.sofia_profiles))
-        return list(self.sofia_profiles) + seen
-
-    def _refresh_node(self, state: NodeState) -> None:
-        """Full refresh of the registration cache for one node, once it can take commands."""
-        # The event connection may come up before the command connections do.
-        deadline = time.monotonic() + self.connect_timeout
-        while not state.up() and time.monotonic() < deadline:
-            if self._stopping.wait(0.005):
-                return
-        self.registrations.refresh(state.name, self.profiles_for(state.name), self.api,
-                                   self._stopping)
+        return self.upkeep.profiles_for(node)
 
     def refresh_registrations(self) -> None:
         """Refresh the registration cache of every connected node now (blocking)."""
-        self.fan_out(lambda name: self._refresh_node(self._states[name]),
+        self.fan_out(lambda name: self.upkeep.refresh_node(self._states[name]),
                      [n for n, s in self._states.items() if s.up()])
 
     # ------------------------------------------------------------------ commands
@@ -330,11 +270,10 @@ class EslPool:
         """Send one command frame on a command connection; returns ``(node, reply frame)``.
 
         ``node`` None picks a connected node. Raises ``NotConnected`` at once when the node has
-        no live connection, ``CommandTimeout`` when no reply (or no place on a connection) came within
-        ``timeout`` (default ``command_timeout``), ``ConnectionLost`` when the connection died.
-        ``kind`` is the metrics kind when the caller knows it (default: from the text); ``verb``
-        names an ``api`` command, whose time FreeSWITCH takes the node learns (a command known to
-        be slow gets nothing queued behind it).
+        no live connection, ``CommandTimeout`` when no reply (or no place) came within ``timeout``
+        (default ``command_timeout``), ``ConnectionLost`` when the connection died. ``kind`` is
+        the metrics kind (default: from the text); ``verb`` names an ``api`` command, whose
+        service time the node learns (one known to be slow gets nothing queued behind it).
         """
         state = self._state(node)
         if timeout is None:
@@ -355,13 +294,7 @@ class EslPool:
                 conn.last_used = ended = time.monotonic()
                 state.release(conn)
         except EslError as exc:
-            counters = state.counters
-            counters.failures[kind] += 1
-            if isinstance(exc, FreeSwitchTimeout):
-                counters.timeouts[kind] += 1
-            if isinstance(exc, FreeSwitchUnavailable) and not isinstance(exc, NotConnected):
-                # NotConnected is a consequence; its cause is already the slot's last error.
-                state.last_error = str(exc)
+            state.failed(kind, exc)
             raise
         state.counters.observe(kind, ended - started)
         if verb is not None:

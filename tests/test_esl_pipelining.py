@@ -170,6 +170,22 @@ def test_a_caller_killed_in_any_position(pool, fake_freeswitch, gate, killed,
     assert pool.health()[fake_freeswitch.name]["reconnects"] == 0
 
 
+def test_the_place_of_a_dropped_reply_goes_to_a_waiting_caller(
+        fake_freeswitch, esl_pool_factory, gate):
+    """A killed caller's command still holds its place until its reply is read and dropped;
+    then the place goes to the caller waiting for one (nobody gives it back otherwise)."""
+    pool = settled(esl_pool_factory([fake_freeswitch], pool_size=1, max_overflow=0,
+                                    pipeline_depth=1, command_timeout=5.0), fake_freeswitch)
+    held = queue(pool, fake_freeswitch, ["gate"])[0]
+    waiting = gevent.spawn(pool.api, "echo 2")
+    gevent.sleep(0.01)
+    assert len(pool._single.waiting) == 1
+    held.kill()
+    assert len(pool._single.waiting) == 1  # its command is still in flight
+    gate.set()
+    assert outcome(waiting, 5.0) == "2"
+
+
 def test_stop_with_commands_queued(pool, fake_freeswitch, gate, greenlet_leak_check):
     callers = queue(pool, fake_freeswitch, ["gate", "echo 1", "echo 2", "echo 3"])
     pool.stop()
