@@ -95,7 +95,6 @@ class CommandConnection(EslConnection):
         self._flush_due = False
         self._blocked = False
         self._write_watch: object = None
-        self._recv_sock: socket.socket | None = None
         self._raw: _stdlib_socket.socket | None = None
         self._watch: object = None
         self._run_callback = self._loop.run_callback
@@ -125,7 +124,6 @@ class CommandConnection(EslConnection):
     def _attach(self, sock: socket.socket) -> None:
         # gevent's socket keeps the non-blocking stdlib socket in ``_sock`` (since gevent 1.0):
         # the hub reads from it without blocking when the io watcher says it is readable.
-        self._recv_sock = sock
         self._raw = sock._sock  # type: ignore[attr-defined]
         # ref=False: watching a connection must not keep a finished program running.
         self._watch = self._loop.io(sock.fileno(), 1, ref=False)
@@ -173,7 +171,7 @@ class CommandConnection(EslConnection):
         while frame is None:
             if self._is_closed:
                 raise OSError("the connection is closed")
-            data = self._recv_sock.recv(RECV_SIZE)  # type: ignore[union-attr]
+            data = self.sock.recv(RECV_SIZE)  # type: ignore[attr-defined]
             if not data:
                 raise self._fail(ConnectionLost("FreeSWITCH closed the connection", self.node))
             frames.feed(data)
