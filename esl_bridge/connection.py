@@ -195,9 +195,9 @@ class EslConnection(InboundESL):
     def _disconnected(self, frame: Frame) -> str:
         """Why FreeSWITCH sent a ``text/disconnect-notice`` frame, in words (logged)."""
         reason = frame.text().strip().replace("\n", " ") or "disconnect notice"
-        # After our own "exit" the notice is the expected goodbye, not news.
-        log.log(logging.DEBUG if self._exiting else logging.INFO,
-                "ESL %s: FreeSWITCH disconnected us: %s", self.node, reason)
+        # Not news on its own: after our own "exit" it is the expected goodbye, and a node that
+        # goes away is logged once by the pool (esl_bridge.slots), with this reason.
+        log.debug("ESL %s: FreeSWITCH disconnected us: %s", self.node, reason)
         return f"FreeSWITCH disconnected: {reason}"
 
     def _rejected(self, frame: Frame) -> AuthFailed:

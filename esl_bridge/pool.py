@@ -13,8 +13,8 @@
   it drops, jobs of that node are released with ``ConnectionLost`` (their result can no longer
   be seen).
 - Every connection is owned by a slot greenlet that connects, waits for the connection to die,
-  and reconnects with capped exponential backoff and jitter, until ``stop()``
-  (``esl_bridge.slots``).
+  and reconnects, until ``stop()``; while a node does not answer, one slot retries (capped,
+  jittered) and the others connect the moment it gets through (``esl_bridge.slots``).
 - A housekeeping greenlet expires forgotten jobs and refreshes the registration cache
   (``esl_bridge.upkeep``).
 
@@ -49,7 +49,7 @@ from .jobs import Job, JobRegistry
 from .metrics import KINDS, kind_of
 from .node import PIPELINE_DEPTH, STALL_AFTER, Node, NodeState
 from .registrations import RegistrationCache
-from .slots import Slots
+from .slots import RECONNECT_BASE, RECONNECT_MAX, Slots
 from .upkeep import Upkeep
 
 log = logging.getLogger(__name__)
@@ -66,8 +66,8 @@ class EslPool:
         command_timeout: default bound of every command, seconds (SPEC default 5).
         connect_timeout: bound of TCP connect + auth (default: ``command_timeout``).
         sofia_profiles: profiles asked for registrations (plus any profile seen in events).
-        reconnect_base, reconnect_max: backoff after failed connects: ``base * 2**(n-1)`` capped
-            at ``max``, times a random factor in [0.5, 1] (jitter).
+        reconnect_base, reconnect_max: while a node does not answer, one attempt at a time,
+            ``base * 2**(n-1)`` s apart capped at ``max``, with jitter (``esl_bridge.slots``).
         registration_refresh: seconds between full refreshes of the registration cache.
         job_ttl: seconds after which a job that never reported is dropped (``JobTimeout``).
         pipeline_depth: commands in flight per command connection (1: one at a time).
@@ -91,8 +91,8 @@ class EslPool:
         *,
         connect_timeout: float | None = None,
         sofia_profiles: Sequence[str] = ("internal",),
-        reconnect_base: float = 0.25,
-        reconnect_max: float = 30.0,
+        reconnect_base: float = RECONNECT_BASE,
+        reconnect_max: float = RECONNECT_MAX,
         registration_refresh: float = 300.0,
         job_ttl: float = 900.0,
         max_overflow: int | None = None,

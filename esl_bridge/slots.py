@@ -2,10 +2,24 @@
 
 Every connection of the pool belongs to one slot greenlet. A command or event slot connects,
 lends the connection out (command: ``NodeState.add``; event: ``NodeState.event_conn``),
-waits for it to die and makes a new one, with capped exponential backoff and jitter after
-failed attempts, until the pool stops. An overflow slot opens one extra command connection on a
-node's request, lends it out, and closes it again once it has been unused for ``overflow_idle``
-seconds; it is not reconnected (under load new ones are asked for).
+waits for it to die and makes a new one, until the pool stops. An overflow slot opens one extra
+command connection on a node's request, lends it out, and closes it again once it has been
+unused for ``overflow_idle`` seconds; it is not reconnected (under load new ones are asked for).
+
+Reconnecting, so that a node is served again within a second of coming back however long it
+was down, while a node that stays down costs it and the logs little:
+
+- A lost connection is replaced at once, after a random pause of up to ``RECONNECT_SPREAD``
+  (the slots of a restarted FreeSWITCH do not all knock in the same millisecond).
+- When a connect attempt gets no answer (refused, timed out, auth refused), the node is
+  unreachable: from then on one slot of the node (the prober) retries, with capped exponential
+  backoff and jitter (``reconnect_base`` doubling up to ``reconnect_max``; up to
+  ``AUTH_RETRY_MAX`` after a refused password, which will not fix itself), and the node's other
+  slots wait. The moment the prober gets through, the node is reachable again and every slot
+  connects at once, the event connection and its registration refresh included.
+- One log line per change of the node's state: when its last command connection is lost (or
+  it cannot be reached), and when it is back, with how long it was down and how many attempts
+  it took. Single connections lost and attempts that fail are logged at debug level.
 
 Command connections never subscribe and carry several commands at once
 (``CommandConnection``); the event connection keeps greenswitch's reader greenlet
@@ -19,6 +33,7 @@ import logging
 import random
 import time
 from collections.abc import Callable
+from typing import NamedTuple, cast
 
 import gevent
 import gevent.event
@@ -26,13 +41,43 @@ import gevent.event
 from . import commands
 from .command_connection import CommandConnection
 from .connection import EslConnection
-from .errors import CommandError, EslError, FreeSwitchUnavailable, NotConnected
+from .errors import AuthFailed, CommandError, EslError, FreeSwitchUnavailable, NotConnected
 from .event_connection import EventConnection
 from .frames import Event
 from .jobs import JobRegistry
 from .node import NodeState
 
 log = logging.getLogger(__name__)
+
+#: Attempts while a node does not answer: the first after RECONNECT_BASE s, doubling up to
+#: RECONNECT_MAX s (each times a random factor in [0.5, 1]); chosen by measurement
+#: (docs/benchmarks.md, "Restarts").
+RECONNECT_BASE = 0.05
+RECONNECT_MAX = 0.5
+#: Longest random pause before replacing a lost connection, seconds.
+RECONNECT_SPREAD = 0.05
+#: Longest wait between attempts after FreeSWITCH refused our password, seconds.
+AUTH_RETRY_MAX = 30.0
+
+
+class Attempt(NamedTuple):
+    """The outcome of one connect attempt: the connection, or the error and whether FreeSWITCH
+    answered at all (it did when only the event subscription failed)."""
+
+    conn: EslConnection | None
+    error: EslError | None = None
+    answered: bool = True
+
+
+class Reachability:
+    """What the slots of one node know of whether FreeSWITCH answers there."""
+
+    def __init__(self) -> None:
+        self.reachable = gevent.event.Event()
+        self.reachable.set()  # not known otherwise until an attempt fails
+        self.prober: object | None = None  # the slot retrying while unreachable
+        self.down_since: float | None = None  # since when no command connection is live
+        self.attempts = 0  # failed attempts since then
 
 
 class Slots:
@@ -53,7 +98,7 @@ class Slots:
         reconnect_max: float,
         overflow_idle: float,
         stopping: gevent.event.Event,
-        spawn: Callable[..., None],
+        spawn: Callable[..., object],
         jobs: JobRegistry,
         on_event: Callable[[NodeState, Event], None],
         refresh_node: Callable[[NodeState], None],
@@ -70,11 +115,19 @@ class Slots:
         self._refresh_node = refresh_node
         # Connections still connecting, authenticating or subscribing: see close_connecting.
         self._connecting: set[EslConnection] = set()
+        self._reach: dict[str, Reachability] = {}
 
-    def backoff(self, failures: int) -> float:
+    def reachability(self, state: NodeState) -> Reachability:
+        return self._reach.setdefault(state.name, Reachability())
+
+    def backoff(self, failures: int, error: EslError | None = None) -> float:
         """Seconds to wait after ``failures`` failed connects in a row (capped, jittered)."""
-        delay = min(self.reconnect_max, self.reconnect_base * (2 ** max(failures - 1, 0)))
+        cap = max(self.reconnect_max, AUTH_RETRY_MAX) if isinstance(error, AuthFailed) \
+            else self.reconnect_max
+        delay = min(cap, self.reconnect_base * (2 ** max(failures - 1, 0)))
         return delay * random.uniform(0.5, 1.0)
+
+    # ------------------------------------------------------------------ connecting
 
     def _new_connection(self, state: NodeState, event: bool) -> EslConnection:
         def malformed(note: str) -> None:
@@ -86,16 +139,18 @@ class Slots:
                     connect_timeout=self.connect_timeout,
                     command_timeout=self.command_timeout, on_malformed=malformed)
 
-    def connect(self, state: NodeState, failures: int, event: bool) -> EslConnection | None:
-        """One connect attempt; ``None`` (after logging and counting) when it failed."""
+    def connect(self, state: NodeState, event: bool) -> Attempt:
+        """One connect attempt (an event connection also subscribes)."""
         conn = self._new_connection(state, event)
         if event:
             conn.register_handle("*", lambda ev: self._on_event(state, ev))
         self._connecting.add(conn)
+        answered = False
         try:
             if self._stopping.is_set():
                 raise NotConnected("the ESL pool is stopping", state.name)
             conn.connect()
+            answered = True
             if event:
                 reply = conn.execute(commands.EVENT_SUBSCRIPTION)
                 if not reply.reply_text.startswith("+OK"):
@@ -105,10 +160,16 @@ class Slots:
             if not isinstance(exc, EslError):  # killed: never leave the connection behind
                 conn.close(NotConnected("connect interrupted", state.name))
                 raise
-            return self._failed(state, conn, exc, failures, event)
+            conn.close(exc if isinstance(exc, FreeSwitchUnavailable) else None)
+            if not self._stopping.is_set():
+                state.counters.connect_failures += 1
+                state.last_error = str(exc)
+                log.debug("ESL %s: %s connection failed: %s", state.name,
+                          "event" if event else "command", exc)
+            return Attempt(None, exc, answered)
         finally:
             self._connecting.discard(conn)
-        return conn
+        return Attempt(conn)
 
     def close_connecting(self, reason: str) -> None:
         """Close every connection still connecting (the pool is stopping): their slots wake at
@@ -116,19 +177,37 @@ class Slots:
         for conn in list(self._connecting):
             conn.close(NotConnected(reason, conn.node))
 
-    def _failed(self, state: NodeState, conn: EslConnection, exc: EslError, failures: int,
-                event: bool) -> None:
-        """Close a connection that failed to come up; log and count it (not when it was closed
-        because the pool is stopping)."""
-        conn.close(exc if isinstance(exc, FreeSwitchUnavailable) else None)
-        if self._stopping.is_set():
-            log.debug("ESL %s: connect abandoned, the pool is stopping", state.name)
-            return
-        state.counters.connect_failures += 1
-        state.last_error = str(exc)
-        level = logging.WARNING if failures == 0 else logging.DEBUG
-        log.log(level, "ESL %s: %s connection failed: %s", state.name,
-                "event" if event else "command", exc)
+    # ------------------------------------------------------------------ the node's state
+
+    def _down(self, state: NodeState, reason: str) -> None:
+        """The node has no live command connection: say so once."""
+        reach = self.reachability(state)
+        if reach.down_since is None and not self._stopping.is_set():
+            reach.down_since = time.monotonic()
+            reach.attempts = 0
+            log.warning("ESL %s: FreeSWITCH is unreachable: %s (retrying up to every %g s)",
+                        state.name, reason, self.reconnect_max)
+
+    def _up(self, state: NodeState) -> None:
+        """A command connection is live again: say so once, with how long it took."""
+        reach = self.reachability(state)
+        if reach.down_since is not None:
+            log.info("ESL %s: FreeSWITCH is back after %.1f s (%d failed attempts)",
+                     state.name, time.monotonic() - reach.down_since, reach.attempts)
+            reach.down_since = None
+
+    def _turn_to_try(self, reach: Reachability, me: object) -> bool:
+        """Wait while another slot probes an unreachable node; False once the pool stops."""
+        while not reach.reachable.is_set():
+            if reach.prober is None or reach.prober is me:
+                reach.prober = me
+                return not self._stopping.is_set()
+            gevent.wait([reach.reachable, self._stopping], count=1)
+            if self._stopping.is_set():
+                return False
+        return not self._stopping.is_set()
+
+    # ------------------------------------------------------------------ slots
 
     def command_slot(self, state: NodeState, index: int) -> None:
         self._slot_loop(state, event=False)
@@ -137,13 +216,27 @@ class Slots:
         self._slot_loop(state, event=True)
 
     def _slot_loop(self, state: NodeState, event: bool) -> None:
+        reach = self.reachability(state)
+        me = object()
+        kind = "event" if event else "command"
         failures = 0
         connected_before = False
-        while not self._stopping.is_set():
-            conn = self.connect(state, failures, event)
+        while self._turn_to_try(reach, me):
+            attempt = self.connect(state, event)
+            conn = attempt.conn
+            if attempt.answered:  # FreeSWITCH answers: every slot of the node may try
+                if reach.prober is me:
+                    reach.prober = None
+                reach.reachable.set()
+            else:
+                reach.reachable.clear()
+                reach.prober = reach.prober or me
+                reach.attempts += 1
+                if not state.up():
+                    self._down(state, str(attempt.error))
             if conn is None:
                 failures += 1
-                if self._stopping.wait(self.backoff(failures)):
+                if self._stopping.wait(self.backoff(failures, attempt.error)):
                     break
                 continue
             if self._stopping.is_set():
@@ -151,20 +244,20 @@ class Slots:
                 break
             if connected_before:
                 state.counters.reconnects += 1
-                log.info("ESL %s: %s connection re-established", state.name,
-                         "event" if event else "command")
+                log.debug("ESL %s: %s connection re-established", state.name, kind)
             connected_before = True
             failures = 0
             if event:
                 state.event_conn = conn
                 self._spawn(self._refresh_node, state)
             else:
-                state.add(conn)  # type: ignore[arg-type]
+                state.add(cast(CommandConnection, conn))
+                self._up(state)
             gevent.wait([conn.closed, self._stopping], count=1)
             if event:
                 state.event_conn = None
             else:
-                state.remove(conn)  # type: ignore[arg-type]
+                state.remove(cast(CommandConnection, conn))
             if self._stopping.is_set():
                 conn.stop(timeout=min(self.command_timeout, 1.0))
                 if event:
@@ -172,44 +265,44 @@ class Slots:
                 break
             reason = str(conn.close_reason) if conn.close_reason else "connection lost"
             state.last_error = reason
-            log.warning("ESL %s: %s connection lost: %s", state.name,
-                        "event" if event else "command", reason)
+            log.debug("ESL %s: %s connection lost: %s", state.name, kind, reason)
             if event:
                 lost = self._jobs.fail_node(state.name, reason)
                 if lost:
                     log.warning("ESL %s: %d jobs released: their results can no longer arrive",
                                 state.name, lost)
-            # Replace it at once but with jitter, so that the slots of a restarted FreeSWITCH do
-            # not all knock in the same millisecond; failures then back off.
-            if self._stopping.wait(self.backoff(1) * 0.2):
+            elif not state.up():
+                self._down(state, reason)
+            if self._stopping.wait(random.uniform(0, RECONNECT_SPREAD)):
                 break
 
     def overflow_slot(self, state: NodeState) -> None:
         """Open one overflow connection, lend it out, close it once unused for a while."""
         try:
-            conn = self.connect(state, 1, event=False)
+            opened = self.connect(state, event=False).conn
         finally:
             state.opening -= 1
-        if conn is None:
+        if opened is None:
             return
         if self._stopping.is_set():
-            conn.stop(timeout=min(self.command_timeout, 1.0))
+            opened.stop(timeout=min(self.command_timeout, 1.0))
             return
+        conn = cast(CommandConnection, opened)
         conn.last_used = time.monotonic()
-        state.add(conn, overflow=True)  # type: ignore[arg-type]
+        state.add(conn, overflow=True)
         log.debug("ESL %s: overflow connection opened (%d)", state.name, len(state.overflow))
         try:
             while not self._stopping.is_set() and conn.alive:
                 gevent.wait([conn.closed, self._stopping], count=1,
                             timeout=max(self.overflow_idle / 4, 0.01))
-                if (conn.alive and not conn.load + conn.abandoned  # type: ignore[attr-defined]
+                if (conn.alive and not conn.load + conn.abandoned
                         and time.monotonic() - conn.last_used >= self.overflow_idle):
                     # No yield between this check and the flag: a caller cannot take it now.
                     conn.retiring = True
                     break
         finally:
-            state.remove(conn)  # type: ignore[arg-type]
+            state.remove(conn)
             conn.stop(timeout=min(self.command_timeout, 1.0))
 
 
-__all__ = ["Slots"]
+__all__ = ["AUTH_RETRY_MAX", "RECONNECT_BASE", "RECONNECT_MAX", "RECONNECT_SPREAD", "Attempt", "Reachability", "Slots"]
