@@ -8,22 +8,11 @@ Prints a table, then (last line) one JSON object with every figure and ratio.
 """
 from __future__ import annotations
 
-import json
 import random
 
-from common import Seeded, Target, call, http_request, options, run
+from common import Seeded, Target, auth_token, http_request, options, run
 
 POOL = 4096  # prepared requests per endpoint, each for a random id
-
-
-def _token(port: int, seeded: Seeded) -> str:
-    """A token for the seeded account, asked for over HTTP like any client does."""
-    body = json.dumps({"data": {"api_key": seeded.api_key}}).encode()
-    status, answer = call(port, http_request("PUT", "/v2/api_auth",
-                                             {"Content-Type": "application/json"}, body))
-    if status != 201:
-        raise RuntimeError(f"api_auth answered {status}: {answer[:200]!r}")
-    return json.loads(answer)["auth_token"]
 
 
 def _success(status: int, body: bytes) -> bool:
@@ -31,7 +20,7 @@ def _success(status: int, body: bytes) -> bool:
 
 
 def targets(port: int, seeded: Seeded, rng: random.Random) -> list[Target]:
-    headers = {"X-Auth-Token": _token(port, seeded)}
+    headers = {"X-Auth-Token": auth_token(port, seeded.api_key)}
     base = f"/v2/accounts/{seeded.account_id}"
 
     def get(path: str) -> bytes:

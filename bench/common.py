@@ -197,6 +197,63 @@ def _pin(pid: int, cpu: int) -> bool:
     return True
 
 
+pin = _pin
+
+
+# ---------------------------------------------------------------------------------------------
+# Roles: a benchmark script run again as a child process, spoken to by lines of JSON
+
+
+def reply(payload: Any) -> None:
+    """Answer the driver (in a role): one line of JSON on stdout."""
+    sys.stdout.write(json.dumps(payload, separators=(",", ":")) + "\n")
+    sys.stdout.flush()
+
+
+def orders() -> Iterator[list[str]]:
+    """The driver's orders (in a role): lines of stdin as words, read without blocking the
+    other greenlets of the process."""
+    from gevent.fileobject import FileObjectThread
+
+    stream = FileObjectThread(sys.stdin.buffer, "rb")
+    for raw in stream:
+        yield raw.decode().split()
+
+
+class Child:
+    """``script`` run again in its own process (a role), spoken to by lines of JSON."""
+
+    def __init__(self, script: str | Path, *args: str, cpu: int | None = None) -> None:
+        self.proc = subprocess.Popen([sys.executable, str(script), *args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, text=True)
+        if cpu is not None:
+            _pin(self.proc.pid, cpu)
+        self.hello = self.read()
+
+    def read(self) -> Any:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise RuntimeError(f"{self.proc.args[2:3]} ended (exit {self.proc.wait()})")
+        return json.loads(line)
+
+    def ask(self, *words: object) -> Any:
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(" ".join(str(w) for w in words) + "\n")
+        self.proc.stdin.flush()
+        return self.read()
+
+    def close(self) -> None:
+        try:
+            if self.proc.stdin is not None:
+                self.proc.stdin.write("quit\n")
+                self.proc.stdin.close()
+            self.proc.wait(timeout=15)
+        except (OSError, subprocess.TimeoutExpired):
+            self.proc.kill()
+            self.proc.wait()
+
+
 @dataclass
 class Server:
     port: int
@@ -305,6 +362,16 @@ def call(port: int, raw: bytes) -> tuple[int, bytes]:
         return conn.request(raw)
     finally:
         conn.close()
+
+
+def auth_token(port: int, api_key: str) -> str:
+    """A token for an account, asked for over HTTP (`PUT /v2/api_auth`) like any client does."""
+    body = json.dumps({"data": {"api_key": api_key}}).encode()
+    status, answer = call(port, http_request("PUT", "/v2/api_auth",
+                                             {"Content-Type": "application/json"}, body))
+    if status != 201:
+        raise RuntimeError(f"api_auth answered {status}: {answer[:200]!r}")
+    return json.loads(answer)["auth_token"]
 
 
 Check = Callable[[int, bytes], bool]

@@ -22,7 +22,6 @@ import json
 import os
 import re
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,27 +38,6 @@ BARE_PATH = "/bench/bare"
 _MARKER = re.compile(r"esl_bridge_request_id=([A-Za-z0-9._-]+)[,}]")
 
 
-def _pin(pid: int, cpu: int) -> bool:
-    if not hasattr(os, "sched_setaffinity") or (os.cpu_count() or 1) < 2:
-        return False
-    os.sched_setaffinity(pid, {cpu})
-    return True
-
-
-def _reply(payload: Any) -> None:
-    sys.stdout.write(json.dumps(payload, separators=(",", ":")) + "\n")
-    sys.stdout.flush()
-
-
-def _commands() -> Any:
-    """Lines of stdin, read without blocking the other greenlets of the process."""
-    from gevent.fileobject import FileObjectThread
-
-    stream = FileObjectThread(sys.stdin.buffer, "rb")
-    for raw in stream:
-        yield raw.decode().split()
-
-
 # ---------------------------------------------------------------------------------------------
 # Role: the test FreeSWITCH
 
@@ -67,6 +45,7 @@ def _commands() -> Any:
 def run_fake(phone: str) -> None:
     sys.path.insert(0, str(ROOT / "tests"))
     import fake_freeswitch as module
+    from common import orders, reply
 
     arrivals: dict[str, float] = {}
 
@@ -87,10 +66,10 @@ def run_fake(phone: str) -> None:
     fake.commands = Stamped()
     if phone == "answer":  # the events of a real call (create, answer, job) reach the pool
         fake.register(USER, REALM)
-    _reply({"node": fake.node})
-    for words in _commands():
+    reply({"node": fake.node})
+    for words in orders():
         if words == ["arrivals"]:
-            _reply(arrivals)
+            reply(arrivals)
             arrivals.clear()
         elif words == ["quit"]:
             break
@@ -105,6 +84,7 @@ def run_server(database_url: str, node: str, account_id: str, device_id: str) ->
     import logging
 
     import gevent
+    from common import orders, reply
     from flask import Response, jsonify
 
     from esl_bridge import actions
@@ -123,7 +103,7 @@ def run_server(database_url: str, node: str, account_id: str, device_id: str) ->
     server.start()
     if not server.pool.wait_connected(10):
         raise SystemExit(f"the pool did not connect: {server.pool.health()}")
-    _reply({"port": server.http_port, "pool_size": server.pool.pool_size})
+    reply({"port": server.http_port, "pool_size": server.pool.pool_size})
 
     def baseline(prefix: str, count: int, clients: int) -> dict[str, Any]:
         """`count` quickcalls straight through the pool by `clients` greenlets: send times (by
@@ -152,9 +132,9 @@ def run_server(database_url: str, node: str, account_id: str, device_id: str) ->
         gevent.joinall([gevent.spawn(client, k) for k in range(clients)], raise_error=True)
         return {"sent": sent, "returned": returned}
 
-    for words in _commands():
+    for words in orders():
         if words and words[0] == "baseline":
-            _reply(baseline(words[1], int(words[2]), int(words[3])))
+            reply(baseline(words[1], int(words[2]), int(words[3])))
         elif words == ["quit"]:
             break
     server.stop(grace=2)
@@ -162,40 +142,6 @@ def run_server(database_url: str, node: str, account_id: str, device_id: str) ->
 
 # ---------------------------------------------------------------------------------------------
 # The driver: seeding, processes, HTTP clients, report
-
-
-class Child:
-    """A role of this script in its own process, spoken to by lines of JSON."""
-
-    def __init__(self, *args: str, cpu: int | None = None) -> None:
-        self.proc = subprocess.Popen([sys.executable, __file__, *args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, text=True)
-        if cpu is not None:
-            _pin(self.proc.pid, cpu)
-        self.hello = self.read()
-
-    def read(self) -> Any:
-        assert self.proc.stdout is not None
-        line = self.proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{self.proc.args[2:3]} ended (exit {self.proc.wait()})")
-        return json.loads(line)
-
-    def ask(self, *words: object) -> Any:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(" ".join(str(w) for w in words) + "\n")
-        self.proc.stdin.flush()
-        return self.read()
-
-    def close(self) -> None:
-        try:
-            if self.proc.stdin is not None:
-                self.proc.stdin.write("quit\n")
-                self.proc.stdin.close()
-            self.proc.wait(timeout=15)
-        except (OSError, subprocess.TimeoutExpired):
-            self.proc.kill()
-            self.proc.wait()
 
 
 def seed(url: str) -> tuple[str, str, str]:
@@ -259,7 +205,7 @@ def drive(requests_per_round: int, rounds: int, warmup: int, phone: str) -> None
     import gevent
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import Connection, http_request, machine
+    from common import Child, Connection, auth_token, http_request, machine, pin
 
     workdir = Path(tempfile.mkdtemp(prefix="esl-bridge-bench-quickcall-"))
     children: list[Child] = []
@@ -267,21 +213,14 @@ def drive(requests_per_round: int, rounds: int, warmup: int, phone: str) -> None
     try:
         url = f"sqlite:///{workdir}/bench.db"
         account_id, api_key, device_id = seed(url)
-        fake = Child("--role", "fake", "--phone", phone, cpu=1)
+        fake = Child(__file__, "--role", "fake", "--phone", phone, cpu=1)
         children.append(fake)
-        server = Child("--role", "server", "--database-url", url, "--node", fake.hello["node"],
+        server = Child(__file__, "--role", "server", "--database-url", url, "--node", fake.hello["node"],
                        "--account-id", account_id, "--device-id", device_id, cpu=0)
         children.append(server)
         port = server.hello["port"]
-        _pin(0, 1)
-
-        body = json.dumps({"data": {"api_key": api_key}}).encode()
-        conn = Connection(port)
-        status, answer = conn.request(http_request("PUT", "/v2/api_auth", {"Content-Type": "application/json"}, body))
-        conn.close()
-        if status != 201:
-            raise RuntimeError(f"api_auth answered {status}: {answer[:200]!r}")
-        token = json.loads(answer)["auth_token"]
+        pin(0, 1)
+        token = auth_token(port, api_key)
         path = (f"/v2/accounts/{account_id}/devices/{device_id}/quickcall/{NUMBER}"
                 "?cid-name=Bench%20Caller&cid-number=15551112222")
 

@@ -21,13 +21,17 @@ log = logging.getLogger(__name__)
 STOP_GRACE_SECONDS = 10.0
 
 
-def start_pool(settings: Settings) -> Any:
-    """Start the FreeSWITCH pool in the background; it connects (and reconnects) by itself."""
+def start_pool(settings: Settings, **options: Any) -> Any:
+    """Start the FreeSWITCH pool in the background; it connects (and reconnects) by itself.
+
+    ``options`` go to ``EslPool`` as they are (its finer knobs, which are not settings).
+    """
     from esl_bridge import EslPool, Node
 
     nodes = [Node.parse(spec) for spec in settings.freeswitch]
     pool = EslPool(nodes, pool_size=settings.pool_size, command_timeout=settings.command_timeout,
-                   sofia_profiles=settings.sofia_profile, pipeline_depth=settings.pipeline_depth)
+                   sofia_profiles=settings.sofia_profile, pipeline_depth=settings.pipeline_depth,
+                   **options)
     pool.start()
     return pool
 
