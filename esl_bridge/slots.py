@@ -53,7 +53,7 @@ log = logging.getLogger(__name__)
 #: RECONNECT_MAX s (each times a random factor in [0.5, 1]); chosen by measurement
 #: (docs/benchmarks.md, "Restarts").
 RECONNECT_BASE = 0.05
-RECONNECT_MAX = 0.5
+RECONNECT_MAX = 0.25
 #: Longest random pause before replacing a lost connection, seconds.
 RECONNECT_SPREAD = 0.05
 #: Longest wait between attempts after FreeSWITCH refused our password, seconds.
@@ -196,13 +196,18 @@ class Slots:
                      state.name, time.monotonic() - reach.down_since, reach.attempts)
             reach.down_since = None
 
-    def _turn_to_try(self, reach: Reachability, me: object) -> bool:
-        """Wait while another slot probes an unreachable node; False once the pool stops."""
+    def _turn_to_try(self, state: NodeState, me: object, event: bool) -> bool:
+        """Wait while another slot probes an unreachable node; False once the pool stops.
+
+        The event slot probes only when no command slot will (they all hold live connections):
+        a command connection that gets through serves callers at once.
+        """
+        reach = self.reachability(state)
         while not reach.reachable.is_set():
-            if reach.prober is None or reach.prober is me:
+            if reach.prober is me or (reach.prober is None and (not event or state.up())):
                 reach.prober = me
                 return not self._stopping.is_set()
-            gevent.wait([reach.reachable, self._stopping], count=1)
+            gevent.wait([reach.reachable, self._stopping], count=1, timeout=self.reconnect_max)
             if self._stopping.is_set():
                 return False
         return not self._stopping.is_set()
@@ -221,7 +226,7 @@ class Slots:
         kind = "event" if event else "command"
         failures = 0
         connected_before = False
-        while self._turn_to_try(reach, me):
+        while self._turn_to_try(state, me, event):
             attempt = self.connect(state, event)
             conn = attempt.conn
             if attempt.answered:  # FreeSWITCH answers: every slot of the node may try
@@ -230,7 +235,8 @@ class Slots:
                 reach.reachable.set()
             else:
                 reach.reachable.clear()
-                reach.prober = reach.prober or me
+                if reach.prober is None and (not event or state.up()):
+                    reach.prober = me
                 reach.attempts += 1
                 if not state.up():
                     self._down(state, str(attempt.error))
