@@ -53,6 +53,14 @@ def test_it_is_greenswitchs_inbound_esl(conn):
     assert conn.api("status").startswith("UP 0 years")
 
 
+def test_a_host_name_is_resolved(fake_freeswitch, kind):
+    """An IP address is connected to directly; a name goes through the resolver."""
+    c = kind("localhost", fake_freeswitch.port, "ClueCon", connect_timeout=2.0)
+    c.connect()
+    assert c.api("status").startswith("UP 0 years")
+    c.stop()
+
+
 def test_auth_refused(fake_freeswitch, kind, greenlet_leak_check):
     c = connection(fake_freeswitch, password="WrongPassword", kind=kind)
     with pytest.raises(AuthFailed) as info:
@@ -76,18 +84,16 @@ def test_closed_while_the_tcp_connect_runs(fake_freeswitch, kind, greenlet_leak_
                                           monkeypatch):
     """Closed (the pool stopping) while its TCP connect is under way: the socket that connect
     then returns is closed at once and the connection never comes up."""
-    import esl_bridge.connection as connection_module
-
     c = connection(fake_freeswitch, kind=kind)
     opened = []
-    real_create = connection_module.socket.create_connection
+    real_open = c._open_socket
 
-    def create_connection(*args, **kwargs):
+    def open_socket():
         c.close(NotConnected("the ESL pool is stopping", c.node))  # meanwhile
-        opened.append(real_create(*args, **kwargs))
+        opened.append(real_open())
         return opened[0]
 
-    monkeypatch.setattr(connection_module.socket, "create_connection", create_connection)
+    monkeypatch.setattr(c, "_open_socket", open_socket)
     with pytest.raises(NotConnected) as info:
         c.connect()
     assert "stopping" in str(info.value)
