@@ -42,6 +42,7 @@ bench: $(VENV)/.installed-test
 	$(BIN)/python bench/directory.py
 	$(BIN)/python bench/quickcall.py
 	$(BIN)/python bench/workers.py
+	$(BIN)/python bench/restarts.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -16,7 +16,9 @@ clients). Times are CLOCK_MONOTONIC, shared by every process of the machine.
 Reports, per restart, the time from "FreeSWITCH ready" (listening again) to the first 200, to
 the event subscription and to the full registration refresh; overall, the answers by status,
 the slowest answer, the connect attempts per second while FreeSWITCH was down, and whether a
-greenlet or a connection was left over once the load stopped. Targets: recovery (first 200)
+greenlet or a connection was left over once the load stopped. Each restart also shows the
+server's worst loop turn meanwhile: every step of a reconnect and of a request waits for one, so
+on a machine short of CPU the figures grow with it. Targets: recovery (first 200)
 at most 1 s after every restart, only 200 and 503 answers, none slower than the command
 timeout, nothing leaked. Prints a table, then (last line) one JSON object with the figures.
 """
@@ -119,14 +121,28 @@ def run_server(database_url: str, node: str, pool_options: dict[str, float]) -> 
     server = BridgeServer(settings, pool=pool).start()
     if not pool.wait_connected(10):
         raise SystemExit(f"the pool did not connect: {pool.health()}")
+    # How late a 10 ms sleep wakes: the length of a loop turn, which every step of a reconnect
+    # (TCP connect, auth/request, auth) and of a request waits for once.
+    worst_lag = [0.0]
+
+    def watch_loop() -> None:
+        while True:
+            started = time.monotonic()
+            gevent.sleep(0.01)
+            worst_lag[0] = max(worst_lag[0], time.monotonic() - started - 0.01)
+
+    watcher = gevent.spawn(watch_loop)
     reply({"port": server.http_port, "pool_size": pool.pool_size,
            "command_timeout": pool.command_timeout})
     for words in orders():
         if words == ["state"]:
             gevent.sleep(0.05)
-            reply({"greenlets": live_greenlets(), "health": pool.health()[pool.node_names()[0]]})
+            reply({"greenlets": live_greenlets(), "health": pool.health()[pool.node_names()[0]],
+                   "loop_lag_ms": round(worst_lag[0] * 1000)})
+            worst_lag[0] = 0.0
         elif words == ["quit"]:
             break
+    watcher.kill()
     server.stop(grace=2)
     reply({"greenlets_after_stop": live_greenlets()})
 
@@ -252,7 +268,8 @@ def drive(restarts: int, clients: int, downs: list[float], up: float,
             times = fake.ask("restart", down, notice)
             gevent.sleep(up)
             cycles.append({"down_s": down, "notice": notice == "notice", **times,
-                           "stamps": fake.ask("stamps")})
+                           "stamps": fake.ask("stamps"),
+                           "loop_lag_ms": server.ask("state")["loop_lag_ms"]})
         failures_after = server.ask("state")["health"]["connect_failures"]
         stop.set()
         gevent.joinall(greenlets, timeout=timeout + 5)
@@ -288,7 +305,8 @@ def report(cycles: list[dict[str, Any]], answers: list[tuple[float, float, int]]
         rows.append({"down_s": cycle["down_s"], "notice": cycle["notice"],
                      "first_200_s": round(first - ready, 3) if first is not None else None,
                      "event_s": _after(cycle["stamps"]["event"], ready, until),
-                     "refresh_s": _after(cycle["stamps"]["refresh"], ready, until)})
+                     "refresh_s": _after(cycle["stamps"]["refresh"], ready, until),
+                     "loop_lag_ms": cycle["loop_lag_ms"]})
     statuses: dict[str, int] = {}
     for _, _, status in answers:
         statuses[str(status)] = statuses.get(str(status), 0) + 1
@@ -320,20 +338,22 @@ def report(cycles: list[dict[str, Any]], answers: list[tuple[float, float, int]]
           f"{clients} HTTP clients, {up:g} s up between them; {info['cpus']} CPUs, Python "
           f"{info['python']}" + (f"; pool options {options}" if options else ""))
     print()
-    print(f"{'#':>3} {'down s':>7} {'how':<8} {'first 200 s':>12} {'events s':>9} {'refresh s':>10}")
+    print(f"{'#':>3} {'down s':>7} {'how':<8} {'first 200 s':>12} {'events s':>9} {'refresh s':>10}"
+          f" {'loop lag ms':>12}")
     for i, row in enumerate(rows, 1):
         def cell(value: float | None) -> str:
             return "-" if value is None else f"{value:.3f}"
 
         print(f"{i:>3} {row['down_s']:>7g} {'notice' if row['notice'] else 'killed':<8} "
               f"{cell(row['first_200_s']):>12} {cell(row['event_s']):>9} "
-              f"{cell(row['refresh_s']):>10}")
+              f"{cell(row['refresh_s']):>10} {row['loop_lag_ms']:>12}")
     print()
     print(f"answers by status: {statuses}; slowest {slowest:.3f} s (command timeout {timeout:g} s)")
     if known:
         print(f"ready -> first 200: median {statistics.median(known):.3f} s, max {max(known):.3f} s;"
               f" ready -> serving (200, events, refresh): max "
               f"{max(serving) if serving else float('nan'):.3f} s")
+    print("(loop lag: the server's worst loop turn during the restart and the time up after it)")
     print(f"connect attempts while down: {attempts} in {down_total:g} s "
           f"({attempts / down_total if down_total else 0:.1f}/s)")
     print(f"leaks: {leaks}")
