@@ -210,13 +210,19 @@ def test_partial_writes_still_send_the_whole_frame(conn, fake_freeswitch):
     assert conn.api("version").startswith("FreeSWITCH Version")
 
 
-def test_a_command_interrupted_from_outside_closes_the_event_connection(
-        fake_freeswitch, greenlet_leak_check):
-    conn = connection(fake_freeswitch, kind=EventConnection)
+def interrupted(kind: type, fake) -> EventConnection:
+    """A connected ``kind`` whose ``api msleep 150`` was interrupted by an outer timeout."""
+    conn = connection(fake, kind=kind)
     conn.connect()
     with pytest.raises(gevent.Timeout):
         with gevent.Timeout(0.05):
             conn.api("msleep 150", timeout=5.0)
+    return conn
+
+
+def test_a_command_interrupted_from_outside_closes_the_event_connection(
+        fake_freeswitch, greenlet_leak_check):
+    conn = interrupted(EventConnection, fake_freeswitch)
     # its reply may still come, and would be taken for the next command's: never trusted again
     assert not conn.alive
     assert "interrupted" in str(conn.close_reason)
@@ -228,11 +234,7 @@ def test_a_command_interrupted_from_outside_closes_the_event_connection(
 def test_a_command_interrupted_from_outside_keeps_its_place_on_a_command_connection(
         fake_freeswitch, greenlet_leak_check):
     """Its reply is read and dropped when it comes: the next command gets its own reply."""
-    conn = connection(fake_freeswitch, kind=CommandConnection)
-    conn.connect()
-    with pytest.raises(gevent.Timeout):
-        with gevent.Timeout(0.05):
-            conn.api("msleep 150", timeout=5.0)
+    conn = interrupted(CommandConnection, fake_freeswitch)
     assert conn.alive and conn.abandoned == 1
     assert conn.api("version").startswith("FreeSWITCH Version")
     assert conn.abandoned == 0 and conn.in_flight == 0
