@@ -1,9 +1,11 @@
 """esl_bridge: everything about talking to FreeSWITCH over its event socket (ESL).
 
-Connections (greenswitch, made safe: ``connection``, and ``command_connection`` for those that
-only carry commands), a node and how callers get one of its connections in turn (``node``), the
-greenlets that keep connections open (``slots``), the pool over all nodes with health and metrics
-(``pool``), background jobs (``jobs``), the exact command texts (``commands``) and the one
+Connections (greenswitch, made safe: ``connection``; the event connection, ``event_connection``;
+command connections carrying several commands at once, ``command_connection``), a node's address
+(``address``) and how callers get one of its connections (``node``), the greenlets that keep
+connections open and reconnect (``slots``), events, registration refreshes and job expiry
+(``upkeep``), the pool over all nodes with health and metrics (``pool``), background jobs
+(``jobs``), the exact command texts (``commands``) and the one
 quoting gate they use (``quoting``), registrations (``registrations``), and the actions in
 FreeSWITCH terms (``actions``). It imports nothing of the web or the models: inputs are plain
 values.
