@@ -161,3 +161,22 @@ def test_a_refused_password_makes_the_node_unreachable(fake_freeswitch, esl_pool
     assert "authentication refused" in pool.health()[name]["last_error"]
     reach = pool._slots.reachability(pool._single)
     assert not reach.reachable.is_set() and reach.prober is not None
+
+
+def test_actions_while_a_node_is_down_add_nothing_to_the_log(fake_freeswitch, esl_pool_factory,
+                                                             greenlet_leak_check, caplog):
+    """Every action fails at once with 503's error, and the log holds the one line saying the
+    node went down, not a line per action."""
+    from esl_bridge import actions
+
+    pool = esl_pool_factory([fake_freeswitch])
+    caplog.set_level(logging.INFO, logger="esl_bridge")
+    fake_freeswitch.stop()
+    assert fake_freeswitch.wait_for(lambda: not pool.connected_nodes())
+    for _ in range(10):
+        with pytest.raises(FreeSwitchUnavailable):
+            actions.presence_reset(pool, "2001@acme.test")
+        with pytest.raises(FreeSwitchUnavailable):
+            actions.registrations(pool, "acme.test")
+    told = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(told) == 1 and "unreachable" in told[0], told
