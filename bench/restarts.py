@@ -231,14 +231,14 @@ def drive(restarts: int, clients: int, downs: list[float], up: float,
         token = auth_token(port, seeded.api_key)
         headers = {"X-Auth-Token": token}
         base = f"/v2/accounts/{seeded.account_id}"
-        requests = [http_request("GET", f"{base}/devices/status", headers)]
-        requests += [http_request("POST", f"{base}/devices/{seeded.device_ids[d]}/sync", headers)
-                     for d in owned if d < REGISTERED]
-        requests += [http_request("POST", f"{base}/devices/{seeded.device_ids[d]}/presence",
-                                  headers) for d in owned]
+        requests = [("status", http_request("GET", f"{base}/devices/status", headers))]
+        requests += [("sync", http_request("POST", f"{base}/devices/{seeded.device_ids[d]}/sync",
+                                           headers)) for d in owned if d < REGISTERED]
+        requests += [("presence", http_request(
+            "POST", f"{base}/devices/{seeded.device_ids[d]}/presence", headers)) for d in owned]
 
         before = settle(server, fake, pool_size)
-        answers: list[tuple[float, float, int]] = []  # (sent, answered, status)
+        answers: list[tuple[float, float, int, str]] = []  # (sent, answered, status, what)
         stop = gevent.event.Event()
 
         def client(k: int) -> None:
@@ -246,7 +246,7 @@ def drive(restarts: int, clients: int, downs: list[float], up: float,
             conn = Connection(port)
             try:
                 while not stop.is_set():
-                    raw = requests[next(turn) % len(requests)]
+                    what, raw = requests[next(turn) % len(requests)]
                     sent = time.monotonic()
                     try:
                         status, _ = conn.request(raw)
@@ -254,7 +254,7 @@ def drive(restarts: int, clients: int, downs: list[float], up: float,
                         conn.close()
                         conn = Connection(port)
                         status = 0  # no HTTP answer at all
-                    answers.append((sent, time.monotonic(), status))
+                    answers.append((sent, time.monotonic(), status, what))
             finally:
                 conn.close()
 
@@ -292,11 +292,11 @@ def _after(times: list[float], ready: float, until: float) -> float | None:
     return round(min(later), 3) if later else None
 
 
-def report(cycles: list[dict[str, Any]], answers: list[tuple[float, float, int]],
+def report(cycles: list[dict[str, Any]], answers: list[tuple[float, float, int, str]],
            before: dict[str, Any], after: dict[str, Any], stopped: dict[str, Any],
            left: dict[str, Any], attempts: int, clients: int, up: float, timeout: float,
            options: dict[str, float], info: dict[str, Any]) -> None:
-    oks = sorted(answered for _, answered, status in answers if status == 200)
+    oks = sorted(answered for _, answered, status, _ in answers if status == 200)
     rows = []
     for i, cycle in enumerate(cycles):
         ready = cycle["ready"]
@@ -308,9 +308,15 @@ def report(cycles: list[dict[str, Any]], answers: list[tuple[float, float, int]]
                      "refresh_s": _after(cycle["stamps"]["refresh"], ready, until),
                      "loop_lag_ms": cycle["loop_lag_ms"]})
     statuses: dict[str, int] = {}
-    for _, _, status in answers:
+    for _, _, status, _ in answers:
         statuses[str(status)] = statuses.get(str(status), 0) + 1
-    slowest = max((answered - sent for sent, answered, _ in answers), default=0.0)
+    sent, answered, status, what = max(answers, key=lambda a: a[1] - a[0],
+                                       default=(0.0, 0.0, 0, "-"))
+    slowest = answered - sent
+    # Where it fell: seconds after the stop of the restart it followed (or before the first).
+    stops = [c["stopping"] for c in cycles if c["stopping"] <= sent]
+    slowest_answer = {"seconds": round(slowest, 3), "status": status, "request": what,
+                      "sent_after_stop_s": round(sent - stops[-1], 3) if stops else None}
     recoveries = [r["first_200_s"] for r in rows]
     known = [r for r in recoveries if r is not None]
     serving = [max(r["first_200_s"], r["event_s"], r["refresh_s"]) for r in rows
@@ -348,7 +354,8 @@ def report(cycles: list[dict[str, Any]], answers: list[tuple[float, float, int]]
               f"{cell(row['first_200_s']):>12} {cell(row['event_s']):>9} "
               f"{cell(row['refresh_s']):>10} {row['loop_lag_ms']:>12}")
     print()
-    print(f"answers by status: {statuses}; slowest {slowest:.3f} s (command timeout {timeout:g} s)")
+    print(f"answers by status: {statuses}; slowest {slowest:.3f} s (command timeout {timeout:g} s):"
+          f" {slowest_answer}")
     if known:
         print(f"ready -> first 200: median {statistics.median(known):.3f} s, max {max(known):.3f} s;"
               f" ready -> serving (200, events, refresh): max "
@@ -364,7 +371,7 @@ def report(cycles: list[dict[str, Any]], answers: list[tuple[float, float, int]]
         "settings": {"restarts": len(cycles), "clients": clients, "up_s": up,
                      "command_timeout_s": timeout, "pool_options": options},
         "restarts": rows, "answers": statuses, "requests": len(answers),
-        "slowest_s": round(slowest, 3),
+        "slowest_s": round(slowest, 3), "slowest": slowest_answer,
         "recovery_s": {"median": statistics.median(known) if known else None,
                        "max": max(known) if known else None},
         "serving_max_s": max(serving) if serving else None,
