@@ -20,7 +20,8 @@ greenlet or a connection was left over once the load stopped. Each restart also 
 server's worst loop turn meanwhile: every step of a reconnect and of a request waits for one, so
 on a machine short of CPU the figures grow with it. Targets: recovery (first 200)
 at most 1 s after every restart, only 200 and 503 answers, none slower than the command
-timeout, nothing leaked. Prints a table, then (last line) one JSON object with the figures.
+timeout (plus ``ANSWER_SLACK_S`` to answer once it has run out), nothing leaked. Prints a
+table, then (last line) one JSON object with the figures.
 """
 from __future__ import annotations
 
@@ -42,6 +43,9 @@ REGISTERED = 20  # the first devices' phones are registered (sync sends them a N
 REFRESH = "api sofia xmlstatus profile internal reg"
 SUBSCRIPTION = "event plain"
 TARGET_RECOVERY_S = 1.0
+#: An answer's own timeout is the command timeout; what it takes to answer after that (the
+#: envelope, a loop turn) is allowed this much, as the pool's restart test allows.
+ANSWER_SLACK_S = 0.25
 
 
 # ---------------------------------------------------------------------------------------------
@@ -335,8 +339,9 @@ def report(cycles: list[dict[str, Any]], answers: list[tuple[float, float, int, 
         misses.append(f"recovery max {max(known)} s > {TARGET_RECOVERY_S} s")
     if set(statuses) - {"200", "503"}:
         misses.append(f"answers other than 200/503: {statuses}")
-    if slowest > timeout:
-        misses.append(f"slowest answer {slowest:.3f} s > command timeout {timeout:g} s")
+    if slowest > timeout + ANSWER_SLACK_S:
+        misses.append(f"slowest answer {slowest:.3f} s > command timeout {timeout:g} s "
+                      f"+ {ANSWER_SLACK_S:g} s")
     if leaked:
         misses.append(f"leak: {leaks}")
 
@@ -365,7 +370,8 @@ def report(cycles: list[dict[str, Any]], answers: list[tuple[float, float, int, 
           f"({attempts / down_total if down_total else 0:.1f}/s)")
     print(f"leaks: {leaks}")
     print(f"targets (recovery <= {TARGET_RECOVERY_S:g} s, only 200/503, none slower than the "
-          f"command timeout, nothing leaked): {'met' if not misses else 'MISSED: ' + '; '.join(misses)}")
+          f"command timeout + {ANSWER_SLACK_S:g} s, nothing leaked): "
+          f"{'met' if not misses else 'MISSED: ' + '; '.join(misses)}")
     print(json.dumps({
         "benchmark": "restarts", "machine": info,
         "settings": {"restarts": len(cycles), "clients": clients, "up_s": up,
@@ -378,7 +384,8 @@ def report(cycles: list[dict[str, Any]], answers: list[tuple[float, float, int, 
         "attempts_while_down": attempts, "attempts_per_s_down": (
             round(attempts / down_total, 2) if down_total else None),
         "leaks": leaks,
-        "targets": {"recovery_max_s": TARGET_RECOVERY_S, "met": not misses, "misses": misses},
+        "targets": {"recovery_max_s": TARGET_RECOVERY_S, "answer_slack_s": ANSWER_SLACK_S,
+                    "met": not misses, "misses": misses},
     }, separators=(",", ":")))
 
 
