@@ -215,8 +215,9 @@ def drive(requests_per_round: int, rounds: int, warmup: int, phone: str) -> None
         account_id, api_key, device_id = seed(url)
         fake = Child(__file__, "--role", "fake", "--phone", phone, cpu=1)
         children.append(fake)
-        server = Child(__file__, "--role", "server", "--database-url", url, "--node", fake.hello["node"],
-                       "--account-id", account_id, "--device-id", device_id, cpu=0)
+        server = Child(__file__, "--role", "server", "--database-url", url,
+                       "--node", fake.hello["node"], "--account-id", account_id,
+                       "--device-id", device_id, cpu=0)
         children.append(server)
         port = server.hello["port"]
         pin(0, 1)

@@ -362,7 +362,8 @@ def report(cycles: list[dict[str, Any]], answers: list[tuple[float, float, int, 
     print(f"answers by status: {statuses}; slowest {slowest:.3f} s (command timeout {timeout:g} s):"
           f" {slowest_answer}")
     if known:
-        print(f"ready -> first 200: median {statistics.median(known):.3f} s, max {max(known):.3f} s;"
+        print(f"ready -> first 200: median {statistics.median(known):.3f} s, "
+              f"max {max(known):.3f} s;"
               f" ready -> serving (200, events, refresh): max "
               f"{max(serving) if serving else float('nan'):.3f} s")
     print("(loop lag: the server's worst loop turn during the restart and the time up after it)")

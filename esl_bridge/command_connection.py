@@ -185,9 +185,10 @@ class CommandConnection(EslConnection):
 
         ``slow`` says the command is expected to hold FreeSWITCH for a while: it is counted in
         ``slow_in_flight`` until answered, so that the pool puts nothing behind it. The reply's
-        ``service`` is the time FreeSWITCH spent on it. Raises ``ReplyTimeout`` when the reply did not come within ``timeout`` (writing
-        included), ``ConnectionLost`` when the connection closed while the command was in flight
-        (both mean FreeSWITCH may have run it), ``NotConnected`` when it is already closed.
+        ``service`` is the time FreeSWITCH spent on it. Raises ``ReplyTimeout`` when the reply
+        did not come within ``timeout`` (writing included), ``ConnectionLost`` when the
+        connection closed while the command was in flight (both mean FreeSWITCH may have run
+        it), ``NotConnected`` when it is already closed.
         """
         check_frame_text(text)
         if timeout is None:
