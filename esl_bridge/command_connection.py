@@ -124,7 +124,7 @@ class CommandConnection(EslConnection):
     def _attach(self, sock: socket.socket) -> None:
         # gevent's socket keeps the non-blocking stdlib socket in ``_sock`` (since gevent 1.0):
         # the hub reads from it without blocking when the io watcher says it is readable.
-        self._raw = sock._sock  # type: ignore[attr-defined]
+        self._raw = sock._sock
         # ref=False: watching a connection must not keep a finished program running.
         self._watch = self._loop.io(sock.fileno(), 1, ref=False)
         self._write_watch = self._loop.io(sock.fileno(), 2, ref=False)
@@ -171,7 +171,7 @@ class CommandConnection(EslConnection):
         while frame is None:
             if self._is_closed:
                 raise OSError("the connection is closed")
-            data = self.sock.recv(RECV_SIZE)  # type: ignore[attr-defined]
+            data = self.sock.recv(RECV_SIZE)
             if not data:
                 raise self._fail(ConnectionLost("FreeSWITCH closed the connection", self.node))
             frames.feed(data)

@@ -34,6 +34,7 @@ import logging
 import socket as _stdlib_socket
 import time
 from collections.abc import Callable
+from typing import Any
 
 import gevent
 import gevent.event
@@ -78,8 +79,8 @@ class EslConnection(InboundESL):
         self.command_timeout = command_timeout
         self.closed = gevent.event.Event()
         self.close_reason: EslError | None = None
-        self.sock = None
-        self.sock_file = None
+        self.sock: Any = None  # a gevent socket once connected
+        self.sock_file: Any = None  # the event connection's buffered reader of it
         self._receive_events_greenlet: gevent.Greenlet | None = None
         self._on_malformed = on_malformed
         self._hub = gevent.get_hub()

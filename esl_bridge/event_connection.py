@@ -159,7 +159,7 @@ class EventConnection(EslConnection):
             except Exception:  # closing a file that is already broken
                 log.debug("ESL %s: error closing the socket file", self.node, exc_info=True)
 
-    def handle_event(self, frame: Frame) -> None:  # type: ignore[override]
+    def handle_event(self, frame: Frame) -> None:
         """Route one frame by its ``Content-Type``.
 
         Override: greenswitch pops a waiter for every reply (an unsolicited reply raises and kills

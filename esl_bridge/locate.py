@@ -65,8 +65,8 @@ def gather(results: Mapping[str, T | Exception], what: str) -> dict[str, T]:
             if isinstance(error, FreeSwitchUnavailable):
                 raise error
         detail = "; ".join(f"{node}: {exc}" for node, exc in failed.items())
-        node = next(iter(failed)) if len(failed) == 1 else None
-        raise FreeSwitchUnavailable(f"no FreeSWITCH node answered {what} ({detail})", node)
+        only = next(iter(failed)) if len(failed) == 1 else None
+        raise FreeSwitchUnavailable(f"no FreeSWITCH node answered {what} ({detail})", only)
     return answered
 
 

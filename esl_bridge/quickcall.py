@@ -11,7 +11,7 @@ import logging
 import uuid
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import gevent
 import gevent.event
@@ -140,8 +140,8 @@ def _place(pool: EslPool, endpoints: list[tuple[str, str]]
         # Registered nowhere: rung from the first node all the same, where FreeSWITCH fails
         # that leg at once (USER_NOT_REGISTERED) or dials it some other way (a call-forwarded
         # device's dial-string goes out to its number).
-        node, held = placed[0]
-        placed[0] = (node, held + [e for e in endpoints if e in left])
+        first, held = placed[0]
+        placed[0] = (first, held + [e for e in endpoints if e in left])
     return placed
 
 
@@ -215,7 +215,7 @@ def _cancel_unconfirmed(pool: EslPool, call_id: str, job: Job, ring_timeout: flo
     """
     gevent.spawn(_hang_up_loser, pool, call_id, job.node, "ORIGINATOR_CANCEL")
     timer = gevent.get_hub().loop.timer(ring_timeout + QUICKCALL_WAIT_SLACK, ref=False)
-    settled = []
+    settled: list[bool] = []
 
     def settle(_: object = None) -> None:  # runs in the hub, once
         if settled:
@@ -269,7 +269,8 @@ def quickcall(
     (``NotConnected``, ``CommandTimeout``...) when FreeSWITCH cannot take the job, and
     ``CommandError`` when it refuses it.
     """
-    legs = [tuple(endpoint) for endpoint in endpoints]
+    # Checked as (user, realm) pairs by the first build below, before any I/O.
+    legs = cast(list[tuple[str, str]], [tuple(endpoint) for endpoint in endpoints])
     # Only a lone phone is asked to answer by itself: not one of several that stayed alone
     # because the others are registered on another node.
     auto_answer = auto_answer and len(legs) == 1

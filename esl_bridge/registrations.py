@@ -209,8 +209,8 @@ class RegistrationCache:
                 if current is None or current.updated < started:
                     regs[reg.key] = reg
             horizon = time.monotonic() - 600
-            for key in [k for k, t in self._removed.items() if t < horizon]:
-                del self._removed[key]
+            for gone in [k for k, t in self._removed.items() if t < horizon]:
+                del self._removed[gone]
 
     def refresh(self, node: str, profiles: Iterable[str], api: Callable[..., str],
                 stopping: gevent.event.Event) -> None:
