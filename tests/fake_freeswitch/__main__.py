@@ -1,7 +1,11 @@
 """``python tests/fake_freeswitch [--port N] [--workers N]`` or, from tests/,
 ``python -m fake_freeswitch``: serve a test FreeSWITCH until killed."""
-import sys
-from pathlib import Path
+from gevent import monkey
+
+monkey.patch_all()  # first, before anything imports socket or ssl
+
+import sys  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 # Run as a folder, Python puts the package's own folder first on the path (where its module
 # names could shadow others) and not the folder that holds it.
