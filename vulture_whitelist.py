@@ -8,9 +8,12 @@ primary_key
 modified  # a column written on every update (documents.update_document), never read back
 # Flask calls the app's hooks and reads these attributes.
 begin
+cross_origin
+represent
 _.sort_keys
 _.merge_slashes  # werkzeug's Map reads it when the app's rules are bound
 _.auth_token  # on flask.g, read by the envelope (g.get("auth_token"))
+_.jsonp  # on flask.g, read by the represent hook (g.get("jsonp"))
 # gevent's WSGIServer builds its handlers from handler_class and reads max_accept.
 handler_class
 _.max_accept

@@ -51,17 +51,21 @@ def _clean(data: Any) -> dict[str, Any]:
 
 
 def create_account(data: Any, parent: Document | None = None) -> Document:
-    """Create an account (a sub-account of `parent` when given) with a new API key."""
+    """Create an account (a sub-account of `parent` when given) with a new API key, under the id
+    `data.id` asks for if any."""
     doc = with_defaults("account", _clean(data))
     doc.pop("parent_id", None)
     if parent is not None:
         doc["parent_id"] = parent.id
+    ident, id_errors = docs.requested_id(data)
     with database.atomic():
-        validate("account", doc, _unique_errors(doc, None))
+        validate("account", doc, {**_unique_errors(doc, None), **id_errors})
+        docs.claim_id(ident)
         tree = (ancestors(parent) + [parent.id]) if parent is not None else []
         return docs.insert_document(
             AccountRow,
             doc,
+            id=ident,
             name_lc=doc["name"].lower(),
             name_key=name_key(doc["name"]),
             realm=doc["realm"].lower(),

@@ -168,10 +168,14 @@ def sync_hotdesk(device_id: str, account_id: str, doc: dict[str, Any]) -> None:
 
 
 def create_device(account: Document, data: Any) -> Document:
+    """A new device, under the id `data.id` asks for if any (else a new one)."""
     doc = _prepare(account, data, None, merge=False)
+    ident, errors = docs.requested_id(data)
     with database.atomic():
-        _validated(account, doc, None)
-        device = docs.insert_document(DeviceRow, doc, account_id=account.id, **_columns(account, doc))
+        _validated(account, doc, None, errors)
+        docs.claim_id(ident)
+        device = docs.insert_document(DeviceRow, doc, id=ident, account_id=account.id,
+                                      **_columns(account, doc))
         sync_hotdesk(device.id, account.id, doc)
         return device
 
@@ -248,7 +252,7 @@ def user_device_texts(account_id: str, user_id: str) -> list[str]:
 def _user_device_text(listing: str, hotdesked: bool) -> str:
     """The stored listing row without `username` and with `hotdesked` last."""
     row = docs.decode(listing)
-    del row["username"]
+    row.pop("username", None)
     row["hotdesked"] = hotdesked
     return docs.encode(row)
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import peewee
 
-from models.errors import Conflict, NotFound, StaleRevision
+from models.errors import Conflict, IdInUse, NotFound, StaleRevision
 from models.prepared import Prepared
 from models.tables import DocumentTable
 
@@ -40,6 +40,27 @@ def decode(text: str) -> Any:
 def strip_private(doc: dict[str, Any]) -> dict[str, Any]:
     """Drop keys clients may never set or see (`pvt_*`, `_*`) and the envelope's `id`."""
     return {k: v for k, v in doc.items() if not (k.startswith("pvt_") or k.startswith("_") or k == "id")}
+
+
+def requested_id(data: Any) -> tuple[str | None, dict[str, Any]]:
+    """The id a create asks for in `data.id`, and the errors (as `validation.Errors`) of one that
+    is not an id. Kazoo saves a new document under the id it brings (`kz_doc:id` reads `_id`,
+    then `id`), which lets a migration keep the ids other documents refer to."""
+    value = data.get("id") if isinstance(data, dict) else None
+    if value is None or is_id(value):
+        return value, {}
+    return None, {"id": {"pattern": {"message": "id must be 32 lowercase hexadecimal characters",
+                                     "target": "^[0-9a-f]{32}$"}}}
+
+
+def claim_id(ident: str | None) -> None:
+    """IdInUse when a document of any kind already has the id `ident` (Kazoo keeps an account's
+    documents of every kind in one database, one id space)."""
+    if ident is None:
+        return
+    for table in DocumentTable.__subclasses__():
+        if table.select(table.id).where(table.id == ident).exists():
+            raise IdInUse(ident)
 
 
 def merge_patch(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
@@ -134,6 +155,17 @@ def document_columns(table: type[DocumentTable], ident: str, doc: dict[str, Any]
                 or listing[_LISTING_ID.stop:_LISTING_ID.stop + 1] != '"':
             raise ValueError(f"a listing row must start with its 32-character id: {listing[:60]}")
     return columns
+
+
+def rewrite_listings(table: type[DocumentTable], where: Any) -> int:
+    """Write the listing row of every document matching `where` again from its document (after
+    the rows' shape changed); returns how many were rewritten."""
+    changed = 0
+    for ident, doc in table.select(table.id, table.doc).where(where).tuples():
+        columns = document_columns(table, ident, decode(doc))
+        table.update(listing=columns["listing"]).where(table.id == ident).execute()
+        changed += 1
+    return changed
 
 
 def insert_document(table: type[DocumentTable], doc: dict[str, Any], **columns: Any) -> Document:

@@ -32,6 +32,14 @@ class Conflict(StoreError):
     """Another writer changed the document between our read and our write."""
 
 
+class IdInUse(Conflict):
+    """A create asked for an id (`data.id`) that a document already has."""
+
+    def __init__(self, ident: str):
+        super().__init__(f"id {ident} is in use")
+        self.ident = ident
+
+
 class StaleRevision(StoreError):
     """The client's If-Match names a revision that is no longer current."""
 

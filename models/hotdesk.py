@@ -233,7 +233,7 @@ def _page(rows: Iterable[dict[str, Any]], key: str, query: ListQuery) -> Page:
     page: list[dict[str, Any]] = []
     group_start = 0  # where the rows of the page's last key begin
     for row in rows:
-        if query.filters and not all(f(row) for f in query.filters):
+        if query.filters and not query.matches(row):
             continue
         same = bool(page) and row[key] == page[-1][key]
         if limit is not None and len(page) >= limit:
@@ -251,14 +251,24 @@ def _encoded_page(rows: list[dict[str, Any]], next_key: str | None, query: ListQ
     return Page([docs.encode(row) for row in rows], next_key, query.start_key)
 
 
+def _present(row: dict[str, Any]) -> dict[str, Any]:
+    """The row without the keys that have no value: Kazoo's view rows leave them out."""
+    return {key: value for key, value in row.items() if value is not None}
+
+
 def _device_summary(listing: dict[str, Any]) -> dict[str, Any]:
-    return {"device_id": listing["id"], "device_name": listing.get("name"),
-            "mac_address": listing.get("mac_address", ""), "owner_id": listing.get("owner_id")}
+    return _present({"device_id": listing["id"], "device_name": listing.get("name"),
+                     "mac_address": listing.get("mac_address", ""),
+                     "owner_id": listing.get("owner_id")})
 
 
-def _user_summary(user_id: str, doc: dict[str, Any]) -> dict[str, Any]:
-    return {"user_id": user_id, "first_name": doc.get("first_name"), "last_name": doc.get("last_name"),
-            "hotdesk_id": (doc.get("hotdesk") or {}).get("id")}
+def _user_summary(user_id: str, doc: dict[str, Any], id_key: str = "user_id") -> dict[str, Any]:
+    """A hotdesked user. The device's own listing names the user `id`, as Kazoo's
+    `users/list_by_id` view rows do (`cb_hotdesks:fetch_users`)."""
+    hotdesk = doc.get("hotdesk")
+    return _present({id_key: user_id, "first_name": doc.get("first_name"),
+                     "last_name": doc.get("last_name"),
+                     "hotdesk_id": hotdesk.get("id") if isinstance(hotdesk, dict) else None})
 
 
 def _device_listings(account_id: str, device_ids: list[str]) -> dict[str, dict[str, Any]]:
@@ -288,7 +298,8 @@ def _user_hotdesk_rows(account_id: str, batches: Iterable[list[Membership]]) -> 
 def _device_hotdesk_rows(account_id: str, batches: Iterable[list[Membership]]) -> Iterator[dict[str, Any]]:
     for batch in batches:
         found = _user_docs(account_id, [m["user_id"] for m in batch])
-        yield from (_user_summary(m["user_id"], found[m["user_id"]]) for m in batch if m["user_id"] in found)
+        yield from (_user_summary(m["user_id"], found[m["user_id"]], "id")
+                    for m in batch if m["user_id"] in found)
 
 
 def _account_hotdesk_rows(account_id: str, batches: Iterable[list[Membership]]) -> Iterator[dict[str, Any]]:
@@ -297,8 +308,8 @@ def _account_hotdesk_rows(account_id: str, batches: Iterable[list[Membership]]) 
         found = _user_docs(account_id, list({m["user_id"] for m in batch}))
         for m in batch:
             device = listings.get(m["device_id"], {})
-            yield {"device_id": m["device_id"], "device_name": device.get("name"),
-                   **_user_summary(m["user_id"], found.get(m["user_id"], {}))}
+            yield _present({"device_id": m["device_id"], "device_name": device.get("name"),
+                            **_user_summary(m["user_id"], found.get(m["user_id"], {}))})
 
 
 def user_hotdesks_page(account_id: str, user_id: str, query: ListQuery) -> Page:
@@ -313,10 +324,10 @@ def user_hotdesks_page(account_id: str, user_id: str, query: ListQuery) -> Page:
 
 
 def device_hotdesks_page(account_id: str, device_id: str, query: ListQuery) -> Page:
-    """Users hotdesked into the device, by user id (`start_key` is a user id)."""
+    """Users hotdesked into the device, by user id (`start_key` is a user id, the rows' `id`)."""
     batches = _memberships(HotdeskRow.device_id == device_id, ("user_id",), query.start_key,
                            _first_batch(query))
-    return _page(_device_hotdesk_rows(account_id, batches), "user_id", query)
+    return _page(_device_hotdesk_rows(account_id, batches), "id", query)
 
 
 def account_hotdesks_page(account_id: str, query: ListQuery) -> Page:

@@ -14,16 +14,20 @@ USER_LISTING_KEYS = ("first_name", "last_name", "username", "email", "priv_level
 
 
 def device_row(ident: str, doc: dict[str, Any]) -> dict[str, Any]:
-    """A device's listing row: `id, name, username, mac_address, owner_id, enabled, device_type`."""
-    return {
+    """A device's listing row: `id, name, username, mac_address, owner_id, enabled, device_type`,
+    as the `devices/crossbar_listing` view emits it: a key without a value is left out (no
+    `null`), `mac_address` is `""` when there is none."""
+    sip = doc.get("sip")
+    row = {
         "id": ident,
         "name": doc.get("name"),
-        "username": (doc.get("sip") or {}).get("username"),
+        "username": sip.get("username") if isinstance(sip, dict) else None,
         "mac_address": doc.get("mac_address", ""),
         "owner_id": doc.get("owner_id"),
         "enabled": doc.get("enabled", True),
         "device_type": doc.get("device_type", "sip_device"),
     }
+    return {key: value for key, value in row.items() if value is not None}
 
 
 def user_row(ident: str, doc: dict[str, Any]) -> dict[str, Any]:

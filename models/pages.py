@@ -1,7 +1,9 @@
-"""The listing engine (SPEC §2): pagination by id, `filter_*`, `has_key`, `key_missing`, and
-pages copied out of the store as the encoded listing rows it keeps beside each document."""
+"""The listing engine (SPEC §2): pagination by id, Kazoo's filters (`filter_*`, `filter_not_*`,
+`has_key`, `key_missing`, `has_value`, `created_*`, `modified_*`), and pages copied out of the
+store as the encoded listing rows it keeps beside each document."""
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,9 +21,25 @@ PAGE_SIZE_DEFAULT = 50
 _BATCH = 500
 
 
+#: `calendar:datetime_to_gregorian_seconds` of the Unix epoch: Kazoo's `pvt_created` and
+#: `pvt_modified` count seconds from year 0.
+GREGORIAN_EPOCH = 62_167_219_200
+_FILTERS = ("has_key", "key_missing", "has_value", "created_from", "created_to", "modified_from",
+            "modified_to")
+
+
+def gregorian(epoch_seconds: float) -> int:
+    """Kazoo's timestamp (Gregorian seconds) of a Unix time."""
+    return int(epoch_seconds) + GREGORIAN_EPOCH
+
+
 @dataclass
 class ListQuery:
-    """Pagination and filters of a listing request (SPEC §2)."""
+    """Pagination and filters of a listing request (SPEC §2).
+
+    Each filter is a predicate over a row's document, which carries `pvt_created` and
+    `pvt_modified` (Gregorian seconds) when the listing has them, as Kazoo's documents do.
+    """
 
     paginate: bool = True
     page_size: int = PAGE_SIZE_DEFAULT
@@ -39,36 +57,90 @@ class ListQuery:
         query = cls(paginate=paginate and values.get("paginate", True),
                     page_size=values.get("page_size", PAGE_SIZE_DEFAULT),
                     start_key=values.get("start_key"))
-        for name, value in values.items():
-            predicate = _filter_predicate(name, value)
-            if predicate is not None:
-                query.filters.append(predicate)
+        query.filters = [_filter(name, value) for name, value in values.items()
+                         if name in _FILTERS or name.startswith("filter_")]
         return query
 
+    def matches(self, doc: dict[str, Any]) -> bool:
+        return all(f(doc) for f in self.filters)
 
-def _matches(value: Any, wanted: str) -> bool:
+
+# --- Kazoo's filters (crossbar_filter:filter_prop, crossbar_doc:filter_prop in 3.22) ---------
+
+def _as_text(value: Any) -> str | None:
+    """`kz_json:get_binary_value(Key, Doc, <<>>)`: a missing key is "", a scalar its text; an
+    object or a list has none (Kazoo's conversion fails and the filter with it)."""
     if value is MISSING:
-        return False
+        return ""
+    if isinstance(value, str):
+        return value
     if isinstance(value, bool):
-        return ("true" if value else "false") == wanted.lower()
+        return "true" if value else "false"
+    if value is None:
+        return "null"
     if isinstance(value, int | float):
-        return str(value) == wanted
-    return value == wanted
+        return str(value)
+    return None
 
 
-def _filter_predicate(name: str, value: str) -> Callable[[dict[str, Any]], bool] | None:
-    """The filter a (validated) listing argument asks for, or None for any other argument."""
+def _should_filter(text: str, wanted: str) -> bool:
+    """`crossbar_filter:should_filter/2`: the same text, or a member of a JSON list of texts."""
+    if text == wanted:
+        return True
+    try:
+        listed = json.loads(wanted)
+    except ValueError:
+        return False
+    return isinstance(listed, list) and text in listed
+
+
+def _is_empty(value: Any) -> bool:
+    """`kz_term:is_empty/1`, which `has_value` negates."""
+    if value is MISSING or value is None or value is False:
+        return True
+    if value is True:
+        return False
+    if isinstance(value, int | float):
+        return value == 0
+    if isinstance(value, str):
+        return value in ("", "0", "false", "NULL", "undefined")
+    return len(value) == 0
+
+
+def _stamp(doc: dict[str, Any], key: str) -> int | None:
+    value = doc.get(key)
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _filter(name: str, value: Any) -> Callable[[dict[str, Any]], bool]:
+    """The predicate of one validated filter argument (`crossbar_filter:filter_prop/3`)."""
     if name.startswith("filter_not_"):
         key = name[len("filter_not_"):]
-        return lambda doc: not _matches(dotted_get(doc, key), value)
+
+        def not_equal(doc: dict[str, Any]) -> bool:
+            text = _as_text(dotted_get(doc, key))
+            return text is not None and not _should_filter(text, value)
+        return not_equal
     if name.startswith("filter_"):
         key = name[len("filter_"):]
-        return lambda doc: _matches(dotted_get(doc, key), value)
+
+        def equal(doc: dict[str, Any]) -> bool:
+            text = _as_text(dotted_get(doc, key))
+            return text is not None and _should_filter(text, value)
+        return equal
     if name == "has_key":
         return lambda doc: has_path(doc, value)
     if name == "key_missing":
         return lambda doc: not has_path(doc, value)
-    return None
+    if name == "has_value":
+        return lambda doc: not _is_empty(dotted_get(doc, value))
+    stamp_key = "pvt_created" if name.startswith("created") else "pvt_modified"
+    lower = name.endswith("_from")  # crossbar_filter:lowerbound, else upperbound
+
+    def within(doc: dict[str, Any]) -> bool:
+        stamp = _stamp(doc, stamp_key)
+        return stamp is not None and (stamp >= value if lower else stamp <= value)
+    return within
 
 
 @dataclass
@@ -107,11 +179,12 @@ def list_page(table: type[DocumentTable], account_id: str, query: ListQuery) -> 
         return Page(texts, next_key, query.start_key)
     texts = []
     next_key = None
-    for text, doc in _scan(table, account_id, query.start_key, bool(filters)):
+    for text, doc, created, modified in _scan(table, account_id, query.start_key, bool(filters)):
         if filters:
-            assert doc is not None  # _scan reads the document whenever there are filters
             value = decode(doc)
-            if not all(f(value) for f in filters):
+            value["pvt_created"] = gregorian(created)
+            value["pvt_modified"] = gregorian(modified)
+            if not query.matches(value):
                 continue
         if limit is not None and len(texts) == limit:
             next_key = listing_id(text)
@@ -124,11 +197,12 @@ _SCAN: dict[tuple[type[DocumentTable], str, bool], Prepared] = {}
 
 
 def _prepared_scan(table: type[DocumentTable], start: str, with_doc: bool) -> Prepared:
-    """(listing,) or (listing, doc) of an account's rows in id order, `limit` rows from the
-    start (`start` is "") or from a key on (">=" the first batch, ">" the next ones)."""
+    """(listing,) or (listing, doc, created, modified) of an account's rows in id order, `limit`
+    rows from the start (`start` is "") or from a key on (">=" the first batch, ">" the next)."""
     found = _SCAN.get((table, start, with_doc))
     if found is None:
-        columns = (table.listing, table.doc) if with_doc else (table.listing,)
+        columns = ((table.listing, table.doc, table.created, table.modified) if with_doc
+                   else (table.listing,))
 
         def build(account_id: Any, limit: Any, cursor: Any = None) -> peewee.ModelSelect:
             scope = table.account_id == account_id
@@ -144,8 +218,9 @@ def _prepared_scan(table: type[DocumentTable], start: str, with_doc: bool) -> Pr
 
 def _scan(
     table: type[DocumentTable], account_id: str, start: str | None, with_doc: bool,
-) -> Iterator[tuple[str, str | None]]:
-    """(listing text, doc text or None) of every row from `start` on, in batches."""
+) -> Iterator[tuple[Any, ...]]:
+    """(listing text, doc text, created, modified) of every row from `start` on, in batches
+    (the last three None unless `with_doc`)."""
     cursor = start
     first = True
     while True:
@@ -159,7 +234,7 @@ def _scan(
         for row in found:
             got += 1
             cursor = listing_id(row[0])
-            yield (row[0], row[1]) if with_doc else (row[0], None)
+            yield row if with_doc else (row[0], None, None, None)
         first = False
         if got < _BATCH:
             return

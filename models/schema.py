@@ -96,6 +96,7 @@ def upgrade_data() -> None:
         ("call-forward numbers rewritten as match keys", upgrade_forward_keys),
         ("account name keys", fill_account_name_keys),
         ("token privilege levels", fill_token_priv_levels),
+        ("device listing rows rewritten without null values", upgrade_listing_rows),
     ]
     for what, fill in fills:
         with database.atomic():
@@ -156,3 +157,9 @@ def fill_token_priv_levels() -> int:
         filled += TokenRow.update(priv_level=level).where(
             (TokenRow.user_id == user_id) & TokenRow.priv_level.is_null()).execute()
     return filled
+
+
+def upgrade_listing_rows() -> int:
+    """Rewrite stored listing rows that still carry `null`s (written before rows left keys
+    without a value out); returns how many. A scan of the listing text."""
+    return docs.rewrite_listings(DeviceRow, DeviceRow.listing.contains(":null"))

@@ -90,14 +90,18 @@ def _credential_columns(doc: dict[str, Any], password: Any, errors: Errors,
 
 
 def create_user(account_id: str, data: Any) -> Document:
+    """A new user, under the id `data.id` asks for if any (else a new one)."""
     doc, password = _prepare(data)
     doc = with_defaults("user", doc)
+    ident, id_errors = docs.requested_id(data)
     with database.atomic():
-        errors = _database_errors(account_id, doc, None)
+        errors = {**_database_errors(account_id, doc, None), **id_errors}
         creds = _credential_columns(doc, password, errors, None)
         validate("user", doc, errors)
         doc.pop("password", None)
-        return docs.insert_document(UserRow, doc, account_id=account_id, **_columns(doc), **creds)
+        docs.claim_id(ident)
+        return docs.insert_document(UserRow, doc, id=ident, account_id=account_id,
+                                    **_columns(doc), **creds)
 
 
 def get_user(account_id: str, user_id: str) -> Document:

@@ -43,6 +43,11 @@ def schemas() -> dict[str, dict[str, Any]]:
     return {name: json.loads((folder / f"{name}.json").read_text()) for name in SCHEMA_NAMES}
 
 
+def schema_document(kind: str) -> dict[str, Any]:
+    """A copy of the `kind` schema (models/schemas/<kind>.json), as the validator uses it."""
+    return copy.deepcopy(schemas()[kind])
+
+
 @cache
 def _anchored(pattern: str) -> re.Pattern[str]:
     # In Python `$` also matches before a final newline, so "alice\n" would pass
@@ -156,17 +161,75 @@ def validate(kind: str, doc: Any, extra: Errors | None = None) -> None:
         raise ValidationFailed(errors)
 
 
+# --- defaults, as Kazoo fills them -------------------------------------------------------------
+
+def _resolved(schema: dict[str, Any], root: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """`schema` with its `$ref` (to `#/...` of `root` or to another of our schemas) replaced by
+    the schema it names, and the root that schema's own references are relative to."""
+    ref = schema.get("$ref")
+    if ref is None:
+        return schema, root
+    base, _, pointer = ref.partition("#")
+    target_root = schemas()[base.removeprefix("esl-bridge:")] if base else root
+    target = target_root
+    for part in pointer.strip("/").split("/") if pointer else ():
+        target = target[part]
+    resolved, resolved_root = _resolved(target, target_root)
+    return {**resolved, **{k: v for k, v in schema.items() if k != "$ref"}}, resolved_root
+
+
+_NO_DEFAULT = object()
+# (key, default or _NO_DEFAULT, plan for an object value, plan for each object of a list value)
+Plan = tuple[tuple[str, Any, Any, Any], ...]
+
+
+def _plan(schema: dict[str, Any], root: dict[str, Any]) -> Plan:
+    steps = []
+    for key, spec in schema.get("properties", {}).items():
+        spec, spec_root = _resolved(spec, root)
+        sub = _plan(spec, spec_root) if "properties" in spec else None
+        items = spec.get("items")
+        item_plan = None
+        if isinstance(items, dict):
+            items, items_root = _resolved(items, spec_root)
+            item_plan = _plan(items, items_root) if "properties" in items else None
+        default = spec.get("default", _NO_DEFAULT)
+        if default is not _NO_DEFAULT or sub or item_plan:
+            steps.append((key, default, sub, item_plan))
+    return tuple(steps)
+
+
+@cache
+def _defaults_plan(kind: str) -> Plan:
+    schema = schemas()[kind]
+    return _plan(schema, schema)
+
+
+def _add_defaults(doc: dict[str, Any], plan: Plan) -> None:
+    for key, default, sub, item_plan in plan:
+        if default is not _NO_DEFAULT and key not in doc:
+            doc[key] = copy.deepcopy(default)
+        value = doc.get(key)
+        if sub and isinstance(value, dict):
+            _add_defaults(value, sub)
+        elif item_plan and isinstance(value, list):
+            for item in value:
+                if isinstance(item, dict):
+                    _add_defaults(item, item_plan)
+
+
 def with_defaults(kind: str, doc: dict[str, Any]) -> dict[str, Any]:
-    """A copy of `doc` with the schema's defaults filled in (top level and one object deep)."""
+    """A copy of `doc` with the `kind` schema's defaults filled in, as Kazoo does
+    (`kz_json_schema:add_defaults`, `wh_json_schema:add_defaults` in 3.22, on every validated
+    write: `cb_context:validate_request_data`).
+
+    A missing key gets its default; the properties of an object are filled in when the object is
+    there (given, or itself a default), and each object of a list from the list's `items`. An
+    object without a default of its own is not created for the defaults of its properties:
+    `call_forward`'s flags appear once a `call_forward` is given.
+    """
     out = copy.deepcopy(doc)
-    props = schemas()[kind].get("properties", {})
-    for key, spec in props.items():
-        if "default" in spec and key not in out:
-            out[key] = copy.deepcopy(spec["default"])
-        if isinstance(out.get(key), dict) and spec.get("type") == "object":
-            for sub, sub_spec in spec.get("properties", {}).items():
-                if "default" in sub_spec and sub not in out[key]:
-                    out[key][sub] = copy.deepcopy(sub_spec["default"])
+    _add_defaults(out, _defaults_plan(kind))
     return out
 
 

@@ -100,9 +100,9 @@ def test_user_and_device_hotdesks_page(api, floor):
     assert [len(body["data"]) for body in envelopes] == [1, 1, 1]
     lobby = f"devices/{phones['lobby']['id']}/hotdesks"
     rows, envelopes = walk(api, lobby, page_size=2)
-    assert [r["user_id"] for r in rows] == sorted(p["id"] for p in people[:3])
+    assert [r["id"] for r in rows] == sorted(p["id"] for p in people[:3])
     assert [len(body["data"]) for body in envelopes] == [2, 1]
-    assert envelopes[1]["start_key"] == rows[2]["user_id"]
+    assert envelopes[1]["start_key"] == rows[2]["id"]
 
 
 def test_default_page_and_paginate_false(api, floor):

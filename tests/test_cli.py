@@ -157,6 +157,8 @@ SETTINGS = [
     ("header_timeout", 10.0, "20", 20.0, "2.5", 2.5),
     ("body_timeout", 30.0, "45", 45.0, "10", 10.0),
     ("max_connections", 1000, "5000", 5000, "64", 64),
+    ("cors_origins", ("*",), "https://UI.example.com,http://localhost:3000",
+     ("https://ui.example.com", "http://localhost:3000"), "*", ("*",)),
 ]
 
 
@@ -217,7 +219,8 @@ def test_every_setting_is_covered():
                                   ["--freeswitch", "host:0:pw"], ["--database-url", "mysql://x"],
                                   ["--log-level", "bogus"], ["--tls-cert", "/c.pem"], ["--tls-key", "/k.pem"],
                                   ["--workers", "0"], ["--idle-timeout", "0"], ["--header-timeout", "-1"],
-                                  ["--body-timeout", "x"], ["--max-connections", "0"]])
+                                  ["--body-timeout", "x"], ["--max-connections", "0"],
+                                  ["--cors-origins", "ui.example.com"]])
 def test_bad_setting_values_are_refused(served, capsys, argv):
     assert cli.main(["serve", *argv]) == 2
     assert argv[0].lstrip("-").replace("-", "_") in capsys.readouterr().err

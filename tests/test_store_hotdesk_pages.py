@@ -65,6 +65,6 @@ def test_batches_meet_inside_a_device(store, monkeypatch):
                   ListQuery(page_size=1000, filters=[lambda row: True])):
         got = [(r["device_id"], r["user_id"]) for r in hotdesk.account_hotdesks_page(store.id, query).rows]
         assert got == wanted
-    assert [r["user_id"] for r in hotdesk.device_hotdesks(store.id, crowded.id)] == sorted(ids)
+    assert [r["id"] for r in hotdesk.device_hotdesks(store.id, crowded.id)] == sorted(ids)
     assert hotdesk.device_hotdesks_page(store.id, crowded.id, ListQuery(page_size=3)).next_start_key == \
         sorted(ids)[3]

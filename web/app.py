@@ -10,15 +10,19 @@ from flask import Blueprint, Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from models.db import database
+from models.errors import ValidationFailed
 from web import (
     accounts,
     callouts,
+    cors,
     devices,
     hotdesks,
+    openapi,
     ops,
     presence,
     quickcall,
     registrations,
+    representations,
     sync,
     tokens,
     users,
@@ -33,6 +37,7 @@ from web.pool_metrics import Publisher
 from web.privileges import require_privilege
 from web.resource import refuse_head
 from web.side_effects import SideEffects
+from web.verb_tunnel import TUNNELLED, VerbTunnel, refused_verb
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +53,7 @@ class Runtime:
     ancestry: AncestryCache = field(default_factory=AncestryCache)
     metrics: Metrics = field(default_factory=Metrics)
     side_effects: SideEffects = field(init=False)
+    cors: cors.CorsPolicy = field(init=False)
     extras: dict[str, Any] = field(default_factory=dict)
     #: With several workers: publishes this worker's ESL figures for the others' scrapes.
     publisher: Publisher | None = None
@@ -58,6 +64,7 @@ class Runtime:
         if self.pool is not None and shared:
             self.publisher = Publisher(self.pool, shared).start()
         self.metrics.watch_pool(self.pool, self.publisher.siblings if self.publisher else None)
+        self.cors = cors.CorsPolicy(self.settings.cors_origins)
 
 
 def _api_blueprint() -> Blueprint:
@@ -84,6 +91,8 @@ def create_app(settings: Settings | None = None, *, pool: Any = None) -> Flask:
     app.register_blueprint(api, url_prefix="/v2", name="v2")
     app.register_blueprint(callouts.blueprint())
     app.register_blueprint(ops.blueprint())
+    app.register_blueprint(openapi.blueprint())
+    app.wsgi_app = VerbTunnel(app.wsgi_app)  # type: ignore[method-assign]
 
     @app.before_request
     def begin() -> Response | None:
@@ -97,6 +106,12 @@ def create_app(settings: Settings | None = None, *, pool: Any = None) -> Flask:
         refused = require_freeswitch()  # None unless under /freeswitch/
         if refused is not None:
             return refused
+        if req.method == "OPTIONS" and blueprint != "freeswitch":
+            # A CORS preflight needs no token (api_util:is_authentic/2); FreeSWITCH's
+            # endpoints never answer cross-origin.
+            adapter = app.create_url_adapter(req)
+            assert adapter is not None  # bound to this request
+            return cors.preflight(adapter, req.path, app.view_functions)
         # SPEC §3 order: 405 (and unknown paths), 400 malformed, 401, 403; then the view.
         if req.routing_exception is not None:
             raise req.routing_exception
@@ -105,7 +120,14 @@ def create_app(settings: Settings | None = None, *, pool: Any = None) -> Flask:
         database.connect(reuse_if_open=True)
         if api_version is None:
             return None
-        check_query_string(req.environ)
+        environ = req.environ
+        check_query_string(environ)
+        verb = refused_verb(environ)
+        if verb is not None:
+            raise ValidationFailed.single("verb", "enum", "Value not found in enumerated list of values",
+                                          target=list(TUNNELLED))
+        if req.method == "GET":
+            state.jsonp = representations.jsonp_callback(req, runtime.cors.any_origin)
         state.body = parse_body()
         api_key = getattr(view, "esl_api_key_in_query", False)
         if getattr(view, "esl_public", False):
@@ -125,6 +147,28 @@ def create_app(settings: Settings | None = None, *, pool: Any = None) -> Flask:
     def end(exc: BaseException | None) -> None:
         if not database.is_closed():
             database.close()
+
+    @app.after_request
+    def cross_origin(response: Response) -> Response:
+        """CORS headers on every answer, errors included, except FreeSWITCH's (Flask runs the
+        hooks last registered first: this one after `represent`)."""
+        environ = request.environ
+        if not environ.get("PATH_INFO", "").startswith("/freeswitch"):
+            response.headers.extend(runtime.cors.headers(environ.get("HTTP_ORIGIN")))
+        return response
+
+    @app.after_request
+    def represent(response: Response) -> Response:
+        """CSV or JSONP instead of the JSON envelope when the client asked for it."""
+        state = g._get_current_object()
+        if state.get("api_version") is None or request.method != "GET":
+            return response
+        if response.status_code == 200 and representations.wants_csv(request):
+            return representations.csv_response(response, request)
+        callback = state.get("jsonp")
+        if callback and response.mimetype == "application/json":
+            return representations.jsonp_response(response, callback)
+        return response
 
     @app.after_request
     def measure(response: Response) -> Response:

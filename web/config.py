@@ -4,6 +4,7 @@ from __future__ import annotations
 import argparse
 import ipaddress
 import os
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
@@ -44,6 +45,21 @@ def _database_url(value: str) -> str:
     if scheme not in ("sqlite", "postgres", "postgresql"):
         raise ValueError("expected sqlite:///<file> or postgresql://user:pass@host/db")
     return value
+
+
+_ORIGIN_RE = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?\Z|^https?://\[[0-9A-Fa-f:.]+\](:[0-9]{1,5})?\Z")
+
+
+def _origins(value: str) -> tuple[str, ...]:
+    """Allowed browser origins: `*`, or `scheme://host[:port]` comma-separated (compared as a
+    browser sends them in `Origin`: lower case, no path)."""
+    origins = tuple(part.lower().rstrip("/") for part in _list(value))
+    if not origins:
+        raise ValueError("expected * or a comma-separated list of origins")
+    for origin in origins:
+        if origin != "*" and not _ORIGIN_RE.match(origin):
+            raise ValueError(f"{origin!r} is not an origin (scheme://host[:port]) or *")
+    return origins
 
 
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -92,6 +108,8 @@ class Settings:
     header_timeout: float = field(default=10.0, metadata={"parse": _positive_float, "help": "seconds to receive a request line and headers"})
     body_timeout: float = field(default=30.0, metadata={"parse": _positive_float, "help": "seconds a request body or response may stall"})
     max_connections: int = field(default=1000, metadata={"parse": _positive_int, "help": "open connections per port and worker"})
+    cors_origins: tuple[str, ...] = field(default=("*",), metadata={
+        "parse": _origins, "help": "browser origins allowed to call the API: * or scheme://host[:port], comma-separated"})
 
     def __post_init__(self) -> None:
         # Programmatic use (tests, embedding) may pass plain strings.
@@ -102,6 +120,8 @@ class Settings:
         for name in ("freeswitch", "sofia_profile"):
             if isinstance(getattr(self, name), str):
                 setattr(self, name, _list(getattr(self, name)))
+        if isinstance(self.cors_origins, str):
+            self.cors_origins = _origins(self.cors_origins)
         if bool(self.tls_cert) != bool(self.tls_key):
             given, missing = ("tls_cert", "tls_key") if self.tls_cert else ("tls_key", "tls_cert")
             raise SettingsError(f"{given} is set but {missing} is not: HTTPS needs both "

@@ -14,7 +14,7 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from models.errors import ValidationFailed
 from models.pages import Page
-from web.errors import ErrorReply, Malformed
+from web.errors import VALIDATION_MESSAGE, ErrorReply, Malformed
 
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}\Z")
 
@@ -98,15 +98,28 @@ def success_encoded(encoded_data: str, *, status: int = 200, revision: str | Non
     return _json_response(text, rid, status, revision)
 
 
+def _v1_validation(data: Any) -> Any:
+    """v1's validation errors: each rule's message alone, `{"name": {"required": "..."}}`, as
+    Kazoo keeps them for v1 clients (`cb_context:build_error_message(?VERSION_1, ...)`)."""
+    if not isinstance(data, dict):
+        return data
+    return {path: {rule: detail.get("message") if isinstance(detail, dict) else detail
+                   for rule, detail in rules.items()} if isinstance(rules, dict) else rules
+            for path, rules in data.items()}
+
+
 def failure(reply: ErrorReply) -> Response:
     """An error envelope: the same shape with `status: error` and the HTTP code as `error`."""
+    data = reply.data
+    if reply.message == VALIDATION_MESSAGE and g.get("api_version") == "v1":
+        data = _v1_validation(data)
     body = {
         "auth_token": g.get("auth_token") or "undefined",
         "status": "error",
         "request_id": request_id(),
         "error": str(reply.status),
         "message": reply.message,
-        "data": reply.data,
+        "data": data,
     }
     if reply.revision:
         body["revision"] = reply.revision

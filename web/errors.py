@@ -81,8 +81,11 @@ class ErrorReply:
     headers: dict[str, str] | None = None
 
 
+VALIDATION_MESSAGE = "invalid request"
+
+
 def validation_reply(errors: dict[str, Any]) -> ErrorReply:
-    return ErrorReply(400, "invalid request", errors)
+    return ErrorReply(400, VALIDATION_MESSAGE, errors)
 
 
 def to_reply(exc: BaseException) -> ErrorReply:
@@ -108,6 +111,8 @@ def to_reply(exc: BaseException) -> ErrorReply:
                 "message": "this Idempotency-Key was sent with another request", "cause": exc.key})
         case store_errors.NotFound():
             return ErrorReply(404, "bad_identifier", {"message": "bad identifier", "cause": exc.ident})
+        case store_errors.IdInUse():
+            return ErrorReply(409, "conflict", {"message": "id already in use", "cause": exc.ident})
         case store_errors.Conflict():
             log.info("write conflict: %s", exc)
             return ErrorReply(409, "datastore_conflict", {"message": "conflicting documents"})

@@ -62,3 +62,6 @@ def _refuse_at_routing(endpoint: str | None, values: dict[str, Any] | None) -> N
 def users_hotdesks_refused(account_id: str) -> NoReturn:
     """POST, PATCH or DELETE of `/users/hotdesks`: 405 (normally raised at routing already)."""
     raise _not_allowed()
+
+
+users_hotdesks_refused.esl_refused = True  # type: ignore[attr-defined]
