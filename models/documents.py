@@ -103,10 +103,20 @@ class Document:
     account_id: str | None = None
     # The table row; None for a document read only to answer with (`read`).
     row: Any = field(default=None, repr=False, compare=False)
+    # `doc` as stored (`encode(doc)`), for a document read only to answer with (`read`).
+    text: str | None = field(default=None, repr=False, compare=False)
 
     def public(self) -> dict[str, Any]:
         """The document as returned to clients, with its id."""
         return {**self.doc, "id": self.id}
+
+    def public_encoded(self) -> str:
+        """`encode(self.public())`, from the stored text when there is one (a stored document
+        never holds an `id` of its own: `strip_private` takes it out)."""
+        if self.text is None or not self.text.startswith("{"):
+            return encode(self.public())
+        head = self.text[:-1] + ("," if self.text != "{}" else "")
+        return f'{head}"id":{json.encoder.encode_basestring(self.id)}}}'
 
 
 def to_document(row: DocumentTable, account_id: str | None = None) -> Document:
@@ -262,7 +272,8 @@ def read(table: type[DocumentTable], ident: str, account_id: str) -> Document:
     if found is None:
         raise NotFound(ident)
     doc, rev_n, rev_hash = found
-    return Document(id=ident, doc=decode(doc), revision=f"{rev_n}-{rev_hash}", account_id=account_id)
+    return Document(id=ident, doc=decode(doc), revision=f"{rev_n}-{rev_hash}", account_id=account_id,
+                    text=doc)
 
 
 _EXISTS: dict[type[DocumentTable], Prepared] = {}

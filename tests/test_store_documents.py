@@ -221,3 +221,14 @@ def test_forward_numbers_stored_in_the_old_form_are_rewritten_as_keys(store):
     assert schema.upgrade_forward_keys() == 1
     assert devices.device_by_forward_number(store.id, "15550001111").id == cell.id
     assert schema.upgrade_forward_keys() == 0  # once is enough
+
+
+def test_a_document_read_to_answer_with_is_encoded_from_its_stored_text(store):
+    """GET answers the stored text with the id appended: exactly what encoding the document
+    with its id gives, whatever the document holds."""
+    for data in ({"name": "plain"}, {"name": 'é "quoted" \\ back', "nested": {"a": [1, {"b": None}]}},
+                 {"name": "x", "emoji": "\U0001f600", "n": 1.5, "flag": False}):
+        made = devices.create_device(store, data)
+        read = docs.read(DeviceRow, made.id, store.id)
+        assert read.public_encoded() == docs.encode(read.public())
+        assert docs.decode(read.public_encoded())["id"] == made.id

@@ -154,7 +154,9 @@ def create_app(settings: Settings | None = None, *, pool: Any = None) -> Flask:
         hooks last registered first: this one after `represent`)."""
         environ = request.environ
         if not environ.get("PATH_INFO", "").startswith("/freeswitch"):
-            response.headers.extend(runtime.cors.headers(environ.get("HTTP_ORIGIN")))
+            headers = response.headers
+            for name, value in runtime.cors.headers(environ.get("HTTP_ORIGIN")):
+                headers.add(name, value)
         return response
 
     @app.after_request

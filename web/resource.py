@@ -57,8 +57,9 @@ def if_match() -> Container[str] | None:
 
 
 def document_reply(document: Document, status: int = 200, public: Callable[[Document], Any] | None = None) -> Response:
-    data = public(document) if public else document.public()
-    return success(data, status=status, revision=document.revision)
+    if public is None:
+        return success_encoded(document.public_encoded(), status=status, revision=document.revision)
+    return success(public(document), status=status, revision=document.revision)
 
 
 def page_reply(page: Page) -> Response:
