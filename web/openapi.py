@@ -160,7 +160,7 @@ def _data_schema(view: str) -> dict[str, Any]:
     for suffix, kind in DOCUMENTS.items():
         if view.endswith("_" + suffix):
             return _schema_ref(f"{kind}_document")
-    if view == "get_api_key":
+    if view in ("get_api_key", "rotate_api_key"):
         return {"type": "object", "required": ["api_key"], "properties": {"api_key": {"type": "string"}}}
     return {}
 
@@ -239,9 +239,10 @@ def _operation(rule: Any, method: str, view: Any, version: str) -> dict[str, Any
         "summary": doc,
         "tags": [view.__module__.rsplit(".", 1)[-1]],
         "parameters": [{"name": p, "in": "path", "required": True,
-                        "schema": {"type": "string"} if p == "number" else _ID}
+                        "schema": _ID if p.endswith("_id") else {"type": "string"}}
                        for p in _PATH_PARAMETER.findall(rule.rule)],
-        "responses": _responses(name, method, created=method == "PUT"),
+        "responses": _responses(name, method, created=method == "PUT" and (
+            name.startswith("create_") or name in ("user_auth", "api_auth"))),
     }
     if name in LISTINGS:
         operation["parameters"] += _query_parameters("listing")
