@@ -139,6 +139,7 @@ def _components() -> dict[str, Any]:
         "securitySchemes": {
             "x_auth_token": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"},
             "auth_token": {"type": "apiKey", "in": "query", "name": "auth_token"},
+            "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <token> (Kazoo 4)"},
         },
     }
 
@@ -296,7 +297,7 @@ def build(app: Flask) -> dict[str, Any]:
         "info": {"title": "esl-bridge", "version": "2",
                  "description": "The Kazoo Crossbar device API for FreeSWITCH (see docs/kazoo.md)."},
         "servers": [{"url": "/"}],
-        "security": [{"x_auth_token": []}, {"auth_token": []}],
+        "security": [{"x_auth_token": []}, {"bearer": []}, {"auth_token": []}],
         "paths": paths,
         "components": _components(),
     }
