@@ -84,6 +84,14 @@ class QuickCall:
             return "\n".join(call.hangup(pool, cause) for call in self.per_node)
         return pool.api(commands.uuid_kill(self.call_id, cause), node=self.node).strip()
 
+    def cancel(self, pool: EslPool) -> None:
+        """Hang up every leg still ringing, on every node (``hupall ORIGINATOR_CANCEL`` by
+        ``esl_bridge_call_id``): for a call whose outcome cannot be known and that the caller
+        is told failed, which must not ring on, nor dial the number once answered. A node that
+        cannot be asked is logged."""
+        concurrently(lambda call: _hang_up_loser(pool, call, cause="ORIGINATOR_CANCEL"),
+                     self.per_node or [self])
+
     def to_dict(self) -> dict[str, Any]:
         """The call as SPEC 6.1 describes it in ``data`` (``endpoint`` is ``user@realm``)."""
         return {
@@ -201,8 +209,8 @@ def _hang_up_loser(pool: EslPool, call: QuickCall | str, node: str | None = None
     try:
         pool.api(commands.hupall(cause, RACE_VARIABLE, call_id), node=node)
     except EslError as exc:
-        log.warning("quickcall %s: could not hang up the losing originate on %s: %s",
-                    call_id, node, exc)
+        log.warning("quickcall %s: could not hang up its legs on %s (%s): %s",
+                    call_id, node, cause, exc)
 
 
 def _cancel_unconfirmed(pool: EslPool, call_id: str, job: Job, ring_timeout: float) -> None:

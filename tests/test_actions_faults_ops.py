@@ -178,6 +178,30 @@ def test_freeswitch_stopped_while_a_post_quickcall_waits(greenlet_leak_check, br
     assert len(fake.received("bgapi originate")) == 1
 
 
+def test_event_connection_lost_while_a_post_quickcall_rings(greenlet_leak_check, bridge: Bridge) -> None:
+    """FreeSWITCH stays up but the event connection drops while the phone rings: the job's
+    result can no longer arrive, so the POST answers 503, and the call it said failed is hung
+    up rather than left ringing (answered, it would go on to dial the number)."""
+    fake = bridge.fs1
+    fake.set_behaviour("2001", "acme.test", "hang")  # rings until it is hung up
+
+    def drop_the_event_connection_when_ringing() -> None:
+        assert fake.wait_for(lambda: fake.channels, timeout=5)
+        for conn in fake.event_connections():
+            conn.close()
+
+    dropper = gevent.spawn(drop_the_event_connection_when_ringing)
+    response = bridge.quickcall(device_id(bridge), "9196", method="POST")
+    dropper.get(timeout=5)
+    assert_503(response, fake.name)
+    [call_id] = [text.split("origination_uuid=")[1].split(",")[0]
+                 for text in fake.received("bgapi originate")]
+    assert fake.received(f"api hupall ORIGINATOR_CANCEL esl_bridge_call_id {call_id}")
+    assert not fake.channels
+    assert bridge.pool.wait_connected(5)
+    greenlet_leak_check.assert_steady()
+
+
 def test_freeswitch_stopped_while_a_command_hangs(greenlet_leak_check, bridge: Bridge) -> None:
     fake = bridge.fs1
     fake.hang("sendevent")

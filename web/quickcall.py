@@ -133,8 +133,13 @@ def _run_quickcall(account: Document, endpoints: list[tuple[str, str]], params: 
         return success(data)
     try:
         outcome = call.wait()
-    except JobTimeout as exc:
-        raise FreeSwitchUnavailable(f"no outcome for call {call.call_id} in time: {exc}", call.node) from exc
+    except FreeSwitchUnavailable as exc:
+        # No outcome in time, or none can arrive (the node's event connection dropped): the
+        # caller is told it failed, so it must not ring on, nor dial the number once answered.
+        call.cancel(freeswitch_pool())
+        if isinstance(exc, JobTimeout):
+            raise FreeSwitchUnavailable(f"no outcome for call {call.call_id} in time: {exc}", call.node) from exc
+        raise
     if not outcome.ok:
         raise QuickcallFailed(outcome.cause or outcome.body.strip() or "unknown", data)
     answered = call.answered_by(outcome)  # phones on several nodes: the one that answered
