@@ -162,6 +162,7 @@ class EslPool:
             return self
         self._started = True
         self._stopping.clear()
+        self._slots.forget_reachability()
         for state in self._states.values():
             for index in range(self.pool_size):
                 self._greenlets.spawn(self._slots.command_slot, state, index)

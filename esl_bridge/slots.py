@@ -120,6 +120,11 @@ class Slots:
     def reachability(self, state: NodeState) -> Reachability:
         return self._reach.setdefault(state.name, Reachability())
 
+    def forget_reachability(self) -> None:
+        """Forget what the slots of an earlier start learnt (a pool started again after stop):
+        a node left unreachable would otherwise wait for a prober that no longer runs."""
+        self._reach.clear()
+
     def backoff(self, failures: int, error: EslError | None = None) -> float:
         """Seconds to wait after ``failures`` failed connects in a row (capped, jittered)."""
         cap = max(self.reconnect_max, AUTH_RETRY_MAX) if isinstance(error, AuthFailed) \

@@ -180,3 +180,18 @@ def test_actions_while_a_node_is_down_add_nothing_to_the_log(fake_freeswitch, es
             actions.registrations(pool, "acme.test")
     told = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
     assert len(told) == 1 and "unreachable" in told[0], told
+
+
+def test_a_pool_stopped_while_a_node_was_down_reconnects_when_started_again(
+        fake_freeswitch, esl_pool_factory, greenlet_leak_check):
+    """What the stopped pool knew of the node (unreachable, which slot was retrying) does not
+    outlive it: started again, the pool connects as soon as FreeSWITCH answers."""
+    pool = esl_pool_factory([fake_freeswitch])
+    name = fake_freeswitch.name
+    fake_freeswitch.stop()
+    assert fake_freeswitch.wait_for(lambda: pool.health()[name]["connect_failures"] >= 2)
+    pool.stop()
+    fake_freeswitch.start()
+    pool.start()
+    assert pool.wait_connected(5.0), pool.health()
+    assert pool.api("status").startswith("UP")
