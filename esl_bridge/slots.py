@@ -41,7 +41,14 @@ import gevent.event
 from . import commands
 from .command_connection import CommandConnection
 from .connection import EslConnection
-from .errors import AuthFailed, CommandError, EslError, FreeSwitchUnavailable, NotConnected
+from .errors import (
+    AuthFailed,
+    CommandError,
+    ConnectionLost,
+    EslError,
+    FreeSwitchUnavailable,
+    NotConnected,
+)
 from .event_connection import EventConnection
 from .frames import Event
 from .jobs import JobRegistry
@@ -78,6 +85,7 @@ class Reachability:
         self.prober: object | None = None  # the slot retrying while unreachable
         self.down_since: float | None = None  # since when no command connection is live
         self.attempts = 0  # failed attempts since then
+        self.checking_events = False  # the event connection is being checked
 
 
 class Slots:
@@ -282,10 +290,37 @@ class Slots:
                 if lost:
                     log.warning("ESL %s: %d jobs released: their results can no longer arrive",
                                 state.name, lost)
-            elif not state.up():
-                self._down(state, reason)
+            else:
+                self._spawn(self._check_event_connection, state)
+                if not state.up():
+                    self._down(state, reason)
             if self._stopping.wait(random.uniform(0, RECONNECT_SPREAD)):
                 break
+
+    def _check_event_connection(self, state: NodeState) -> None:
+        """Check that the node's event connection still answers (a command connection was
+        lost): the subscription sent again, bounded by the command timeout.
+
+        A host that went away without a word (power lost, a failover) leaves the connection
+        open on our side only, and nothing else is ever written on it that would find out: it
+        would look alive forever while no event, and so no job result, arrives. No reply in
+        time or a failed write closes it (``EventConnection.execute``), and its slot makes a
+        new one; so does a refusal here.
+        """
+        reach = self.reachability(state)
+        conn = state.event_conn
+        if conn is None or not conn.alive or reach.checking_events or self._stopping.is_set():
+            return
+        reach.checking_events = True
+        try:
+            reply = conn.execute(commands.EVENT_SUBSCRIPTION)
+            if not reply.reply_text.startswith("+OK"):
+                conn.close(ConnectionLost(f"event subscription refused: {reply.reply_text}",
+                                          state.name))
+        except EslError as exc:
+            log.debug("ESL %s: event connection check failed: %s", state.name, exc)
+        finally:
+            reach.checking_events = False
 
     def overflow_slot(self, state: NodeState) -> None:
         """Open one overflow connection, lend it out, close it once unused for a while."""

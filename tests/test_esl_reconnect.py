@@ -195,3 +195,24 @@ def test_a_pool_stopped_while_a_node_was_down_reconnects_when_started_again(
     pool.start()
     assert pool.wait_connected(5.0), pool.health()
     assert pool.api("status").startswith("UP")
+
+
+def test_an_event_connection_a_vanished_host_left_open_is_replaced(
+        fake_freeswitch, esl_pool_factory, greenlet_leak_check):
+    """The host went away without a word and is back (power lost, a failover): nothing told
+    the pool, and nothing is ever written on the event connection that would find out. Once a
+    command connection has found out (no reply), the event connection is checked too, found
+    dead and replaced: job results arrive again, instead of never."""
+    pool = esl_pool_factory([fake_freeswitch], command_timeout=0.3)
+    fake_freeswitch.vanish()
+
+    def status() -> str:
+        try:
+            return pool.api("status")
+        except FreeSwitchUnavailable:
+            return ""
+
+    assert fake_freeswitch.wait_for(lambda: status().startswith("UP"), timeout=5.0)
+    assert fake_freeswitch.wait_for(fake_freeswitch.event_connections, timeout=5.0)
+    assert pool.wait_connected(5.0)
+    assert pool.bgapi("status").wait(5.0).ok

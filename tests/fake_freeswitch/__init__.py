@@ -41,6 +41,8 @@ Faults: ``slow(prefix, seconds)``, ``hang(prefix)``, ``drop_mid_reply(prefix)`` 
 ``close_on(prefix)`` act on commands whose first line starts with ``prefix`` (optionally only
 ``times`` times); ``refuse_connections()``/``accept_connections()`` close and reopen the listener
 (live connections stay); ``kill_connections()`` cuts every connection without a word;
+``vanish()`` forgets every connection without even closing it (a host lost and back: the
+client sees silence, not FIN or RST);
 ``stop()`` sends the shutdown notice then closes (``stop(notice=False)`` = killed);
 ``start()`` again reuses the same port; ``restart(down_for)``; ``hang_on_connect`` (no
 ``auth/request``); ``stall_reads`` (reads nothing, so big writes block); ``inject(raw bytes)`` to event connections or all connections;

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING
 
 import gevent
@@ -99,6 +100,17 @@ class FakeConnection:
         if self.busy and serving is not None and serving is not gevent.getcurrent():
             # A closed connection's command (msleep, a hang fault) ends with it.
             serving.kill(block=False)
+
+    def vanish(self) -> int:
+        """Stop serving without a word: no FIN, no RST, nothing more read or written. Returns
+        a duplicate of the socket's descriptor, which holds the socket open until it is
+        closed (closing the connection's own socket object then sends nothing)."""
+        held = os.dup(self.sock.fileno())
+        self.closed.set()  # writes stop, and close() has nothing left to do
+        serving = self.greenlet
+        if serving is not None and serving is not gevent.getcurrent():
+            serving.kill(block=False)
+        return held
 
     def read_command(self) -> tuple[str, bytes] | None:
         """Read one command as mod_event_socket's ``read_packet`` does: one byte per ``recv``.

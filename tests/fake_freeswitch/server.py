@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import time
 import uuid as _uuid
 from collections.abc import Callable
@@ -102,6 +103,8 @@ class FakeFreeSwitch(Commands, Events, ChannelEvents, Originate, Registrations, 
         }
         self._server: StreamServer | None = None
         self._greenlets: set[gevent.Greenlet] = set()
+        #: descriptors holding open the sockets of connections ``vanish`` forgot
+        self._vanished: list[int] = []
         self._changed = gevent.event.Event()
 
     @property
@@ -144,9 +147,21 @@ class FakeFreeSwitch(Commands, Events, ChannelEvents, Originate, Registrations, 
         for conn in list(self.connections):
             conn.close()
 
+    def vanish(self) -> None:
+        """The host goes away without a word and is back at once (power lost and restored, a
+        failover to another host): every connection is forgotten, its channels too, and new
+        connections are served. A forgotten connection is neither closed nor answered: the
+        client sees no FIN and no RST, only silence (its socket is closed at ``stop()``)."""
+        for conn in list(self.connections):
+            self.connections.remove(conn)
+            self._vanished.append(conn.vanish())
+        self.channels.clear()
+
     def stop(self, notice: bool = True) -> None:
         """Stop: shutdown notice on every connection (unless ``notice=False``), close, join."""
         self.refuse_connections()
+        while self._vanished:
+            os.close(self._vanished.pop())
         if notice:
             for headers, body in self.shutdown_events:
                 values: dict[str, str | None] = dict(self._common(self._now()))
