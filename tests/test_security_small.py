@@ -1,5 +1,5 @@
-"""Small holes: paths with `//`, requests with too many headers, SIP IP uniqueness across
-accounts, and expired rows purged in the background."""
+"""Small holes: paths with `//`, requests with too many headers, made-up methods in /metrics,
+SIP IP uniqueness across accounts, and expired rows purged in the background."""
 from __future__ import annotations
 
 import json
@@ -9,6 +9,7 @@ import time
 
 import gevent
 import pytest
+import requests
 from fixtures_web import assert_error, assert_invalid
 
 from models import db, lockout
@@ -52,6 +53,24 @@ def test_over_a_hundred_headers_is_one_warning_line(bridge, caplog, capfd):
     assert [r.levelname for r in mine] == ["WARNING"]
     assert not [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert "Traceback" not in capfd.readouterr().err
+
+
+def test_made_up_methods_add_no_metric_series(bridge):
+    """A client may send any token as its method; each one counted under its own name would add
+    series to /metrics without end (memory, and every scrape), from unauthenticated requests."""
+    before = requests.get(f"{bridge.url}/metrics", timeout=10).text
+    for n in range(3):
+        status, body = raw_request(bridge.http_port, f"BREW{n}X /health HTTP/1.1\r\nHost: x\r\n"
+                                                     "Connection: close\r\n\r\n")
+        assert status.split()[1] == "405" and body["status"] == "error"
+    after = requests.get(f"{bridge.url}/metrics", timeout=10).text
+    assert "BREW" not in after
+    counted = 'esl_bridge_http_requests_total{endpoint="unmatched",method="other",status="405"}'
+
+    def count(text: str) -> float:
+        return sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
+                   if line.startswith(counted))
+    assert count(after) - count(before) == 3
 
 
 def test_a_sip_ip_is_unique_within_an_account_only(api, other):

@@ -24,6 +24,11 @@ CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 # and absent in multiprocess mode; the figures look the same with one worker or several.
 prometheus_client.disable_created_metrics()
 
+#: Methods counted under their own name. A client may send any token as its method: each counted
+#: under its own name would add series without end (memory, scrape size) from requests that need
+#: no token, so any other is counted as "other".
+COUNTED_METHODS = frozenset(("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"))
+
 
 def multiprocess_dir() -> str | None:
     """The directory of prometheus_client's multiprocess mode, when this process uses it."""
@@ -52,6 +57,8 @@ class Metrics:
         self._pool_collector: PoolCollector | None = None
 
     def observe(self, method: str, endpoint: str, status: int, seconds: float) -> None:
+        if method not in COUNTED_METHODS:
+            method = "other"
         self.requests.labels(endpoint, method, str(status)).inc()
         self.latency.labels(endpoint, method).observe(seconds)
 
