@@ -1,13 +1,17 @@
 """Auth tokens: random, stored so that several API processes share them, expiring when idle."""
 from __future__ import annotations
 
+import json
 import re
 import secrets
 import time
 from dataclasses import dataclass
 
+import peewee
+
+from models.db import database
 from models.prepared import Prepared
-from models.tables import AccountRow, TokenRow
+from models.tables import AccountRow, TokenRow, UserRow
 
 IDLE_SECONDS = 3600
 # Writing `last_used` on every request would make every read a write; a minute of slack on a
@@ -47,6 +51,39 @@ def issue_token(account_id: str, user_id: str | None, method: str,
     TokenRow.create(token=token, account_id=account_id, user_id=user_id, method=method,
                     created=now, last_used=now, priv_level=priv_level)
     return token
+
+
+def _held(query: peewee.ModelSelect) -> peewee.ModelSelect:
+    """`query` holding the rows it reads until the transaction ends (PostgreSQL: FOR SHARE).
+
+    A write to one of them (a demotion, a rotation) then waits for the transaction, or the
+    transaction for it, and reads the row as that write left it. SQLite needs nothing: its
+    writers take turns, and one whose reads another has since overwritten gets a Conflict.
+    """
+    return query.for_update("FOR SHARE") if getattr(database.obj, "for_update", False) else query
+
+
+def issue_user_token(account_id: str, user_id: str) -> str | None:
+    """A new token for the user as it is when the token is stored, not as the credentials check
+    read it (another process may have demoted, disabled or deleted it in between, and changed
+    only the tokens that existed then); None when it is disabled or gone."""
+    with database.atomic():
+        row = _held(UserRow.select(UserRow.doc).where(
+            (UserRow.id == user_id) & (UserRow.account_id == account_id))).first()
+        doc = json.loads(row.doc) if row is not None else None
+        if doc is None or doc.get("enabled") is False:
+            return None
+        return issue_token(account_id, user_id, "user_auth", doc.get("priv_level", "user"))
+
+
+def issue_api_token(account_id: str, api_key: str) -> str | None:
+    """A new token for the account while `api_key` is still its key (a rotation since the key
+    was checked revoked only the tokens that existed then); None when it is no longer."""
+    with database.atomic():
+        if _held(AccountRow.select(AccountRow.id).where(
+                (AccountRow.id == account_id) & (AccountRow.api_key == api_key))).first() is None:
+            return None
+        return issue_token(account_id, None, "api_auth")
 
 
 # Every API request looks its token up: prepared, not rebuilt by peewee each time.

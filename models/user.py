@@ -135,11 +135,15 @@ def update_user(account_id: str, user_id: str, data: Any, *, merge: bool,
         doc.pop("password", None)
         if guard is not None:
             guard(current.doc, doc)
+        updated = docs.update_document(UserRow, current, doc, **_columns(doc), **creds)
+        # The tokens after the user's row: a login storing a token holds that row
+        # (`token.issue_user_token`), so it either waits for this change and reads it, or
+        # stores its token before these statements see the tokens.
         if doc.get("enabled") is False:
             revoke_user_tokens(user_id)
         elif doc.get("priv_level") != current.doc.get("priv_level"):
             set_user_priv_level(user_id, doc["priv_level"])
-        return current, docs.update_document(UserRow, current, doc, **_columns(doc), **creds)
+        return current, updated
 
 
 def delete_user(account_id: str, user_id: str, if_match: Container[str] | None = None) -> Document:
@@ -158,8 +162,8 @@ def delete_user(account_id: str, user_id: str, if_match: Container[str] | None =
                 doc["hotdesk"] = {**doc["hotdesk"], "users": users}
             docs.update_document(DeviceRow, device, doc, owner_id=doc.get("owner_id"))
         HotdeskRow.delete().where(HotdeskRow.user_id == user_id).execute()
-        revoke_user_tokens(user_id)
         docs.delete_document(UserRow, current)
+        revoke_user_tokens(user_id)  # after the row, as in `update_user`
         return current
 
 

@@ -9,6 +9,8 @@ import pytest
 from fixtures_web import ApiClient, assert_error, client_for
 from test_api_auth import sub_account
 
+from models import account as accounts
+
 pytestmark = pytest.mark.store
 
 
@@ -94,3 +96,21 @@ def test_a_parent_rotates_a_child_key_without_losing_its_own_tokens(api):
     new_child = client_for(api.base, child.account_id, response.json()["data"]["api_key"])
     assert new_child.get("devices").status_code == 200
 
+
+
+def test_a_key_rotated_while_it_mints_a_token_mints_nothing(api, monkeypatch):
+    """The key is rotated by another process after this `api_auth` found the account by it and
+    before it stored the token: the rotation revoked the tokens that existed, so the new one
+    must not outlive it (a leaked key hammering `api_auth` would otherwise survive rotation)."""
+    find = accounts.account_by_api_key
+
+    def found_then_rotated(key):
+        account = find(key)
+        accounts.rotate_api_key(account.id)
+        return account
+
+    monkeypatch.setattr(accounts, "account_by_api_key", found_then_rotated)
+    minted = api_auth(api, api.api_key)
+    monkeypatch.undo()
+    assert_error(minted, 401, "invalid_credentials")
+    assert_error(api.get("devices"), 401, "invalid_credentials")  # the old key's token: revoked

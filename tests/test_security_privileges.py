@@ -5,9 +5,14 @@ from __future__ import annotations
 
 import hashlib
 
+import gevent
 import pytest
 from fixtures_web import ApiClient, assert_error
 from test_api_auth import sub_account
+
+from models import db
+from models import token as tokens
+from models import user as users
 
 pytestmark = pytest.mark.store
 
@@ -153,3 +158,59 @@ def test_an_admin_demoting_itself_loses_admin_rights(api):
     assert admin.patch(f"users/{root['id']}", {"priv_level": "user"}).status_code == 200
     assert_error(admin.get("users"), 403, "forbidden")
     assert admin.get(f"users/{root['id']}").status_code == 200
+
+
+@pytest.mark.parametrize("change", ["demoted", "disabled", "deleted"])
+def test_a_login_racing_a_change_of_its_user_gets_the_user_as_changed(api, monkeypatch, change):
+    """Another process demotes, disables or deletes the user after this login checked the
+    credentials and before it stored the token: the change reached the tokens that existed, so
+    the new token must follow the user as it is after the change, not as it was read."""
+    root = api.create_user(username="root", password=PASSWORD, priv_level="admin")
+    check = users.user_by_credentials
+
+    def checked_then_changed(*args, **kwargs):
+        found = check(*args, **kwargs)
+        if change == "deleted":
+            users.delete_user(api.account_id, root["id"])
+        else:
+            patch = {"priv_level": "user"} if change == "demoted" else {"enabled": False}
+            users.update_user(api.account_id, root["id"], patch, merge=True)
+        return found
+
+    monkeypatch.setattr(users, "user_by_credentials", checked_then_changed)
+    creds = hashlib.md5(f"root:{PASSWORD}".encode()).hexdigest()
+    login = api.put("/v2/user_auth", {"credentials": creds, "account_name": "acme"}, token=None)
+    monkeypatch.undo()
+    if change == "demoted":
+        assert login.status_code == 201, login.text
+        assert_error(as_token(api, login.json()["auth_token"]).get("api_key"), 403, "forbidden")
+    else:
+        assert_error(login, 401, "invalid_credentials")
+
+
+def test_a_demotion_while_a_login_stores_its_token_reaches_that_token(api, monkeypatch):
+    """The demotion runs on its own connection while the login holds the user's row: on
+    PostgreSQL it waits for the login and then changes its token too; on SQLite it goes first and
+    the login, whose read it overtook, is a 409 to retry. Never an admin token after it."""
+    root = api.create_user(username="root", password=PASSWORD, priv_level="admin")
+    store = tokens.issue_token
+    demotions: list[gevent.Greenlet] = []
+
+    def demote() -> None:
+        with db.database.connection_context():
+            users.update_user(api.account_id, root["id"], {"priv_level": "user"}, merge=True)
+
+    def stored_while_demoted(*args, **kwargs):
+        demotions.append(gevent.spawn(demote))
+        demotions[0].join(timeout=0.5)  # done at once, unless it waits for this login
+        return store(*args, **kwargs)
+
+    monkeypatch.setattr(tokens, "issue_token", stored_while_demoted)
+    creds = hashlib.md5(f"root:{PASSWORD}".encode()).hexdigest()
+    login = api.put("/v2/user_auth", {"credentials": creds, "account_name": "acme"}, token=None)
+    monkeypatch.undo()
+    gevent.joinall(demotions, raise_error=True)
+    assert api.get(f"users/{root['id']}").json()["data"]["priv_level"] == "user"
+    if login.status_code != 409:
+        assert login.status_code == 201, login.text
+        assert_error(as_token(api, login.json()["auth_token"]).get("api_key"), 403, "forbidden")

@@ -10,8 +10,8 @@ from flask import Blueprint, Response, g
 from models import account as accounts
 from models import user as users
 from models.documents import Document
-from models.errors import ValidationFailed
-from models.token import API_KEY_RE, issue_token
+from models.errors import InvalidCredentials, ValidationFailed
+from models.token import API_KEY_RE, issue_api_token, issue_user_token
 from models.validation import Errors, add_error
 from web import login_throttle
 from web.auth import current_identity
@@ -76,7 +76,9 @@ def user_auth() -> Response:
         # What was tried, cut short: the log is no place for a megabyte of someone's text.
         "user_auth", login, f"no enabled user with these credentials (account_name={name!r:.80}, "
         f"account_realm={realm!r:.80})")
-    token = issue_token(account.id, user.id, "user_auth", user.doc.get("priv_level", "user"))
+    token = issue_user_token(account.id, user.id)
+    if token is None:  # disabled or deleted since its credentials were checked
+        raise InvalidCredentials()
     g.auth_token = token
     return success({"account_id": account.id, "owner_id": user.id, "account_name": account.doc["name"],
                     "method": method}, status=201, token=token)
@@ -93,7 +95,9 @@ def api_auth() -> Response:
         raise ValidationFailed.single("api_key", "pattern", "api_key must be 64 hexadecimal characters")
     account = login_throttle.limited("api_auth", lambda: accounts.account_by_api_key(key),
                                      "unknown API key")
-    token = issue_token(account.id, None, "api_auth")
+    token = issue_api_token(account.id, key)
+    if token is None:  # rotated since it was checked
+        raise InvalidCredentials()
     g.auth_token = token
     return success({"account_id": account.id, "account_name": account.doc["name"]}, status=201, token=token)
 
