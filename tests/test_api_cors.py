@@ -42,6 +42,19 @@ def test_preflight_lists_the_methods_of_that_path(api):
         == {"PUT", "OPTIONS"}
 
 
+def test_preflight_lists_no_head_where_head_is_refused(api):
+    """HEAD on QuickCall is 405 (answering it would place a call): the preflight's methods and
+    `Allow` are the 405's."""
+    device = api.create_device()
+    path = f"devices/{device['id']}/quickcall/100"
+    response = preflight(api, path)
+    assert set(response.headers["Access-Control-Allow-Methods"].split(", ")) == {"GET", "POST", "OPTIONS"}
+    assert response.headers["Allow"] == response.headers["Access-Control-Allow-Methods"]
+    refused = api.request("HEAD", path)
+    assert refused.status_code == 405
+    assert set(refused.headers["Allow"].split(", ")) == {"GET", "POST", "OPTIONS"}
+
+
 def test_preflight_of_an_unknown_path_is_404_with_cors(api):
     response = preflight(api, "/v2/nowhere")
     assert_error(response, 404, "not_found")

@@ -52,7 +52,8 @@ class CorsPolicy:
 def path_methods(adapter: MapAdapter, path: str, views: Mapping[str, Any]) -> list[str]:
     """The methods the app answers on `path`, OPTIONS included (NotFound for an unknown path).
 
-    Routes whose view exists only to refuse a method (marked `esl_refused`) do not count.
+    Routes whose view exists only to refuse a method (marked `esl_refused`) do not count, nor
+    HEAD where it is refused (`web.resource.refuse_head`: the GET view acts).
     """
     methods = set()
     for method in adapter.allowed_methods(path):
@@ -60,8 +61,10 @@ def path_methods(adapter: MapAdapter, path: str, views: Mapping[str, Any]) -> li
             endpoint, _ = adapter.match(path, method=method)
         except HTTPException:
             continue
-        if not getattr(views.get(endpoint), "esl_refused", False):
-            methods.add(method)
+        view = views.get(endpoint)
+        if getattr(view, "esl_refused", False) or (method == "HEAD" and getattr(view, "esl_acts", False)):
+            continue
+        methods.add(method)
     if not methods:
         raise NotFound()
     return sorted(methods | {"OPTIONS"})
