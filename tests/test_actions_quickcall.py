@@ -6,8 +6,10 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+import gevent
 import pytest
 import requests
+from fake_freeswitch.originate import hupall
 from fixtures_web import assert_error, assert_invalid, client_for, make_account
 from test_actions_support import (
     Bridge,
@@ -564,3 +566,25 @@ def test_user_quickcall_answered_by_a_later_phone_reports_that_leg(bridge: Bridg
     assert [channel.user for channel in live] == [second]
     assert data["call_id"] == live[0].uuid
     assert data["call_id"] != dict(live[0].variables)["esl_bridge_call_id"]
+
+
+def test_calls_waiting_for_their_answer_leave_the_database_to_other_requests(bridge: Bridge) -> None:
+    """A POST QuickCall waits for the call's outcome, as long as the phone rings: one database
+    connection held by each waiting call would, once calls outnumber the connection pool (64 on
+    SQLite, 32 on PostgreSQL per worker), leave every other request (FreeSWITCH's directory
+    lookups too) waiting for one and then answered 500."""
+    calls = 70
+    device = bridge.device("2001")
+    bridge.register(bridge.fs1, "2001")
+    bridge.fs1.set_behaviour("2001", "acme.test", "hang")  # rings until hung up
+    url = bridge.api.url(f"devices/{device['id']}/quickcall/9196?timeout=120")
+    headers = {"X-Auth-Token": bridge.api.token}
+    ringing = [gevent.spawn(requests.post, url, headers=headers, timeout=60) for _ in range(calls)]
+    try:
+        assert wait_until(lambda: len(bridge.fs1.channels) == calls, timeout=30)
+        response = bridge.api.get(f"devices/{device['id']}")
+        assert response.status_code == 200, response.text
+    finally:
+        hupall(bridge.fs1, "NORMAL_CLEARING")  # as FreeSWITCH runs `hupall`: every call ends
+        gevent.joinall(ringing, timeout=30)
+    assert [call.value.status_code for call in ringing] == [500] * calls  # hung up: NORMAL_CLEARING

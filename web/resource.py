@@ -9,6 +9,7 @@ from werkzeug.exceptions import MethodNotAllowed
 
 from esl_bridge import commands
 from esl_bridge.errors import FreeSwitchUnavailable, UnsafeValue
+from models.db import database
 from models.documents import Document
 from models.pages import ListQuery, Page
 from models.validation import Errors, add_error
@@ -72,10 +73,19 @@ def runtime() -> Any:
 
 
 def freeswitch_pool() -> Any:
-    """The running ESL pool; 503 when esl-bridge was started without FreeSWITCH."""
+    """The running ESL pool; 503 when esl-bridge was started without FreeSWITCH.
+
+    The request's database connection goes back to the connection pool first (a later query
+    takes one again): FreeSWITCH may keep the request waiting up to a command timeout, and a
+    POST QuickCall as long as the phone rings. Held meanwhile, the connections run out once
+    enough requests wait, and every other request (FreeSWITCH's directory lookups too) waits
+    for one, then fails.
+    """
     found = runtime().pool
     if found is None:
         raise FreeSwitchUnavailable("no FreeSWITCH node is configured")
+    if not database.in_transaction():
+        database.close()
     return found
 
 
