@@ -1,5 +1,6 @@
 """Small holes: paths with `//`, requests with too many headers, made-up methods in /metrics,
-SIP IP uniqueness across accounts, and expired rows purged in the background."""
+slow bodies and the database, SIP IP uniqueness across accounts, and expired rows purged in the
+background."""
 from __future__ import annotations
 
 import json
@@ -71,6 +72,24 @@ def test_made_up_methods_add_no_metric_series(bridge):
         return sum(float(line.rpartition(" ")[2]) for line in text.splitlines()
                    if line.startswith(counted))
     assert count(after) - count(before) == 3
+
+
+def test_bodies_sent_slowly_leave_the_database_to_other_requests(api, bridge):
+    """A body may take its time (the body timeout bounds each pause, not the whole): a request
+    holding a database connection while its body trickles in would let a few clients without
+    a token take every connection of the pool (64 on SQLite, 32 on PostgreSQL per worker), and
+    every other request would wait for one, then be answered 500."""
+    stalled = []
+    try:
+        for _ in range(70):
+            sock = socket.create_connection(("127.0.0.1", bridge.http_port), timeout=10)
+            sock.sendall(b"PUT /v2/api_auth HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+                         b"Content-Length: 100\r\n\r\n{\"data\":")  # and the rest, later
+            stalled.append(sock)
+        assert api.get("devices").status_code == 200
+    finally:
+        for sock in stalled:
+            sock.close()
 
 
 def test_a_sip_ip_is_unique_within_an_account_only(api, other):

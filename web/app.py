@@ -117,8 +117,8 @@ def create_app(settings: Settings | None = None, *, pool: Any = None) -> Flask:
             raise req.routing_exception
         view = app.view_functions.get(req.endpoint)
         refuse_head(req, view)
-        database.connect(reuse_if_open=True)
         if api_version is None:
+            database.connect(reuse_if_open=True)
             return None
         environ = req.environ
         check_query_string(environ)
@@ -129,6 +129,9 @@ def create_app(settings: Settings | None = None, *, pool: Any = None) -> Flask:
         if req.method == "GET":
             state.jsonp = representations.jsonp_callback(req, runtime.cors.any_origin)
         state.body = parse_body()
+        # Only once the body is in: a client may send it as slowly as the body timeout lets it,
+        # and must not hold one of the pool's few connections meanwhile.
+        database.connect(reuse_if_open=True)
         api_key = getattr(view, "esl_api_key_in_query", False)
         if getattr(view, "esl_public", False):
             identity = current_identity(required=False, api_key_in_query=api_key)
