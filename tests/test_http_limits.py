@@ -1,7 +1,7 @@
 """Connection timeouts and limits on real sockets, with one worker and with two
 (`esl-bridge serve --workers N`): an idle keep-alive is closed, headers trickled a byte at a time
-and a body stalled half way get 408, open connections are capped, and the open files limit is
-raised at start."""
+and a body stalled half way get 408, open connections are capped, a stop answers a connection's
+first request still on its way, and the open files limit is raised at start."""
 from __future__ import annotations
 
 import json
@@ -13,6 +13,7 @@ from collections.abc import Iterator
 import gevent
 import pytest
 from serve_process import ESL_BRIDGE, Serve, serve
+from test_actions_support import wait_until
 
 pytestmark = pytest.mark.skipif(not ESL_BRIDGE.exists(), reason="the esl-bridge script is not installed")
 
@@ -130,6 +131,40 @@ def test_open_connections_are_capped(capped) -> None:
     again.sendall(HEALTH)
     assert response(again)[0].startswith(b"HTTP/1.1 200")
     again.close()
+
+
+def test_a_stop_answers_the_first_request_of_a_connection_it_had_accepted(start_bridge) -> None:
+    """A stop (SIGTERM, or a worker replaced on SIGHUP) closes connections idle between
+    keep-alive requests, but one accepted just before it whose request is on its way gets its
+    answer: closed unanswered, its client would see the request fail."""
+    server = start_bridge()
+    http = server.servers[0]
+    sock = socket.create_connection(("127.0.0.1", server.http_port), timeout=20)
+    served = socket.create_connection(("127.0.0.1", server.http_port), timeout=20)
+    served.sendall(HEALTH)
+    assert response(served)[0].startswith(b"HTTP/1.1 200")
+    assert wait_until(lambda: len(http.waiting) == 2)  # one fresh, one between requests
+    stopping = gevent.spawn(server.stop, 5)
+    assert wait_until(lambda: http.closed)
+    assert closed_by_server(served)
+    sock.sendall(HEALTH)
+    head, body = response(sock)
+    assert head.startswith(b"HTTP/1.1 200") and b"connection: close" in head.lower()
+    assert json.loads(body)["status"] == "success"
+    assert closed_by_server(sock)
+    stopping.join(timeout=20)
+    assert stopping.successful()
+
+
+def test_a_stop_closes_a_new_connection_that_sends_nothing(start_bridge) -> None:
+    server = start_bridge()
+    http = server.servers[0]
+    silent = socket.create_connection(("127.0.0.1", server.http_port), timeout=20)
+    assert wait_until(lambda: http.waiting)
+    stopping = gevent.spawn(server.stop, 15)
+    assert closed_by_server(silent)  # after a short grace, well before the stop's own bound
+    assert stopping.join(timeout=20) is None and stopping.successful()
+    silent.close()
 
 
 def open_files_limit(pid: int) -> tuple[int, int]:

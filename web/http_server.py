@@ -13,7 +13,9 @@ A connection lives through three phases, each with its own bound:
 At most ``max_connections`` connections per port are open in one process; past that it stops
 accepting (the kernel's backlog holds newcomers) and, to make room, closes the connection that
 has waited longest for its next keep-alive request. A server that stops closes the connections
-waiting for a request at once, and lets those with a request in progress finish.
+waiting for a next keep-alive request at once, lets those with a request in progress finish, and
+gives one it accepted but that has not sent its first request yet ``FIRST_REQUEST_GRACE`` seconds
+to send it (its client sent it, or is about to: closing would drop that request unanswered).
 """
 from __future__ import annotations
 
@@ -36,6 +38,8 @@ log = logging.getLogger(__name__)
 
 #: File descriptors a process needs besides client connections (database, FreeSWITCH, logs).
 RESERVED_FILES = 256
+#: Seconds a stopping server still waits for the first request of a connection it accepted.
+FIRST_REQUEST_GRACE = 1.0
 
 
 @dataclass(frozen=True)
@@ -105,12 +109,18 @@ class BridgeHandler(WSGIHandler):
 
     _header_timer: gevent.Timeout | None = None
     _waiting_since: float = 0.0
+    #: Requests this connection has carried: a stopping server ends it once it has had one.
+    served: int = 0
     wsgi_input: Any  # set by gevent's WSGIHandler, replaced by a TimedInput in get_environ
 
     def handle_one_request(self) -> Any:
         limits: Limits = self.server.limits
-        if self.server.closed or not self._wait_for_request(limits.idle_timeout):
+        if self.server.closed and self.served:
+            return None  # stopping: a keep-alive connection ends between requests
+        wait = FIRST_REQUEST_GRACE if self.server.closed else limits.idle_timeout
+        if not self._wait_for_request(wait):
             return None
+        self.served += 1
         self.socket.settimeout(None)  # the header deadline below bounds this phase as a whole
         timer = self._header_timer = gevent.Timeout(limits.header_timeout)
         timer.start()
@@ -195,6 +205,7 @@ class BridgeWSGIServer(WSGIServer):
     accept_pause: float = 0.0
     _MAX_ACCEPT_PAUSE = 0.002
     _resume_timer: Any = None
+    _grace_timer: Any = None  # a stopping server's end of FIRST_REQUEST_GRACE
 
     def do_read(self) -> Any:
         accepted = super().do_read()
@@ -230,13 +241,25 @@ class BridgeWSGIServer(WSGIServer):
         return super().handle(sock, address)
 
     def close(self) -> None:
-        """Stop accepting, and close every connection that is waiting for a request."""
+        """Stop accepting, and close every connection that is waiting for a next request; one
+        waiting for its first gets ``FIRST_REQUEST_GRACE`` seconds to send it."""
         if self._resume_timer is not None:
             self._resume_timer.stop()
             self._resume_timer = None
         super().close()
+        fresh = [handler for handler in self.waiting if not handler.served]
         for handler in list(self.waiting):
-            handler.wake()
+            if handler.served:
+                handler.wake()
+        if fresh:
+            self._grace_timer = self.loop.timer(FIRST_REQUEST_GRACE)
+            self._grace_timer.start(self._wake_still_waiting, fresh)
+
+    def _wake_still_waiting(self, handlers: list[BridgeHandler]) -> None:
+        self._grace_timer = None
+        for handler in handlers:
+            if handler in self.waiting:
+                handler.wake()
 
 
 def raise_open_files_limit() -> tuple[int, int]:
