@@ -121,3 +121,16 @@ def test_the_serve_command_takes_cors_origins():
 
     args = _parser().parse_args(["serve", "--cors-origins", "https://ui.example.com"])
     assert Settings.load({}, flag_values(args)).cors_origins == ("https://ui.example.com",)
+
+
+def test_a_browser_may_send_an_idempotency_key_and_read_the_retry_headers(api):
+    """A create retried from a browser UI sends Idempotency-Key: the preflight must allow it;
+    the page must be able to read Retry-After (refused logins), Allow (405) and
+    Idempotent-Replayed (a replayed create)."""
+    response = api.session.options(api.url("devices"), timeout=30, headers={
+        **PREFLIGHT, "Access-Control-Request-Method": "PUT",
+        "Access-Control-Request-Headers": "content-type,x-auth-token,idempotency-key"})
+    allowed = {h.strip().lower() for h in response.headers["Access-Control-Allow-Headers"].split(",")}
+    assert {"content-type", "x-auth-token", "idempotency-key"} <= allowed
+    exposed = {h.strip().lower() for h in response.headers["Access-Control-Expose-Headers"].split(",")}
+    assert {"retry-after", "allow", "idempotent-replayed"} <= exposed

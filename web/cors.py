@@ -19,11 +19,12 @@ from werkzeug.routing import MapAdapter
 #: Request headers a browser may send (Kazoo's list, with `Authorization`, `Accept` and
 #: `X-Request-ID` that esl-bridge reads too).
 ALLOW_HEADERS = ("Content-Type, Accept, Authorization, X-Auth-Token, If-Match, X-Request-ID, "
+                 "Idempotency-Key, "
                  "X-Requested-With, X-HTTP-Method-Override, X-File-Name, X-File-Size, "
                  "If-Modified-Since, Cache-Control, Depth, User-Agent, X-Kazoo-Cluster-ID")
 #: Response headers the browser may show to the page.
 EXPOSE_HEADERS = ("Content-Type, Content-Disposition, X-Auth-Token, X-Request-ID, ETag, Location, "
-                  "X-Next-Start-Key")
+                  "X-Next-Start-Key, Allow, Retry-After, Idempotent-Replayed")
 #: How long a browser may keep a preflight answer: a day, as Kazoo (?SECONDS_IN_DAY).
 MAX_AGE = "86400"
 
