@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, TypeVar, cast
 
 from . import commands
-from .errors import CommandError, FreeSwitchUnavailable, NotConnected
+from .errors import CommandError, ConnectionLost, FreeSwitchUnavailable, NotConnected
 from .pool import EslPool
 from .registrations import Registration, parse_xmlstatus
 
@@ -53,9 +53,11 @@ def gather(results: Mapping[str, T | Exception], what: str) -> dict[str, T]:
     for node, result in results.items():
         if isinstance(result, Exception):
             failed[node] = result
-            # A node without a live connection was logged once by the pool when it went down:
-            # saying so again for every action would flood the log while it stays down.
-            log.log(logging.DEBUG if isinstance(result, NotConnected) else logging.WARNING,
+            # A node without a live connection, or whose connection dropped under the command,
+            # is logged by the pool when it goes down: saying so again for every action (every
+            # one in flight when FreeSWITCH restarts) would flood the log.
+            quiet = isinstance(result, NotConnected | ConnectionLost)
+            log.log(logging.DEBUG if quiet else logging.WARNING,
                     "ESL %s: %s skipped this node: %s", node, what, result)
         else:
             answered[node] = result

@@ -182,6 +182,31 @@ def test_actions_while_a_node_is_down_add_nothing_to_the_log(fake_freeswitch, es
     assert len(told) == 1 and "unreachable" in told[0], told
 
 
+def test_actions_in_flight_when_freeswitch_goes_add_nothing_to_the_log(
+        fake_freeswitch, esl_pool_factory, greenlet_leak_check, caplog):
+    """Actions whose commands were on the wire when FreeSWITCH went (a restart) fail with
+    503's error; the log says the node went down, not a line per action."""
+    from esl_bridge import actions
+
+    pool = esl_pool_factory([fake_freeswitch])
+    caplog.set_level(logging.INFO, logger="esl_bridge")
+    fake_freeswitch.hang("sendevent PRESENCE_IN")
+    def reset(presence_id: str) -> Exception | None:
+        try:
+            actions.presence_reset(pool, presence_id)
+        except FreeSwitchUnavailable as exc:
+            return exc
+        return None
+
+    calls = [gevent.spawn(reset, f"20{n:02d}@acme.test") for n in range(8)]
+    assert fake_freeswitch.wait_for(lambda: len(fake_freeswitch.received("sendevent")) >= 2)
+    fake_freeswitch.stop(notice=False)
+    gevent.joinall(calls, timeout=5)
+    assert all(isinstance(call.value, FreeSwitchUnavailable) for call in calls)
+    told = [r.getMessage() for r in caplog.records if r.levelno >= logging.INFO]
+    assert len(told) == 1 and "unreachable" in told[0], told
+
+
 def test_a_pool_stopped_while_a_node_was_down_reconnects_when_started_again(
         fake_freeswitch, esl_pool_factory, greenlet_leak_check):
     """What the stopped pool knew of the node (unreachable, which slot was retrying) does not
