@@ -256,3 +256,23 @@ def is_uuid(text: str) -> bool:
         return str(uuid.UUID(text)) == text
     except ValueError:
         return False
+
+
+def expected_originate(bridge: Bridge, response: requests.Response, **kw: Any) -> str:
+    """The originate a successful quickcall response describes (ids taken from it)."""
+    body = response.json()
+    data = body["data"]
+    kw.setdefault("legs", "user/2001@acme.test")
+    kw.setdefault("number", data["number"])
+    kw.setdefault("cid_name", data["cid_name"])
+    kw.setdefault("cid_number", data["cid_number"])
+    return originate(call_id=data["call_id"], job_id=data["job_id"], account_id=bridge.account_id,
+                     request_id=body["request_id"], **kw)
+
+
+def success_data(response: requests.Response) -> dict[str, Any]:
+    """The data of a 200 success envelope."""
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["status"] == "success", body
+    return body["data"]
