@@ -12,7 +12,7 @@ import sys
 from collections.abc import Callable
 
 import pytest
-from test_commands import HOSTILE
+from test_commands_hostile import HOSTILE
 
 from esl_bridge import commands, quoting
 from esl_bridge.errors import UnsafeValue
