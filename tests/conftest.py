@@ -10,4 +10,5 @@ monkey.patch_all()
 # Fixtures live in modules of their own so that each side of the project owns its file:
 #   fixtures_freeswitch: the test FreeSWITCH (tests/fake_freeswitch/) and pools over it
 #   fixtures_web: a fresh database and the real HTTP server on port 0
-pytest_plugins = ["fixtures_freeswitch", "fixtures_web"]
+#   fixtures_hotdesk: an office of phones and hotdesk users for the hotdesk Lua scripts
+pytest_plugins = ["fixtures_freeswitch", "fixtures_web", "fixtures_hotdesk"]

@@ -26,6 +26,8 @@ from web.config import Settings
 from web.server import BridgeServer
 
 FREESWITCH_SECRET = "test-secret-5f1c"
+#: A well-formed id that names nothing.
+UNKNOWN_ID = "f" * 32
 TEST_DATABASE_ENV = "ESL_BRIDGE_TEST_DATABASE_URL"
 
 
@@ -85,6 +87,10 @@ class ApiClient:
 
     def delete(self, path: str, **kw: Any) -> requests.Response:
         return self.request("DELETE", path, **kw)
+
+    def ids(self, collection: str) -> list[str]:
+        """The ids of a whole listing (not paginated), in its order."""
+        return [row["id"] for row in self.get(collection, params={"paginate": "false"}).json()["data"]]
 
     # Shortcuts that assert success, for tests whose subject is something else.
     def create(self, collection: str, data: dict[str, Any]) -> dict[str, Any]:

@@ -1,84 +1,41 @@
-"""FreeSWITCH faults seen over HTTP (SPEC §6 "nothing hangs", §8) and
-`/health` and `/metrics` (§8): absent at start, hung or stopped mid-request, restarted, with
-bounded answers, recovery without restarting esl-bridge, and no greenlet left behind."""
+"""FreeSWITCH faults seen over HTTP (SPEC §6 "nothing hangs", §8): absent at start, hung or
+stopped mid-request, restarted, one node of two down, a busy pool; bounded answers, recovery
+without restarting esl-bridge, and no greenlet left behind. `/health` and `/metrics`:
+tests/test_ops_health_metrics.py."""
 from __future__ import annotations
 
-import re
-import time
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import gevent
-import peewee
 import pytest
 import requests
-from fixtures_web import assert_error, client_for, make_account
-from test_actions_support import Bridge, bridge_fixture, wait_until
+from fixtures_web import client_for, make_account
+from test_actions_support import (
+    Bridge,
+    assert_503,
+    bridge_fixture,
+    delta,
+    device_id,
+    parse_metrics,
+    registered_bridge,
+    timed,
+    wait_until,
+)
 
-from models import db
 from web.server import BridgeServer
 
-QUICKCALL = "/v2/accounts/<account_id>/devices/<device_id>/quickcall/<number>"
 SLACK = 2.0  # generous: these bounds say "in time", not "fast"
 
 
 @pytest.fixture
 def bridge(greenlet_leak_check, start_bridge, fake_freeswitch_factory, esl_pool_factory) -> Iterator[Bridge]:
-    bridge_ = next(bridge_fixture(start_bridge, fake_freeswitch_factory, esl_pool_factory,
-                                  command_timeout=0.3))
-    bridge_.device("2001")
-    bridge_.register(bridge_.fs1, "2001")
-    bridge_.mark()
-    greenlet_leak_check.mark_steady()
-    yield bridge_
-    bridge_.api.session.close()
+    yield from registered_bridge(greenlet_leak_check, start_bridge, fake_freeswitch_factory,
+                                 esl_pool_factory)
 
 
 @pytest.fixture
 def bridge2(greenlet_leak_check, start_bridge, fake_freeswitch_factory, esl_pool_factory) -> Iterator[Bridge]:
     yield from bridge_fixture(start_bridge, fake_freeswitch_factory, esl_pool_factory, nodes=2)
-
-
-def device_id(bridge: Bridge) -> str:
-    [row] = bridge.api.get("devices", params={"filter_sip.username": "2001"}).json()["data"]
-    return row["id"]
-
-
-def timed(call: Callable[[], requests.Response]) -> tuple[requests.Response, float]:
-    started = time.monotonic()
-    response = call()
-    return response, time.monotonic() - started
-
-
-def assert_503(response: requests.Response, node: str | None = None) -> dict[str, Any]:
-    """SPEC §2's 503; `node` names the node, or "all" when no node at all could be picked."""
-    body = assert_error(response, 503, "freeswitch_unavailable")
-    assert isinstance(body["data"]["message"], str) and body["data"]["message"]
-    if node is not None:
-        assert body["data"]["node"] in (node, "all"), body
-    return body
-
-
-def sample_key(key: str) -> str:
-    """A sample's name and labels, the labels in name order (their order carries no meaning)."""
-    name, _, labels = key.partition("{")
-    if not labels:
-        return key
-    return name + "{" + ",".join(sorted(re.findall(r'[a-zA-Z_]\w*="(?:[^"\\]|\\.)*"', labels))) + "}"
-
-
-def parse_metrics(text: str) -> dict[str, float]:
-    values = {}
-    for line in text.splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            values[sample_key(key)] = float(value)
-    return values
-
-
-def delta(before: dict[str, float], after: dict[str, float], key: str) -> float:
-    key = sample_key(key)
-    return after.get(key, 0.0) - before.get(key, 0.0)
 
 
 # --- FreeSWITCH absent when esl-bridge starts -----------------------------------------------------
@@ -242,121 +199,6 @@ def test_restart_while_down_actions_are_503_then_work(greenlet_leak_check, bridg
     assert bridge.pool.wait_connected(5)
     assert bridge.quickcall(ident, "9196").status_code == 200
     greenlet_leak_check.assert_steady()
-
-
-# --- /health ----------------------------------------------------------------------------------------
-
-def test_health_reports_the_database_and_each_node(bridge2: Bridge) -> None:
-    bridge = bridge2
-    data = bridge.health()
-    assert data["database"] == {"ok": True}
-    assert data["freeswitch_connected"] is True
-    assert set(data["freeswitch"]) == {bridge.fs1.name, bridge.fs2.name}
-    for node in data["freeswitch"].values():
-        assert node["connected"] is True
-        assert node["connections"] == bridge.pool.pool_size
-        assert node["last_error"] is None
-    bridge.fs2.stop()
-    assert wait_until(lambda: bridge.fs2.name not in bridge.pool.connected_nodes())
-    data = bridge.health()
-    assert data["freeswitch_connected"] is True
-    down = data["freeswitch"][bridge.fs2.name]
-    assert down["connected"] is False and down["connections"] == 0 and down["last_error"]
-    assert data["freeswitch"][bridge.fs1.name]["connected"] is True
-    bridge.fs1.stop()
-    assert wait_until(lambda: not bridge.pool.connected_nodes())
-    response = bridge.api.session.get(f"{bridge.url}/health")
-    assert response.status_code == 200  # documents are still served
-    assert response.json()["data"]["freeswitch_connected"] is False
-    bridge.fs2.start()
-    assert bridge.pool.wait_connected(5, nodes=[bridge.fs2.name])
-    assert bridge.health()["freeswitch"][bridge.fs2.name]["connected"] is True
-
-
-def test_health_needs_no_token_and_sends_nothing(bridge: Bridge) -> None:
-    response = requests.get(f"{bridge.url}/health", timeout=10)
-    assert response.status_code == 200 and response.json()["status"] == "success"
-    assert bridge.sent() == []
-
-
-# --- /metrics ---------------------------------------------------------------------------------------
-
-def test_metrics_count_requests_latencies_and_esl_commands(bridge: Bridge) -> None:
-    node = bridge.fs1.name
-    ident = device_id(bridge)
-    before = parse_metrics(bridge.metrics())
-    assert bridge.quickcall(ident, "9196").status_code == 200
-    assert bridge.quickcall(ident, "9196", "timeout=999").status_code == 400
-    assert bridge.api.post(f"devices/{ident}/presence").status_code == 200
-    after = parse_metrics(bridge.metrics())
-    requests_total = 'esl_bridge_http_requests_total{{endpoint="{}",method="{}",status="{}"}}'
-    assert delta(before, after, requests_total.format(QUICKCALL, "GET", 200)) == 1
-    assert delta(before, after, requests_total.format(QUICKCALL, "GET", 400)) == 1
-    presence = "/v2/accounts/<account_id>/devices/<device_id>/presence"
-    assert delta(before, after, requests_total.format(presence, "POST", 200)) == 1
-    labels = f'endpoint="{QUICKCALL}",method="GET"'
-    assert delta(before, after, f"esl_bridge_http_request_seconds_count{{{labels}}}") == 2
-    assert delta(before, after, f"esl_bridge_http_request_seconds_sum{{{labels}}}") > 0
-    assert delta(before, after, f'esl_bridge_http_request_seconds_bucket{{{labels},le="+Inf"}}') == 2
-    assert delta(before, after, f'esl_bridge_esl_commands_total{{node="{node}",kind="bgapi"}}') == 1
-    assert delta(before, after, f'esl_bridge_esl_commands_total{{node="{node}",kind="sendevent"}}') == 1
-    assert delta(before, after, f'esl_bridge_esl_command_failures_total{{node="{node}",kind="bgapi"}}') == 0
-    assert delta(before, after, f'esl_bridge_esl_command_latency_seconds_count{{node="{node}"}}') >= 2
-    assert after[f'esl_bridge_esl_node_up{{node="{node}"}}'] == 1
-
-
-def test_metrics_count_failures_and_timeouts(bridge: Bridge) -> None:
-    node = bridge.fs1.name
-    ident = device_id(bridge)
-    before = parse_metrics(bridge.metrics())
-    bridge.fs1.hang("bgapi")
-    assert bridge.quickcall(ident, "9196").status_code == 503
-    bridge.fs1.clear_faults()
-    after = parse_metrics(bridge.metrics())
-    assert delta(before, after, f'esl_bridge_esl_command_failures_total{{node="{node}",kind="bgapi"}}') == 1
-    assert delta(before, after, f'esl_bridge_esl_command_timeouts_total{{node="{node}",kind="bgapi"}}') == 1
-    assert delta(before, after, f'esl_bridge_esl_commands_total{{node="{node}",kind="bgapi"}}') == 0
-    status_503 = f'esl_bridge_http_requests_total{{endpoint="{QUICKCALL}",method="GET",status="503"}}'
-    assert delta(before, after, status_503) == 1
-    bridge.fs1.stop()
-    assert wait_until(lambda: not bridge.pool.connected_nodes())
-    down = parse_metrics(bridge.metrics())
-    assert down[f'esl_bridge_esl_node_up{{node="{node}"}}'] == 0
-    assert down[f'esl_bridge_esl_connections{{node="{node}"}}'] == 0
-
-
-def test_metrics_are_prometheus_text(bridge: Bridge) -> None:
-    text = bridge.metrics()
-    sample = re.compile(r'[a-zA-Z_:][a-zA-Z0-9_:]*(\{([a-zA-Z_][a-zA-Z0-9_]*="[^"\\\n]*",?)*\})? (-?[0-9.e+-]+|[+-]Inf|NaN)')
-    for line in text.splitlines():
-        if line.startswith("# "):
-            assert re.fullmatch(r"# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+", line), line
-        else:
-            assert sample.fullmatch(line), line
-    families = set(re.findall(r"^# TYPE (\S+) (\S+)$", text, re.M))
-    assert ("esl_bridge_http_requests_total", "counter") in families
-    assert ("esl_bridge_http_request_seconds", "histogram") in families
-    assert ("esl_bridge_esl_reconnects_total", "counter") in families
-    assert bridge.sent() == []
-
-
-def test_health_reports_a_database_failure(bridge: Bridge, monkeypatch: pytest.MonkeyPatch) -> None:
-    real = db.database.obj.execute_sql
-
-    def failing(sql: str, params: Any = None) -> Any:
-        if sql == "SELECT 1":
-            raise peewee.OperationalError("disk I/O error")
-        return real(sql, params)
-
-    monkeypatch.setattr(db.database.obj, "execute_sql", failing)
-    response = requests.get(f"{bridge.url}/health", timeout=10)
-    assert response.status_code == 503, response.text
-    assert response.json()["status"] == "error"
-    data = response.json()["data"]
-    assert data["database"]["ok"] is False and "disk I/O error" in data["database"]["error"]
-    assert data["freeswitch"][bridge.fs1.name]["connected"] is True
-    monkeypatch.undo()
-    assert requests.get(f"{bridge.url}/health", timeout=10).status_code == 200
 
 
 # --- one node of two down ---------------------------------------------------------------------------

@@ -19,7 +19,7 @@ from typing import Any
 import gevent
 import requests
 from fake_freeswitch import FakeFreeSwitch
-from fixtures_web import ApiClient, client_for, make_account
+from fixtures_web import ApiClient, assert_error, client_for, make_account
 
 from esl_bridge import EslPool
 from models import db
@@ -276,3 +276,59 @@ def success_data(response: requests.Response) -> dict[str, Any]:
     body = response.json()
     assert body["status"] == "success", body
     return body["data"]
+
+
+def registered_bridge(greenlet_leak_check: Any, start_bridge: Any, fake_freeswitch_factory: Any,
+                      esl_pool_factory: Any) -> Iterator[Bridge]:
+    """Body of the fault tests' `bridge` fixture: one node, a 0.3 s command timeout, device
+    2001 registered, and the greenlet count marked as the steady state."""
+    bridge = next(bridge_fixture(start_bridge, fake_freeswitch_factory, esl_pool_factory,
+                                 command_timeout=0.3))
+    bridge.device("2001")
+    bridge.register(bridge.fs1, "2001")
+    bridge.mark()
+    greenlet_leak_check.mark_steady()
+    yield bridge
+    bridge.api.session.close()
+
+
+def device_id(bridge: Bridge) -> str:
+    [row] = bridge.api.get("devices", params={"filter_sip.username": "2001"}).json()["data"]
+    return row["id"]
+
+
+def timed(call: Callable[[], requests.Response]) -> tuple[requests.Response, float]:
+    started = time.monotonic()
+    response = call()
+    return response, time.monotonic() - started
+
+
+def assert_503(response: requests.Response, node: str | None = None) -> dict[str, Any]:
+    """SPEC §2's 503; `node` names the node, or "all" when no node at all could be picked."""
+    body = assert_error(response, 503, "freeswitch_unavailable")
+    assert isinstance(body["data"]["message"], str) and body["data"]["message"]
+    if node is not None:
+        assert body["data"]["node"] in (node, "all"), body
+    return body
+
+
+def sample_key(key: str) -> str:
+    """A sample's name and labels, the labels in name order (their order carries no meaning)."""
+    name, _, labels = key.partition("{")
+    if not labels:
+        return key
+    return name + "{" + ",".join(sorted(re.findall(r'[a-zA-Z_]\w*="(?:[^"\\]|\\.)*"', labels))) + "}"
+
+
+def parse_metrics(text: str) -> dict[str, float]:
+    values = {}
+    for line in text.splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            values[sample_key(key)] = float(value)
+    return values
+
+
+def delta(before: dict[str, float], after: dict[str, float], key: str) -> float:
+    key = sample_key(key)
+    return after.get(key, 0.0) - before.get(key, 0.0)
