@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import random
 
-from common import Seeded, Target, auth_token, http_request, options, run
+from common import options, run
+from load import Target, auth_token, http_request
+from seeding import Seeded
 
 POOL = 4096  # prepared requests per endpoint, each for a random id
 

@@ -13,16 +13,9 @@ import random
 import re
 from pathlib import Path
 
-from common import (
-    BARE_PATH,
-    FREESWITCH_SECRET,
-    REALM,
-    Seeded,
-    Target,
-    http_request,
-    options,
-    run,
-)
+from common import BARE_PATH, FREESWITCH_SECRET, options, run
+from load import Target, http_request
+from seeding import REALM, Seeded
 
 POOL = 4096  # prepared requests, each for a random device
 RECORDED = (Path(__file__).resolve().parent.parent / "tests" / "data" / "xml_curl"

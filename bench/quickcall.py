@@ -205,7 +205,8 @@ def drive(requests_per_round: int, rounds: int, warmup: int, phone: str) -> None
     import gevent
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import Child, Connection, auth_token, http_request, machine, pin
+    from common import Child, machine, pin
+    from load import Connection, auth_token, http_request
 
     workdir = Path(tempfile.mkdtemp(prefix="esl-bridge-bench-quickcall-"))
     children: list[Child] = []

@@ -8,7 +8,7 @@ sends FreeSWITCH's shutdown notice first, the others cut the connections without
 
     .venv/bin/python bench/restarts.py [--restarts 20] [--clients 50] [--down 0.2,0.5,1,2,5,10]
 
-Three processes: the test FreeSWITCH (``tests/fake_freeswitch.py``; it stamps the event
+Three processes: the test FreeSWITCH (``tests/fake_freeswitch/``; it stamps the event
 subscriptions and registration refreshes it receives), esl-bridge (``web.server.BridgeServer``
 with its pool started from settings, SQLite in a temporary directory) and this one (the HTTP
 clients). Times are CLOCK_MONOTONIC, shared by every process of the machine.
@@ -156,7 +156,7 @@ def run_server(database_url: str, node: str, pool_options: dict[str, float]) -> 
 
 
 def seed(workdir: Path) -> Any:
-    from common import seed as seed_database
+    from seeding import seed as seed_database
 
     return seed_database(workdir / "bench.db", DEVICES)
 
@@ -215,7 +215,8 @@ def drive(restarts: int, clients: int, downs: list[float], up: float,
     monkey.patch_all()
     import gevent
     import gevent.event
-    from common import Child, Connection, auth_token, http_request, machine
+    from common import Child, machine
+    from load import Connection, auth_token, http_request
 
     workdir = Path(tempfile.mkdtemp(prefix="esl-bridge-bench-restarts-"))
     children: list[Any] = []

@@ -32,7 +32,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from api import targets
-from common import Tally, Target, call, http_request, machine, run_load, seed
+from common import machine
+from load import Tally, Target, call, http_request, run_load
+from seeding import seed
 from wrk import run_wrk, wrk_available
 
 from models import db

@@ -17,7 +17,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from common import Target
+from load import Target
 
 _UNITS = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3, "h": 3600e3}
 
@@ -60,15 +60,16 @@ def _milliseconds(text: str) -> float:
 
 
 def run_wrk(port: int, target: Target, seconds: float, connections: int) -> WrkResult:
-    """``connections`` keep-alive connections on one wrk thread for ``seconds``; every answer
-    must be 2xx (``RuntimeError`` otherwise)."""
+    """``connections`` keep-alive connections on one wrk thread for ``seconds`` (whole seconds:
+    wrk takes no fraction); every answer must be 2xx (``RuntimeError`` otherwise)."""
+    whole = max(1, round(seconds))
     with tempfile.TemporaryDirectory(prefix="esl-bridge-wrk-") as folder:
         script = Path(folder) / "requests.lua"
         script.write_text(_script(target))
         output = subprocess.run(
-            ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "-s", str(script),
+            ["wrk", "-t1", f"-c{connections}", f"-d{whole}s", "--latency", "-s", str(script),
              f"http://127.0.0.1:{port}/"],
-            check=True, capture_output=True, text=True, timeout=seconds + 30).stdout
+            check=True, capture_output=True, text=True, timeout=whole + 30).stdout
     if "Non-2xx" in output or "Socket errors" in output:
         raise RuntimeError(f"{target.name}: wrk saw failed answers:\n{output}")
     done = re.search(r"(\d+) requests in ([\d.]+)(ms|s)", output)
