@@ -81,7 +81,7 @@ class TokenListener:
                     # Once per outage: a database that stays down would say it every second.
                     (log.debug if failed else log.warning)(
                         "token cache off: listening connection failed (%s); retrying every %g s",
-                        str(exc).strip() or type(exc).__name__, RECONNECT_SECONDS)
+                        " ".join(str(exc).split()) or type(exc).__name__, RECONNECT_SECONDS)
                 failed = True
             finally:
                 self._disconnect()
