@@ -48,3 +48,5 @@ _._execute
 sample_count
 digit_timeout
 transfer_on_failure
+# psycopg2: a connection attribute that is set, not read by our code.
+_.autocommit

@@ -21,6 +21,7 @@ from models.account import name_key
 from models.db import database, open_database, redacted
 from models.device import forward_key
 from models.tables import ALL_TABLES, AccountRow, DeviceRow, TokenRow, UserRow
+from models.token_cache import EVERYTHING, notify
 
 log = logging.getLogger(__name__)
 
@@ -156,6 +157,8 @@ def fill_token_priv_levels() -> int:
         level = docs.decode(found.doc).get("priv_level", "user") if found else "user"
         filled += TokenRow.update(priv_level=level).where(
             (TokenRow.user_id == user_id) & TokenRow.priv_level.is_null()).execute()
+    if filled:
+        notify(EVERYTHING)  # a running process may have read them without their level
     return filled
 
 

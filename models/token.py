@@ -12,6 +12,15 @@ import peewee
 from models.db import database
 from models.prepared import Prepared
 from models.tables import AccountRow, TokenRow, UserRow
+from models.token_cache import (
+    EVERYTHING,
+    TokenCache,
+    TokenRowValues,
+    for_account,
+    for_token,
+    for_user,
+    notify,
+)
 
 IDLE_SECONDS = 3600
 # Writing `last_used` on every request would make every read a write; a minute of slack on a
@@ -94,23 +103,46 @@ _ACCOUNT_BY_KEY = Prepared(
     lambda key: AccountRow.select(AccountRow.id).where(AccountRow.api_key == key).limit(1))
 
 
-def identify(token: str, now: float | None = None) -> Identity | None:
-    """The identity behind a token, or None (an API key is not a token: `identify_api_key`)."""
+def identify(token: str, now: float | None = None, cache: TokenCache | None = None
+             ) -> Identity | None:
+    """The identity behind a token, or None (an API key is not a token: `identify_api_key`).
+
+    With a `cache` (PostgreSQL, `models.token_cache`), a token found there and used within the
+    last `REFRESH_AFTER_SECONDS` is not read again; any other is read, refreshed and expired
+    as without one.
+    """
     if not _TOKEN_RE.match(token):
         return None
     now = time.time() if now is None else now
+    generation = 0
+    if cache is not None:
+        if cache.listening:
+            cached = cache.get(token)
+            if cached is not None and now - cached.last_used <= REFRESH_AFTER_SECONDS:
+                return _identity(cached)
+        generation = cache.generation  # before the read: see `TokenCache.store`
     row = next(_BY_TOKEN.tuples(token), None)
     if row is None:
         return None
-    account_id, user_id, method, last_used, priv_level = row
-    if now - last_used > IDLE_SECONDS:
-        TokenRow.delete().where(TokenRow.token == token).execute()
+    found = TokenRowValues(*row)
+    if now - found.last_used > IDLE_SECONDS:
+        with database.atomic():
+            TokenRow.delete().where(TokenRow.token == token).execute()
+            notify(for_token(token))
         return None
-    if now - last_used > REFRESH_AFTER_SECONDS:
+    if now - found.last_used > REFRESH_AFTER_SECONDS:
+        # No notification: another process's copy of the row is only older, so it refreshes
+        # sooner; it never outlives the token.
         TokenRow.update(last_used=now).where(TokenRow.token == token).execute()
-        last_used = now
-    return Identity(account_id, user_id, method, priv_level if user_id else None,
-                    last_used + IDLE_SECONDS)
+        found = found._replace(last_used=now)
+    if cache is not None:
+        cache.store(token, found, generation)
+    return _identity(found)
+
+
+def _identity(row: TokenRowValues) -> Identity:
+    return Identity(row.account_id, row.user_id, row.method,
+                    row.priv_level if row.user_id else None, row.last_used + IDLE_SECONDS)
 
 
 def identify_api_key(key: str) -> Identity | None:
@@ -125,21 +157,31 @@ def identify_api_key(key: str) -> Identity | None:
 def purge_expired(now: float | None = None) -> int:
     """Delete tokens idle for longer than the expiry; returns how many."""
     now = time.time() if now is None else now
-    return TokenRow.delete().where(TokenRow.last_used < now - IDLE_SECONDS).execute()
+    with database.atomic():
+        purged = TokenRow.delete().where(TokenRow.last_used < now - IDLE_SECONDS).execute()
+        if purged:
+            notify(EVERYTHING)
+        return purged
 
 
 def revoke_user_tokens(user_id: str) -> int:
     """Delete every token issued to a user (deleted or disabled); returns how many."""
-    return TokenRow.delete().where(TokenRow.user_id == user_id).execute()
+    revoked = TokenRow.delete().where(TokenRow.user_id == user_id).execute()
+    notify(for_user(user_id))
+    return revoked
 
 
 def revoke_api_key_tokens(account_id: str) -> int:
     """Delete every token minted from the account's API key (it was rotated); returns how many."""
-    return TokenRow.delete().where(
+    revoked = TokenRow.delete().where(
         (TokenRow.account_id == account_id) & (TokenRow.method == "api_auth")).execute()
+    notify(for_account(account_id))
+    return revoked
 
 
 def set_user_priv_level(user_id: str, priv_level: str) -> int:
     """Give the user's live tokens their new `priv_level` (inside the transaction that changes
     it, so no request acts with the old one after the commit); returns how many."""
-    return TokenRow.update(priv_level=priv_level).where(TokenRow.user_id == user_id).execute()
+    changed = TokenRow.update(priv_level=priv_level).where(TokenRow.user_id == user_id).execute()
+    notify(for_user(user_id))
+    return changed

@@ -21,6 +21,7 @@ from models import account as accounts
 from models import db
 from models import user as users
 from models.schema import create_tables, drop_tables
+from models.token_cache import EVERYTHING
 from web.auth import AncestryCache
 from web.config import Settings
 from web.server import BridgeServer
@@ -178,6 +179,8 @@ def bridge(database_url: str, _shared_bridge: BridgeServer) -> BridgeServer:
     """The shared server without FreeSWITCH, over this test's fresh database, its caches empty."""
     _shared_bridge.runtime.ancestry = AncestryCache()
     _shared_bridge.runtime.extras.clear()
+    if _shared_bridge.runtime.token_cache is not None:
+        _shared_bridge.runtime.token_cache.forget(EVERYTHING)
     return _shared_bridge
 
 

@@ -159,6 +159,7 @@ SETTINGS = [
     ("max_connections", 1000, "5000", 5000, "64", 64),
     ("cors_origins", ("*",), "https://UI.example.com,http://localhost:3000",
      ("https://ui.example.com", "http://localhost:3000"), "*", ("*",)),
+    ("token_cache_seconds", 5.0, "30", 30.0, "0", 0.0),
 ]
 
 
@@ -220,7 +221,8 @@ def test_every_setting_is_covered():
                                   ["--log-level", "bogus"], ["--tls-cert", "/c.pem"], ["--tls-key", "/k.pem"],
                                   ["--workers", "0"], ["--idle-timeout", "0"], ["--header-timeout", "-1"],
                                   ["--body-timeout", "x"], ["--max-connections", "0"],
-                                  ["--cors-origins", "ui.example.com"]])
+                                  ["--cors-origins", "ui.example.com"], ["--token-cache-seconds", "-1"],
+                                  ["--token-cache-seconds", "nan"]])
 def test_bad_setting_values_are_refused(served, capsys, argv):
     assert cli.main(["serve", *argv]) == 2
     assert argv[0].lstrip("-").replace("-", "_") in capsys.readouterr().err

@@ -11,6 +11,8 @@ from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from models.db import database
 from models.errors import ValidationFailed
+from models.token_cache import TokenCache
+from models.token_listener import TokenListener
 from web import (
     accounts,
     callouts,
@@ -57,6 +59,8 @@ class Runtime:
     extras: dict[str, Any] = field(default_factory=dict)
     #: With several workers: publishes this worker's ESL figures for the others' scrapes.
     publisher: Publisher | None = None
+    #: PostgreSQL: keeps `token_cache` right (`web.server.build_app` starts it).
+    token_listener: TokenListener | None = None
 
     def __post_init__(self) -> None:
         self.side_effects = SideEffects(self.pool)
@@ -65,6 +69,11 @@ class Runtime:
             self.publisher = Publisher(self.pool, shared).start()
         self.metrics.watch_pool(self.pool, self.publisher.siblings if self.publisher else None)
         self.cors = cors.CorsPolicy(self.settings.cors_origins)
+
+    @property
+    def token_cache(self) -> TokenCache | None:
+        """This process's token lookups (PostgreSQL with a listener; None: none kept)."""
+        return self.token_listener.cache if self.token_listener is not None else None
 
 
 def _api_blueprint() -> Blueprint:

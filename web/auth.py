@@ -10,6 +10,7 @@ from models import account as accounts
 from models.documents import is_id
 from models.token import Identity, identify, identify_api_key
 from web.errors import Forbidden, Unauthorized
+from web.resource import runtime
 
 _BEARER = "bearer "
 
@@ -72,7 +73,7 @@ def current_identity(required: bool = True, api_key_in_query: bool = False) -> I
         identity = None
         if found is not None:
             token, where = found
-            identity = identify(token)
+            identity = identify(token, cache=runtime().token_cache)
             if identity is not None:
                 state.auth_token = token
             elif api_key_in_query and where == "query":

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from esl_bridge import PIPELINE_DEPTH, Node
+from models.token_cache import TTL_SECONDS
 
 
 def _list(value: str) -> tuple[str, ...]:
@@ -72,6 +73,13 @@ def _log_level(value: str) -> str:
     return level
 
 
+def _seconds(value: str) -> float:
+    number = float(value)
+    if not number >= 0:  # NaN too
+        raise ValueError("must be 0 or more")
+    return number
+
+
 def _port(value: str) -> int:
     number = int(value)
     if not 0 <= number <= 65535:
@@ -108,6 +116,8 @@ class Settings:
     header_timeout: float = field(default=10.0, metadata={"parse": _positive_float, "help": "seconds to receive a request line and headers"})
     body_timeout: float = field(default=30.0, metadata={"parse": _positive_float, "help": "seconds a request body or response may stall"})
     max_connections: int = field(default=1000, metadata={"parse": _positive_int, "help": "open connections per port and worker"})
+    token_cache_seconds: float = field(default=TTL_SECONDS, metadata={
+        "parse": _seconds, "help": "PostgreSQL: seconds a worker may answer for a token it read, kept right by NOTIFY (0: read every time)"})
     cors_origins: tuple[str, ...] = field(default=("*",), metadata={
         "parse": _origins, "help": "browser origins allowed to call the API: * or scheme://host[:port], comma-separated"})
 

@@ -47,6 +47,9 @@ def health() -> Response:
         # Each worker answers for itself (its own ESL pool): say which one did.
         "worker": {"pid": os.getpid(), "workers": runtime().settings.workers},
     }
+    cache = runtime().token_cache
+    if cache is not None:  # PostgreSQL: is this worker's token cache on (docs/operations.md)
+        data["token_cache"] = {"listening": cache.listening, "entries": len(cache)}
     if not db["ok"]:
         return failure(ErrorReply(503, "database_unavailable", data))
     return success(data)

@@ -11,6 +11,7 @@ from typing import Any
 from flask import Flask
 
 from models import schema
+from models.token_listener import TokenListener
 from web.app import create_app
 from web.config import Settings
 from web.housekeeping import Housekeeping
@@ -41,10 +42,14 @@ def build_app(settings: Settings, *, pool: Any = None, start_freeswitch: bool = 
 
     In a worker this runs after the fork: connections and greenlets never cross it.
     """
-    schema.connect(settings.database_url)
+    database = schema.connect(settings.database_url)
     if pool is None and start_freeswitch:
         pool = start_pool(settings)
     app = create_app(settings, pool=pool)
+    runtime = app.extensions["esl_bridge"]
+    runtime.token_listener = TokenListener.for_database(database, settings.token_cache_seconds)
+    if runtime.token_listener is not None:
+        runtime.token_listener.start()
     app.extensions["esl_bridge_housekeeping"] = Housekeeping().start()
     return app
 
@@ -61,6 +66,8 @@ def stop_app(app: Flask, grace: float = STOP_GRACE_SECONDS) -> None:
         runtime.publisher.stop()
     if runtime.pool is not None:
         runtime.pool.stop()
+    if runtime.token_listener is not None:
+        runtime.token_listener.stop()
 
 
 def wsgi_server(listener: Any, app: Flask, settings: Settings, *, tls: bool, **kwargs: Any
