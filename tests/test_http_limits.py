@@ -1,7 +1,8 @@
 """Connection timeouts and limits on real sockets, with one worker and with two
 (`esl-bridge serve --workers N`): an idle keep-alive is closed, headers trickled a byte at a time
 and a body stalled half way get 408, open connections are capped, a stop answers a connection's
-first request still on its way, and the open files limit is raised at start."""
+first request still on its way, clients take turns, and the open files limit is raised at
+start."""
 from __future__ import annotations
 
 import json
@@ -109,6 +110,33 @@ def test_a_body_stalled_half_way_gets_408(limited) -> None:
     assert (envelope["status"], envelope["error"]) == ("error", "408")
     assert closed_by_server(sock)
     sock.close()
+
+
+@pytest.mark.parametrize("limited", [1], indirect=True, ids=["1 worker"])
+def test_a_client_sending_requests_back_to_back_does_not_keep_the_worker_to_itself(limited) -> None:
+    """Requests that never wait (SQLite answers without yielding) from one keep-alive client
+    take turns with another client's: its request, sent while the first client's are being
+    answered, is answered before all of them."""
+    count = 1000
+    busy = socket.socket()
+    busy.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 << 20)  # room for every answer
+    busy.connect(("127.0.0.1", limited.port))
+    busy.settimeout(20)
+    other = connect(limited)
+    busy.sendall(HEALTH * count)  # all in the server's buffer at once
+    busy.recv(1, socket.MSG_PEEK)  # the worker is answering them
+    other.sendall(HEALTH)
+    assert response(other)[0].startswith(b"HTTP/1.1 200")
+    answered_first = busy.recv(64 << 20, socket.MSG_PEEK | socket.MSG_DONTWAIT).count(b"HTTP/1.1 200")
+    # Taking turns, a few of the first client's come before; keeping the worker, nearly all.
+    assert answered_first < count // 2
+    received = b""
+    while received.count(b"HTTP/1.1 200") < count:  # and the busy client gets all of its answers
+        chunk = busy.recv(1 << 20)
+        assert chunk, f"closed after {received.count(b'HTTP/1.1 ')} answers"
+        received += chunk
+    busy.close()
+    other.close()
 
 
 def test_open_connections_are_capped(capped) -> None:

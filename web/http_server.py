@@ -117,6 +117,12 @@ class BridgeHandler(WSGIHandler):
         limits: Limits = self.server.limits
         if self.server.closed and self.served:
             return None  # stopping: a keep-alive connection ends between requests
+        if self.served:
+            # Let the other connections' requests run first. A request served from SQLite never
+            # waits, so without this a client that sends its next request at once keeps the
+            # worker to itself: under load from wrk the others waited up to a second (p99 60 ms
+            # to 1 s; with it, 7 to 17 ms at the same requests per second).
+            gevent.sleep(0)
         wait = FIRST_REQUEST_GRACE if self.server.closed else limits.idle_timeout
         if not self._wait_for_request(wait):
             return None
