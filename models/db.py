@@ -8,7 +8,9 @@ from typing import Any
 from urllib.parse import unquote, urlparse
 
 import peewee
+from gevent.monkey import get_original
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
+from psycopg2.extensions import TRANSACTION_STATUS_IDLE
 
 from models.errors import Conflict
 
@@ -69,6 +71,36 @@ class SqliteDatabase(PooledSqliteDatabase):
             raise
 
 
+class PostgresqlDatabase(PooledPostgresqlDatabase):
+    """PostgreSQL through peewee's pool, checking a connection on check-out without a round trip.
+
+    peewee's pool sends `SELECT 1` on every check-out, which doubled the queries of a token-cached
+    `GET device` and cost the server as much as the request's own query (docs/benchmarks.md,
+    workers). A connection the server has ended (restart, `pg_terminate_backend`, idle timeout)
+    has its socket readable with the server's last message or the end of the stream, which one
+    `select` with no timeout sees; an idle, live connection has nothing to read. Anything less
+    certain (a transaction left open) gets peewee's own check. A connection ended in the
+    instant between its check-out and its query fails that request, as one in flight would.
+    """
+
+    def _is_closed(self, conn: Any) -> bool:
+        if conn.closed or conn.get_transaction_status() != TRANSACTION_STATUS_IDLE:
+            return super()._is_closed(conn)
+        if _readable(conn):
+            conn.close()  # something arrived while idle: the server is gone or going
+            return True
+        return False
+
+
+# The unpatched call: with no timeout it never needs to yield to other greenlets.
+_select_now = get_original("select", "select")
+
+
+def _readable(conn: Any) -> bool:
+    """Whether `conn` has something to read right now."""
+    return bool(_select_now([conn.fileno()], [], [], 0)[0])
+
+
 def open_database(url: str) -> peewee.Database:
     """Build (without connecting) the database the URL names."""
     parsed = urlparse(url)
@@ -96,7 +128,7 @@ def open_database(url: str) -> peewee.Database:
         )
     if parsed.scheme in ("postgres", "postgresql"):
         _use_gevent_wait_callback()
-        return PooledPostgresqlDatabase(
+        return PostgresqlDatabase(
             unquote(parsed.path.lstrip("/")),
             user=unquote(parsed.username) if parsed.username else None,
             password=unquote(parsed.password) if parsed.password else None,

@@ -6,10 +6,19 @@ makes (its token, a document by id, a listing page, FreeSWITCH's directory) alwa
 shape, so `Prepared` has peewee build the SQL once per database backend (`Query.sql()`) and runs
 it with new values through `Database.execute_sql`: peewee's public path, so its logging, query
 hooks, connection check and error mapping all apply.
+
+On PostgreSQL the server would still parse and plan each one (psycopg2 sends the values inside
+the text): there each query is a server-side prepared statement, `PREPARE`d once on each
+connection that runs it and then `EXECUTE`d, which halves what the server spends on a lookup by
+id (docs/benchmarks.md, workers). A prepared statement belongs to its connection and outlives
+transactions, rolled back or not.
 """
 from __future__ import annotations
 
 import inspect
+import itertools
+import re
+import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +28,10 @@ import peewee
 from models.db import database
 
 _MARK = "\x00prepared-arg-{}\x00"
+_PSYCOPG_MARK = re.compile(r"%([%s])")
+_NAMES = (f"esl_bridge_q{n}" for n in itertools.count(1))
+# PostgreSQL: the statements each open connection has prepared, by the connection.
+_prepared_on: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -27,9 +40,31 @@ class _Compiled:
     slots: list[tuple[int | None, Any]]  # (index of the value, or None: this constant)
     model: type[peewee.Model] | None  # what `first` builds from a row, None for a plain select
     names: tuple[str, ...]  # the model's field names, in the order the row gives them
+    #: PostgreSQL: the statement's name and its `PREPARE` (None elsewhere).
+    statement: str | None = None
+    prepare: str = ""
 
     def params(self, values: tuple[Any, ...]) -> list[Any]:
         return [values[i] if i is not None else constant for i, constant in self.slots]
+
+    def run(self, values: tuple[Any, ...]) -> Any:
+        """The cursor of the query run with `values`."""
+        params = self.params(values)
+        if self.statement is None:
+            return database.execute_sql(self.sql, params)
+        ready = _prepared_on.setdefault(database.connection(), set())
+        if self.statement not in ready:
+            database.execute_sql(self.prepare)
+            ready.add(self.statement)
+        marks = ", ".join(["%s"] * len(params))
+        return database.execute_sql(f"EXECUTE {self.statement} ({marks})" if params
+                                    else f"EXECUTE {self.statement}", params)
+
+
+def _server_side(sql: str) -> str:
+    """`sql` with psycopg2's `%s` marks numbered as PostgreSQL's `$n` (and `%%` as `%`)."""
+    numbers = itertools.count(1)
+    return _PSYCOPG_MARK.sub(lambda m: "%" if m[1] == "%" else f"${next(numbers)}", sql)
 
 
 def _model_fields(query: peewee.BaseQuery) -> tuple[type[peewee.Model] | None, tuple[str, ...]]:
@@ -68,18 +103,21 @@ class Prepared:
             if missing:
                 raise ValueError(f"prepared query lost its parameters {sorted(missing)}: {sql}")
             model, names = _model_fields(query)
-            found = self._compiled[backend] = _Compiled(sql, slots, model, names)
+            found = _Compiled(sql, slots, model, names)
+            if isinstance(database.obj, peewee.PostgresqlDatabase):
+                found.statement = next(_NAMES)
+                found.prepare = f"PREPARE {found.statement} AS {_server_side(sql)}"
+            self._compiled[backend] = found
         return found
 
     def tuples(self, *values: Any) -> Iterator[tuple[Any, ...]]:
         """The rows as tuples, in the order of the select."""
-        compiled = self._compile()
-        return iter(database.execute_sql(compiled.sql, compiled.params(values)))
+        return iter(self._compile().run(values))
 
     def first(self, *values: Any) -> Any:
         """The first row as a model instance (the query must select whole fields), or None."""
         compiled = self._compile()
         if compiled.model is None:
             raise TypeError(f"first() needs a select of one model's fields: {compiled.sql}")
-        row = next(iter(database.execute_sql(compiled.sql, compiled.params(values))), None)
+        row = next(iter(compiled.run(values)), None)
         return None if row is None else compiled.model(**dict(zip(compiled.names, row, strict=True)))

@@ -1,0 +1,90 @@
+"""PostgreSQL connections: a lookup is a server-side prepared statement, prepared once on each
+connection; a connection is checked out without a round trip, and one the server has ended
+(a restart, `pg_terminate_backend`) is replaced, so the next request still succeeds.
+
+The statement numbering runs everywhere; the rest needs a PostgreSQL test database (CI's second
+pass).
+"""
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from typing import Any
+
+import psycopg2
+import pytest
+from fixtures_web import TEST_DATABASE_ENV
+
+from models import account as accounts
+from models import db
+from models import device as devices
+from models import documents as docs
+from models.prepared import _server_side
+from models.tables import DeviceRow
+
+pytestmark = pytest.mark.store
+
+needs_postgresql = pytest.mark.skipif(
+    not os.environ.get(TEST_DATABASE_ENV, "").startswith(("postgres://", "postgresql://")),
+    reason=f"PostgreSQL's connections: set {TEST_DATABASE_ENV} to a PostgreSQL database")
+
+
+def test_psycopg2_marks_become_numbered_parameters() -> None:
+    sql = """SELECT "doc" FROM "device" WHERE ("id" = %s) AND ("name" LIKE '5%%') LIMIT %s"""
+    assert _server_side(sql) == """SELECT "doc" FROM "device" WHERE ("id" = $1) AND ("name" LIKE '5%') LIMIT $2"""
+
+
+@pytest.fixture
+def watcher(database_url: str) -> Iterator[Any]:
+    """A connection of its own, to look at the others from outside."""
+    database = db.database.obj
+    conn = psycopg2.connect(dbname=database.database, **database.connect_params)
+    conn.autocommit = True
+    yield conn
+    conn.close()
+
+
+def _backend(conn: Any, pid: int) -> tuple[str, str]:
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT state, query FROM pg_stat_activity WHERE pid = %s", (pid,))
+        return cursor.fetchone()
+
+
+def _prepared(statement_conn: Any) -> set[str]:
+    with statement_conn.cursor() as cursor:
+        cursor.execute("SELECT name FROM pg_prepared_statements")
+        return {name for (name,) in cursor.fetchall()}
+
+
+@needs_postgresql
+def test_a_lookup_is_prepared_once_per_connection_and_again_on_a_new_one(watcher) -> None:
+    database = db.database
+    with database.connection_context():
+        account = accounts.create_account({"name": "acme", "realm": "acme.test"})
+        device = devices.create_device(account, {"name": "desk"})
+    for _ in range(3):
+        with database.connection_context():
+            assert docs.read(DeviceRow, device.id, account.id).doc["name"] == "desk"
+            conn = database.connection()
+            pid = conn.get_backend_pid()
+            assert _backend(watcher, pid)[1].startswith("EXECUTE esl_bridge_q")
+            assert any(name.startswith("esl_bridge_q") for name in _prepared(conn))
+    # The server ends the connection (as a restart would): the next check-out takes a new one,
+    # where the statement is prepared again.
+    with watcher.cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))  # waits for its end
+        assert cursor.fetchone() == (True,)
+    with database.connection_context():
+        assert docs.read(DeviceRow, device.id, account.id).doc["name"] == "desk"
+        assert database.connection().get_backend_pid() != pid
+
+
+@needs_postgresql
+def test_a_check_out_sends_nothing_to_the_server(watcher) -> None:
+    database = db.database
+    with database.connection_context():
+        database.execute_sql("SELECT 42")
+        pid = database.connection().get_backend_pid()
+    with database.connection_context():  # the same connection, back from the pool
+        assert database.connection().get_backend_pid() == pid
+        assert _backend(watcher, pid) == ("idle", "SELECT 42")
