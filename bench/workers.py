@@ -3,7 +3,7 @@
 1.6x the requests per second of 1 on a 2-core machine.
 
     .venv/bin/python bench/workers.py [--devices 1000] [--concurrency 16] [--duration 3]
-        [--rounds 4] [--postgresql postgresql://user@host:port/db]
+        [--rounds 8] [--postgresql postgresql://user@host:port/db]
 
 The servers are the real command (a master and its workers, no CPU pinning: the workers need
 every core); the load comes from here, on keep-alive connections: from wrk when it is installed
@@ -165,7 +165,7 @@ def main() -> None:
     parser.add_argument("--devices", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=16, help="keep-alive connections (16)")
     parser.add_argument("--duration", type=float, default=3.0, help="seconds per measure (3)")
-    parser.add_argument("--rounds", type=int, default=4, help="rounds, alternating worker counts (4)")
+    parser.add_argument("--rounds", type=int, default=8, help="rounds, alternating worker counts (8)")
     parser.add_argument("--warmup", type=float, default=2.0, help="uncounted seconds first (2)")
     parser.add_argument("--postgresql", default=os.environ.get("ESL_BRIDGE_BENCH_POSTGRESQL"),
                         help="an empty PostgreSQL database to measure too")
