@@ -32,14 +32,25 @@ UNKNOWN_ID = "f" * 32
 TEST_DATABASE_ENV = "ESL_BRIDGE_TEST_DATABASE_URL"
 
 
-@pytest.fixture
-def database_url(tmp_path: Any) -> Iterator[str]:
-    url = os.environ.get(TEST_DATABASE_ENV) or f"sqlite:///{tmp_path}/esl-bridge.db"
+def database_for(folder: Any, name: str = "esl-bridge.db") -> str:
+    """The configured test database (`ESL_BRIDGE_TEST_DATABASE_URL`), else SQLite in `folder`."""
+    return os.environ.get(TEST_DATABASE_ENV) or f"sqlite:///{folder}/{name}"
+
+
+def fresh_database(url: str) -> Any:
+    """Point the models at `url`, emptied: every table dropped and created again."""
     database = db.open_database(url)
     db.database.initialize(database)
     with database.connection_context():
         drop_tables()
         create_tables()
+    return database
+
+
+@pytest.fixture
+def database_url(tmp_path: Any) -> Iterator[str]:
+    url = database_for(tmp_path)
+    database = fresh_database(url)
     yield url
     database.close_all()
 

@@ -20,13 +20,12 @@ import gevent.event
 import psycopg2
 import pytest
 import requests
-from fixtures_web import TEST_DATABASE_ENV, assert_error, client_for, make_account
+from fixtures_web import TEST_DATABASE_ENV, assert_error, client_for, fresh_database, make_account
 from serve_process import ESL_BRIDGE, Serve, serve
 from test_actions_support import wait_until
 
 from models import db
 from models import token as tokens
-from models.schema import create_tables, drop_tables
 from models.tables import TokenRow
 from models.token_cache import (
     EVERYTHING,
@@ -131,16 +130,6 @@ def test_a_token_digest_names_the_token_without_showing_it() -> None:
 
 # --- real processes on PostgreSQL ----------------------------------------------------------------
 
-def fresh_database() -> str:
-    url = os.environ[TEST_DATABASE_ENV]
-    database = db.open_database(url)
-    db.database.initialize(database)
-    with database.connection_context():
-        drop_tables()
-        create_tables()
-    return url
-
-
 @pytest.fixture(scope="module")
 def office(tmp_path_factory: Any) -> Iterator[dict[str, Any]]:
     """Two workers whose token caches keep entries ten minutes; an account and its API key."""
@@ -148,7 +137,8 @@ def office(tmp_path_factory: Any) -> Iterator[dict[str, Any]]:
         pytest.skip(f"the token cache is PostgreSQL's: set {TEST_DATABASE_ENV}")
     if not ESL_BRIDGE.exists():
         pytest.fail("the esl-bridge script is not installed")
-    url = fresh_database()
+    url = os.environ[TEST_DATABASE_ENV]
+    fresh_database(url)
     account_id, key, _ = make_account()
     server = serve(url, "--token-cache-seconds", str(LONG_TTL), workers=2,
                    cwd=tmp_path_factory.mktemp("cwd"))
@@ -243,25 +233,17 @@ def test_a_demotion_through_one_worker_reaches_the_others_cached_token(office) -
 
 
 @needs_postgresql
-def test_disabling_a_user_through_one_worker_revokes_the_others_cached_token(office) -> None:
+@pytest.mark.parametrize(("name", "method", "data"), [
+    ("dave", "PATCH", {"enabled": False}), ("erin", "DELETE", None)], ids=["disabled", "deleted"])
+def test_a_user_disabled_or_deleted_through_one_worker_loses_the_others_cached_token(
+        office, name: str, method: str, data: Any) -> None:
     a, b = two_workers(office)
     admin = b.api_token(office["key"])
-    user_id = new_user(b, admin, "dave")
-    dave = a.login("dave", "dave-pw-1")
-    cached_in(a, dave, f"users/{user_id}")
-    assert b.request("PATCH", f"users/{user_id}", admin, {"enabled": False}).status_code == 200
-    assert status_becomes(a, dave, 401, f"users/{user_id}") == 401
-
-
-@needs_postgresql
-def test_deleting_a_user_through_one_worker_revokes_the_others_cached_token(office) -> None:
-    a, b = two_workers(office)
-    admin = b.api_token(office["key"])
-    user_id = new_user(b, admin, "erin")
-    erin = a.login("erin", "erin-pw-1")
-    cached_in(a, erin, f"users/{user_id}")
-    assert b.request("DELETE", f"users/{user_id}", admin).status_code == 200
-    assert status_becomes(a, erin, 401, f"users/{user_id}") == 401
+    user_id = new_user(b, admin, name)
+    token = a.login(name, f"{name}-pw-1")
+    cached_in(a, token, f"users/{user_id}")
+    assert b.request(method, f"users/{user_id}", admin, data).status_code == 200
+    assert status_becomes(a, token, 401, f"users/{user_id}") == 401
 
 
 @needs_postgresql

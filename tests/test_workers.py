@@ -14,26 +14,15 @@ import gevent
 import pytest
 import requests
 from fake_freeswitch import FakeFreeSwitch
-from fixtures_web import FREESWITCH_SECRET, TEST_DATABASE_ENV, make_account
+from fixtures_web import FREESWITCH_SECRET, database_for, fresh_database, make_account
 from serve_process import ESL_BRIDGE, Serve, serve
 
 from models import db
-from models.schema import create_tables, drop_tables
 
 pytestmark = [pytest.mark.store,
               pytest.mark.skipif(not ESL_BRIDGE.exists(), reason="the esl-bridge script is not installed")]
 
 SECRET = {"X-ESL-Bridge-Secret": FREESWITCH_SECRET}
-
-
-def fresh_database(path: str) -> str:
-    url = os.environ.get(TEST_DATABASE_ENV) or f"sqlite:///{path}/workers.db"
-    database = db.open_database(url)
-    db.database.initialize(database)
-    with database.connection_context():
-        drop_tables()
-        create_tables()
-    return url
 
 
 @pytest.fixture(scope="module")
@@ -46,7 +35,8 @@ def freeswitch() -> Iterator[FakeFreeSwitch]:
 @pytest.fixture(scope="module")
 def office(tmp_path_factory, freeswitch) -> Iterator[dict]:
     """Two workers over one database and one FreeSWITCH; an account with its API key."""
-    url = fresh_database(str(tmp_path_factory.mktemp("workers")))
+    url = database_for(tmp_path_factory.mktemp("workers"), "workers.db")
+    fresh_database(url)
     account_id, key, _ = make_account()
     server = serve(url, "--freeswitch", freeswitch.node, "--freeswitch-secret", FREESWITCH_SECRET,
                    workers=2, cwd=tmp_path_factory.mktemp("cwd"))
@@ -189,7 +179,8 @@ def test_a_killed_worker_is_replaced_while_the_other_answers(office) -> None:
 
 
 def test_sighup_replaces_the_workers_and_sigterm_drains_then_stops_all(tmp_path, tmp_path_factory) -> None:
-    url = fresh_database(str(tmp_path_factory.mktemp("stop")))
+    url = database_for(tmp_path_factory.mktemp("stop"), "workers.db")
+    fresh_database(url)
     account_id, key, _ = make_account()
     server = serve(url, workers=2, cwd=tmp_path)
     try:
