@@ -7,18 +7,12 @@ shape, so `Prepared` has peewee build the SQL once per database backend (`Query.
 it with new values through `Database.execute_sql`: peewee's public path, so its logging, query
 hooks, connection check and error mapping all apply.
 
-On PostgreSQL the server would still parse and plan each one (psycopg2 sends the values inside
-the text): there each query is a server-side prepared statement, `PREPARE`d once on each
-connection that runs it and then `EXECUTE`d, which halves what the server spends on a lookup by
-id (docs/benchmarks.md, workers). A prepared statement belongs to its connection and outlives
-transactions, rolled back or not.
+On PostgreSQL each is also a server-side prepared statement (`models.server_statements`), so that
+the server does not parse and plan it again either.
 """
 from __future__ import annotations
 
 import inspect
-import itertools
-import re
-import weakref
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -26,12 +20,9 @@ from typing import Any
 import peewee
 
 from models.db import database
+from models.server_statements import ServerStatement
 
 _MARK = "\x00prepared-arg-{}\x00"
-_PSYCOPG_MARK = re.compile(r"%([%s])")
-_NAMES = (f"esl_bridge_q{n}" for n in itertools.count(1))
-# PostgreSQL: the statements each open connection has prepared, by the connection.
-_prepared_on: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -40,9 +31,8 @@ class _Compiled:
     slots: list[tuple[int | None, Any]]  # (index of the value, or None: this constant)
     model: type[peewee.Model] | None  # what `first` builds from a row, None for a plain select
     names: tuple[str, ...]  # the model's field names, in the order the row gives them
-    #: PostgreSQL: the statement's name and its `PREPARE` (None elsewhere).
-    statement: str | None = None
-    prepare: str = ""
+    #: PostgreSQL: the query as a server-side statement (None elsewhere).
+    statement: ServerStatement | None = None
 
     def params(self, values: tuple[Any, ...]) -> list[Any]:
         return [values[i] if i is not None else constant for i, constant in self.slots]
@@ -52,19 +42,7 @@ class _Compiled:
         params = self.params(values)
         if self.statement is None:
             return database.execute_sql(self.sql, params)
-        ready = _prepared_on.setdefault(database.connection(), set())
-        if self.statement not in ready:
-            database.execute_sql(self.prepare)
-            ready.add(self.statement)
-        marks = ", ".join(["%s"] * len(params))
-        return database.execute_sql(f"EXECUTE {self.statement} ({marks})" if params
-                                    else f"EXECUTE {self.statement}", params)
-
-
-def _server_side(sql: str) -> str:
-    """`sql` with psycopg2's `%s` marks numbered as PostgreSQL's `$n` (and `%%` as `%`)."""
-    numbers = itertools.count(1)
-    return _PSYCOPG_MARK.sub(lambda m: "%" if m[1] == "%" else f"${next(numbers)}", sql)
+        return self.statement.run(params)
 
 
 def _model_fields(query: peewee.BaseQuery) -> tuple[type[peewee.Model] | None, tuple[str, ...]]:
@@ -105,8 +83,7 @@ class Prepared:
             model, names = _model_fields(query)
             found = _Compiled(sql, slots, model, names)
             if isinstance(database.obj, peewee.PostgresqlDatabase):
-                found.statement = next(_NAMES)
-                found.prepare = f"PREPARE {found.statement} AS {_server_side(sql)}"
+                found.statement = ServerStatement(sql)
             self._compiled[backend] = found
         return found
 
