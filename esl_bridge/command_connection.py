@@ -6,9 +6,10 @@ and answers before the next command is read; ``bgapi`` and ``sendevent`` answer 
 replies come back in the order the commands were written and are matched first in, first out.
 What would make that unsafe is only a queue out of step with the stream, hence the invariant:
 
-    any timeout, partial write or error on the connection closes it at once and fails every
+    any timeout, failed write or error on the connection closes it at once and fails every
     command still waiting on it; nothing is ever matched across a reconnect (a closed connection
-    is never reused).
+    is never reused). A short send is not a failure: the rest goes when the socket takes it,
+    and a frame still not written by its command's deadline times out like a missing reply.
 
 How it works:
 

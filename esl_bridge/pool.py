@@ -2,7 +2,7 @@
 
 - Command connections never subscribe to events; each carries up to ``pipeline_depth`` commands
   in flight, their replies matched in order (``esl_bridge.command_connection``: any timeout,
-  partial write or error closes the connection and fails every command waiting on it). A
+  failed write or error closes the connection and fails every command waiting on it). A
   caller gets the live connection with the fewest in flight (waiting for a place counts
   towards its timeout); a connection stalled by a slow command takes no new ones; overflow
   connections open when all are full or stalled (``esl_bridge.node.NodeState``). A node with
@@ -210,8 +210,6 @@ class EslPool:
             if time.monotonic() >= deadline:
                 return False
             gevent.sleep(0.005)
-
-    # ------------------------------------------------------------------ slots
 
     def _open_overflow(self, state: NodeState) -> None:
         self._greenlets.spawn(self._slots.overflow_slot, state)
