@@ -53,10 +53,13 @@ def upgrade() -> None:
     """Bring the tables and the data to the current form (inside the caller's connection)."""
     with database.atomic():
         added = _add_missing_columns()
+        widened = _widen_text_columns()
         dropped = _drop_obsolete_indexes()
     create_tables()
     for name in added:
         log.info("added column %s", name)
+    for name in widened:
+        log.info("widened column %s", name)
     for name in dropped:
         log.info("dropped index %s", name)
     upgrade_data()
@@ -78,6 +81,27 @@ def _add_missing_columns() -> list[str]:
                 migrator.add_column(table, field.column_name, field).run()
                 added.append(f"{table}.{field.column_name}")
     return added
+
+
+def _widen_text_columns() -> list[str]:
+    """PostgreSQL: make a VARCHAR column as wide as its field says now (SQLite ignores widths)."""
+    if not isinstance(database.obj, peewee.PostgresqlDatabase):
+        return []
+    widened = []
+    for model in ALL_TABLES:
+        table = model._meta.table_name
+        widths = dict(database.execute_sql(
+            "SELECT column_name, character_maximum_length FROM information_schema.columns "
+            "WHERE table_schema = current_schema() AND table_name = %s "
+            "AND data_type = 'character varying'", (table,)).fetchall())
+        for field in model._meta.sorted_fields:
+            width = widths.get(field.column_name)
+            if isinstance(field, peewee.CharField) and width and width < field.max_length:
+                # Widening a VARCHAR rewrites nothing in PostgreSQL: only the catalogue changes.
+                database.execute_sql(f'ALTER TABLE "{table}" ALTER COLUMN "{field.column_name}" '
+                                     f"TYPE VARCHAR({int(field.max_length)})")
+                widened.append(f"{table}.{field.column_name}")
+    return widened
 
 
 def _drop_obsolete_indexes() -> list[str]:

@@ -40,8 +40,12 @@ class DocumentTable(BaseTable):
         return f"{self.rev_n}-{self.rev_hash}"
 
 
+#: Room for `str.lower()`, which can lengthen a text: "İ" (U+0130) lower-cases to two characters.
+LOWERED = 2
+
+
 class AccountRow(DocumentTable):
-    name_lc = peewee.CharField(max_length=128, unique=True)
+    name_lc = peewee.CharField(max_length=128 * LOWERED, unique=True)
     # The name as Kazoo's user_auth compares it (`account.name_key`: lower case, letters and
     # digits only); several accounts may share one ("Acme Corp" and "acme-corp").
     name_key = peewee.CharField(max_length=128, null=True, index=True)
@@ -59,7 +63,7 @@ class UserRow(DocumentTable):
     listing_row = staticmethod(listing_rows.user_row)
 
     account_id = peewee.FixedCharField(max_length=32)
-    username_lc = peewee.CharField(max_length=256, null=True)
+    username_lc = peewee.CharField(max_length=256 * LOWERED, null=True)
     hotdesk_id = peewee.CharField(max_length=15, null=True)
     md5_creds = peewee.FixedCharField(max_length=32, null=True)
     sha1_creds = peewee.FixedCharField(max_length=40, null=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 
+import peewee
 import pytest
 import requests
 from fixtures_web import client_for
@@ -31,7 +32,8 @@ def _indexes(table: str) -> set[str]:
 
 def _make_it_old() -> None:
     """The tables as the version before account name keys, token privilege levels, idempotency
-    keys and per-account SIP IPs left them (their values are lost with the columns)."""
+    keys, per-account SIP IPs and room for lower-cased names left them (their values are lost
+    with the columns)."""
     migrator = SchemaMigrator.from_database(db.database)
     db.database.drop_tables([IdempotencyRow])
     for table, index in (("account", "account_name_key"), ("device", "device_account_id_sip_ip")):
@@ -39,6 +41,9 @@ def _make_it_old() -> None:
     migrator.drop_column("account", "name_key").run()
     migrator.drop_column("auth_token", "priv_level").run()
     migrator.add_index("device", ("sip_ip",), True).run()
+    if isinstance(db.database.obj, peewee.PostgresqlDatabase):  # SQLite keeps no widths
+        db.database.execute_sql('ALTER TABLE "account" ALTER COLUMN "name_lc" TYPE VARCHAR(128)')
+        db.database.execute_sql('ALTER TABLE "user" ALTER COLUMN "username_lc" TYPE VARCHAR(256)')
 
 
 @pytest.fixture
@@ -84,6 +89,12 @@ def test_an_old_database_is_brought_up_to_date_at_start(old_database, start_brid
     # another account may use the address the first one's device has
     other = client_for(bridge.url, old_database["other"], old_database["key"])  # type: ignore[attr-defined]
     assert other.put("devices", {"name": "ata", "sip": {"method": "ip", "ip": "192.0.2.10"}}).status_code == 201
+    # a name or username that lower-cases longer than it is ("İ" becomes two characters) fits
+    long_name = other.put(f"/v2/accounts/{old_database['other']}", {"name": "İ" * 128, "realm": "i.other.test"})
+    assert long_name.status_code == 201, long_name.text
+    long_user = other.put("users", {"first_name": "I", "last_name": "I", "username": "İ" * 256,
+                                    "password": "pa55-word"})
+    assert long_user.status_code == 201, long_user.text
     # and creates take an Idempotency-Key
     created = other.put("devices", {"name": "desk"}, headers={"Idempotency-Key": "k"})
     again = other.put("devices", {"name": "desk"}, headers={"Idempotency-Key": "k"})
