@@ -93,6 +93,19 @@ def test_an_accept_that_prefers_json_gets_json(api, phones):
     assert response.headers["Content-Type"].startswith("application/json")
 
 
+def test_json_and_csv_answers_tell_caches_they_vary_by_accept(api, phones):
+    # One URL, two bodies under one ETag: a shared cache that ignored Accept would hand the
+    # CSV to the next JSON client.
+    front = phones[1][0]
+    for path in ("devices", f"devices/{front['id']}"):
+        as_json = api.get(path)
+        as_csv = api.get(path, headers={"Accept": "text/csv"})
+        assert as_json.headers["Content-Type"].startswith("application/json")
+        assert as_csv.headers["Content-Type"].startswith("text/csv")
+        for response in (as_json, as_csv):
+            assert "accept" in response.headers.get("Vary", "").lower()
+
+
 # --- JSONP ------------------------------------------------------------------------------------
 
 def test_create_resp_content_wraps_the_envelope_for_jsonp(api, phones):

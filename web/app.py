@@ -177,6 +177,8 @@ def create_app(settings: Settings | None = None, *, pool: Any = None) -> Flask:
         state = g._get_current_object()
         if state.get("api_version") is None or request.method != "GET":
             return response
+        # The same URL answers JSON or CSV by the Accept header: caches must keep them apart.
+        response.vary.add("Accept")
         if response.status_code == 200 and representations.wants_csv(request):
             return representations.csv_response(response, request)
         callback = state.get("jsonp")

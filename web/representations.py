@@ -104,7 +104,7 @@ def csv_response(response: Response, request: Request) -> Response:
     data = body.get("data")
     rows = data if isinstance(data, list) else [data]
     converted = Response(to_csv(rows), status=response.status_code, mimetype="text/csv")
-    for name in ("X-Request-ID", "ETag"):
+    for name in ("X-Request-ID", "ETag", "Vary"):
         if name in response.headers:
             converted.headers[name] = response.headers[name]
     converted.headers["Content-Disposition"] = f'attachment; filename="{csv_file_name(request)}"'
