@@ -53,13 +53,16 @@ def _stale_snapshot(exc: BaseException) -> bool:
 
 
 class SqliteDatabase(PooledSqliteDatabase):
-    """SQLite with racing writers reported as `Conflict`, as PostgreSQL's are.
+    """SQLite whose write transactions take turns, several processes (workers) included.
 
     A transaction reads the document, then writes it only if its revision is unchanged. On
     PostgreSQL a rival's commit in between makes that conditional write match no row: Conflict.
-    On SQLite in WAL mode the write is refused first, with SQLITE_BUSY_SNAPSHOT (the
-    transaction's snapshot predates the rival's commit; busy_timeout does not apply), which
-    would otherwise surface as a 500.
+    On SQLite every transaction begins IMMEDIATE (`open_database`): it takes the write lock
+    first (waiting up to busy_timeout for another process's transaction to end) and reads after,
+    so no rival commits in between. A deferred transaction would find the lock taken or its
+    snapshot stale only when it came to write, and fail then, busy_timeout or not: two workers
+    writing different documents got "database is locked" (500) and 409s. Should a snapshot still
+    be stale (SQLITE_BUSY_SNAPSHOT), it is the Conflict it is on PostgreSQL, not a 500.
     """
 
     def execute_sql(self, sql: str, params: Any = None) -> Any:
@@ -115,6 +118,7 @@ def open_database(url: str) -> peewee.Database:
             stale_timeout=600,
             timeout=10,
             check_same_thread=False,
+            lock_type="IMMEDIATE",
             pragmas={
                 "journal_mode": "wal",
                 "synchronous": "normal",

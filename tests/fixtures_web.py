@@ -30,6 +30,12 @@ FREESWITCH_SECRET = "test-secret-5f1c"
 #: A well-formed id that names nothing.
 UNKNOWN_ID = "f" * 32
 TEST_DATABASE_ENV = "ESL_BRIDGE_TEST_DATABASE_URL"
+#: A rival committing between a write transaction's read and its write is PostgreSQL's case:
+#: SQLite's write transactions take the write lock as they begin, so there a rival waits its
+#: turn (tests/test_workers.py, writers through two workers).
+rival_commits_in_between = pytest.mark.skipif(
+    not os.environ.get(TEST_DATABASE_ENV, "").startswith(("postgres://", "postgresql://")),
+    reason="on SQLite no rival can commit inside another's write transaction (BEGIN IMMEDIATE)")
 
 
 def database_for(folder: Any, name: str = "esl-bridge.db") -> str:

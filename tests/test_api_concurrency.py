@@ -5,7 +5,7 @@ import re
 
 import gevent
 import pytest
-from fixtures_web import assert_error
+from fixtures_web import assert_error, rival_commits_in_between
 
 from models import account as store_accounts
 from models import db
@@ -171,6 +171,7 @@ def interleave(monkeypatch):
     return pending.append
 
 
+@rival_commits_in_between
 def test_http_patch_losing_a_race_is_409_and_changes_nothing(api, interleave):
     device = api.create_device(name="contested")["id"]
 
@@ -188,6 +189,7 @@ def test_http_patch_losing_a_race_is_409_and_changes_nothing(api, interleave):
     assert api.patch(f"devices/{device}", {"mine": True}).status_code == 200
 
 
+@rival_commits_in_between
 def test_http_delete_losing_a_race_is_409_and_deletes_nothing(api, interleave):
     device = api.create_device(name="contested", sip={"username": "alice", "password": "secret-1"})["id"]
 
@@ -202,6 +204,7 @@ def test_http_delete_losing_a_race_is_409_and_deletes_nothing(api, interleave):
         assert store_devices.directory_entry("acme.test", "alice") is not None
 
 
+@rival_commits_in_between
 def test_http_user_replace_losing_a_race_is_409(api, interleave):
     user = api.create_user(username="alice", password="secret-1")["id"]
 
@@ -213,6 +216,7 @@ def test_http_user_replace_losing_a_race_is_409(api, interleave):
     assert api.get(f"users/{user}").json()["data"]["first_name"] == "Rival"
 
 
+@rival_commits_in_between
 def test_http_account_patch_losing_a_race_is_409(api, interleave):
     def rival():
         store_accounts.update_account(api.account_id, {"dialplan_context": "rival"}, merge=True)

@@ -7,7 +7,7 @@ import hashlib
 
 import gevent
 import pytest
-from fixtures_web import ApiClient, assert_error
+from fixtures_web import ApiClient, assert_error, rival_commits_in_between
 from test_api_auth import sub_account
 
 from models import db
@@ -188,6 +188,7 @@ def test_a_login_racing_a_change_of_its_user_gets_the_user_as_changed(api, monke
         assert_error(login, 401, "invalid_credentials")
 
 
+@rival_commits_in_between
 def test_a_demotion_while_a_login_stores_its_token_reaches_that_token(api, monkeypatch):
     """The demotion runs on its own connection while the login holds the user's row: on
     PostgreSQL it waits for the login and then changes its token too; on SQLite it goes first and

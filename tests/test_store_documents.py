@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import gevent
 import pytest
+from fixtures_web import rival_commits_in_between
 
 from models import account as accounts
 from models import db, pages, schema
@@ -69,6 +70,7 @@ def race_after_read(monkeypatch):
     return pending.append
 
 
+@rival_commits_in_between
 def test_update_inside_its_transaction_loses_the_race(store, race_after_read):
     device = devices.create_device(store, {"name": "one", "hotdesk": {"users": {}}})
     race_after_read(lambda: devices.update_device(store, device.id, {"rival": 1}, merge=True))
@@ -79,6 +81,7 @@ def test_update_inside_its_transaction_loses_the_race(store, race_after_read):
     assert doc.revision.startswith("2-")
 
 
+@rival_commits_in_between
 def test_user_delete_inside_its_transaction_loses_the_race(store, race_after_read):
     user = users.create_user(store.id, {"first_name": "A", "last_name": "B"})
     device = devices.create_device(store, {"name": "one", "owner_id": user.id,
@@ -92,6 +95,7 @@ def test_user_delete_inside_its_transaction_loses_the_race(store, race_after_rea
     assert devices.user_device_rows(store.id, user.id)[0]["hotdesked"] is False
 
 
+@rival_commits_in_between
 def test_device_delete_inside_its_transaction_loses_the_race(store, race_after_read):
     user = users.create_user(store.id, {"first_name": "A", "last_name": "B"})
     device = devices.create_device(store, {"name": "one", "sip": {"username": "alice"},

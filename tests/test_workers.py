@@ -95,6 +95,37 @@ def test_a_write_in_one_worker_is_read_by_the_other(office) -> None:
     assert b.get(f"{base}/devices/{device['id']}", timeout=10).status_code == 404
 
 
+def test_writers_in_both_workers_take_turns(office) -> None:
+    """Writes through two workers at once: to different devices every one succeeds (none is a
+    500 for a locked database or a 409, as it would be where a transaction took SQLite's write
+    lock only when it came to write); to one device under one If-Match, exactly one wins."""
+    clients = [client for _ in range(4) for client in worker_clients(office)]  # 4 per worker
+    assert len({pid for pid, _, _ in clients}) == 2
+    base = clients[0][2]
+    ids = []
+    for _, session, _ in clients:
+        created = session.put(f"{base}/devices", json={"data": {"name": "busy"}}, timeout=10)
+        assert created.status_code == 201, created.text
+        ids.append(created.json()["data"]["id"])
+
+    def patch_often(session: requests.Session, ident: str) -> list[int]:
+        return [session.patch(f"{base}/devices/{ident}", json={"data": {"n": n}}, timeout=20).status_code
+                for n in range(15)]
+
+    jobs = [gevent.spawn(patch_often, session, ident) for (_, session, _), ident in zip(clients, ids, strict=True)]
+    gevent.joinall(jobs, raise_error=True)
+    assert [status for job in jobs for status in job.value] == [200] * 15 * len(clients)
+
+    contested = ids[0]
+    etag = clients[0][1].get(f"{base}/devices/{contested}", timeout=10).headers["ETag"]
+    racers = [gevent.spawn(session.patch, f"{base}/devices/{contested}", json={"data": {"winner": i}},
+                           headers={"If-Match": etag}, timeout=20)
+              for i, (_, session, _) in enumerate(clients)]
+    gevent.joinall(racers, raise_error=True)
+    statuses = sorted(job.value.status_code for job in racers)
+    assert statuses.count(200) == 1 and set(statuses) <= {200, 409, 412}, statuses
+
+
 def test_the_pin_lockout_counts_guesses_made_through_every_worker(office) -> None:
     (_, a, base), (_, b, _) = worker_clients(office)
     user = a.put(f"{base}/users", json={"data": {"first_name": "Bob", "last_name": "Pin", "hotdesk": {
