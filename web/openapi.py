@@ -14,6 +14,8 @@ from typing import Any
 
 from flask import Blueprint, Flask, Response, current_app, json
 
+from esl_bridge.quoting import PRESENCE_STATES
+from models.token import API_KEY_RE
 from models.validation import SCHEMA_NAMES, schema_document
 from web.representations import CSV_TYPES
 from web.resource import public, runtime
@@ -84,7 +86,7 @@ def _request_bodies() -> dict[str, Any]:
             "method": {"enum": ["md5", "sha"]}, "account_name": {"type": "string"},
             "account_realm": {"type": "string"}}},
         "api_auth": {"type": "object", "required": ["api_key"],
-                     "properties": {"api_key": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}},
+                     "properties": {"api_key": {"type": "string", "pattern": API_KEY_RE.pattern.replace("\\Z", "$")}}},
         "presence": {"oneOf": [
             {"type": "object", "required": ["reset"], "properties": {"reset": {"const": True}},
              "additionalProperties": False},
@@ -92,7 +94,7 @@ def _request_bodies() -> dict[str, Any]:
              "additionalProperties": False},
             {"type": "object", "required": ["action", "state"], "additionalProperties": False,
              "properties": {"action": {"const": "set"},
-                            "state": {"enum": ["early", "confirmed", "terminated"]}}}]},
+                            "state": {"enum": list(PRESENCE_STATES)}}}]},
     }
 
 
