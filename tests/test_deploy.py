@@ -34,6 +34,17 @@ def test_the_unit_starts_serve_with_workers_after_postgresql_as_an_unprivileged_
     assert "ESL_BRIDGE_WORKERS=" in (DEPLOY / "esl-bridge.env.example").read_text()
 
 
+def test_a_stop_has_time_for_requests_then_side_effects_before_anything_kills_it() -> None:
+    """systemd waits longer than gunicorn's master, which waits for a worker's drain of the
+    requests in flight and then its side effects (a write's directory flush and NOTIFY)."""
+    from web.server import STOP_GRACE_SECONDS
+    from web.workers import STOP_SECONDS, BridgeApplication
+
+    master = BridgeApplication(Settings(workers=2), None).cfg.graceful_timeout
+    assert master == STOP_SECONDS >= 2 * STOP_GRACE_SECONDS + 1
+    assert int(unit()["Service"]["TimeoutStopSec"]) > master
+
+
 def test_the_environment_example_names_only_real_settings() -> None:
     known = {f"ESL_BRIDGE_{f.name.upper()}" for f in fields(Settings)}
     named = set(re.findall(r"^#? ?(ESL_BRIDGE_[A-Z_]+)=", (DEPLOY / "esl-bridge.env.example").read_text(), re.M))

@@ -32,6 +32,10 @@ log = logging.getLogger(__name__)
 ACCEPT_PAUSE_PER_CONNECTION = 0.0002
 #: Seconds a worker may stay silent (its loop blocked) before the master replaces it.
 WORKER_SILENCE_SECONDS = 30
+#: Seconds the master gives a stopping worker before killing it: its requests in flight
+#: (`STOP_GRACE_SECONDS`), then its side effects (as long again), and a margin. The unit's
+#: TimeoutStopSec (30 s) is above it.
+STOP_SECONDS = int(2 * STOP_GRACE_SECONDS) + 5
 
 
 def _address(host: str, port: int) -> str:
@@ -59,6 +63,12 @@ class BridgeWorker(GeventPyWSGIWorker):
     """gunicorn's gevent worker serving esl-bridge's own server on each socket."""
 
     server_class = staticmethod(_make_server)
+
+    def init_process(self) -> None:
+        # The master waits `STOP_SECONDS`; here the requests in flight get their share only, so
+        # that the side effects of the last writes still have theirs before the master's kill.
+        self.cfg.set("graceful_timeout", int(STOP_GRACE_SECONDS))
+        super().init_process()
 
     def run(self) -> None:
         try:
@@ -92,7 +102,7 @@ class BridgeApplication(BaseApplication):
             binds.append(_address(s.bind, s.https_port))
         for name, value in {
             "bind": binds, "workers": s.workers, "worker_class": BridgeWorker,
-            "worker_connections": s.max_connections, "graceful_timeout": int(STOP_GRACE_SECONDS),
+            "worker_connections": s.max_connections, "graceful_timeout": STOP_SECONDS,
             "timeout": WORKER_SILENCE_SECONDS, "proc_name": "esl-bridge", "logger_class": _Log,
             "loglevel": s.log_level, "accesslog": None, "control_socket_disable": True,
             "child_exit": self._worker_ended,
