@@ -10,7 +10,7 @@ pass).
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import psycopg2
@@ -68,15 +68,23 @@ def _prepared(statement_conn: Any) -> set[str]:
         return {name for (name,) in cursor.fetchall()}
 
 
-@needs_postgresql
-def test_a_lookup_is_prepared_once_per_connection_and_again_on_a_new_one(watcher) -> None:
-    database = db.database
-    with database.connection_context():
+@pytest.fixture
+def desk(database_url: str, monkeypatch: pytest.MonkeyPatch) -> Callable[[], str]:
+    """Statements on, an account with a device "desk", and what reads its name (a prepared
+    lookup, on the caller's connection)."""
+    monkeypatch.setattr(ServerStatement, "enabled", True)
+    with db.database.connection_context():
         account = accounts.create_account({"name": "acme", "realm": "acme.test"})
         device = devices.create_device(account, {"name": "desk"})
+    return lambda: docs.read(DeviceRow, device.id, account.id).doc["name"]
+
+
+@needs_postgresql
+def test_a_lookup_is_prepared_once_per_connection_and_again_on_a_new_one(watcher, desk) -> None:
+    database = db.database
     for _ in range(3):
         with database.connection_context():
-            assert docs.read(DeviceRow, device.id, account.id).doc["name"] == "desk"
+            assert desk() == "desk"
             conn = database.connection()
             pid = conn.get_backend_pid()
             assert _backend(watcher, pid)[1].startswith("EXECUTE esl_bridge_")
@@ -87,7 +95,7 @@ def test_a_lookup_is_prepared_once_per_connection_and_again_on_a_new_one(watcher
         cursor.execute("SELECT pg_terminate_backend(%s, 10000)", (pid,))  # waits for its end
         assert cursor.fetchone() == (True,)
     with database.connection_context():
-        assert docs.read(DeviceRow, device.id, account.id).doc["name"] == "desk"
+        assert desk() == "desk"
         assert database.connection().get_backend_pid() != pid
 
 
@@ -103,35 +111,28 @@ def test_a_check_out_sends_nothing_to_the_server(watcher) -> None:
 
 
 @needs_postgresql
-def test_a_statement_gone_missing_is_read_as_plain_sql_from_then_on(watcher, monkeypatch) -> None:
+def test_a_statement_gone_missing_is_read_as_plain_sql_from_then_on(watcher, desk) -> None:
     """A pooler in transaction mode may run the EXECUTE on a server connection that never saw
     the PREPARE: the read still answers, and the process stops preparing."""
-    monkeypatch.setattr(ServerStatement, "enabled", True)
     database = db.database
     with database.connection_context():
-        account = accounts.create_account({"name": "acme", "realm": "acme.test"})
-        device = devices.create_device(account, {"name": "desk"})
-        assert docs.read(DeviceRow, device.id, account.id).doc["name"] == "desk"
+        assert desk() == "desk"
         database.execute_sql("DEALLOCATE ALL")  # as another server connection would be
-        assert docs.read(DeviceRow, device.id, account.id).doc["name"] == "desk"
+        assert desk() == "desk"
         assert ServerStatement.enabled is False
-        pid = database.connection().get_backend_pid()
-        assert docs.read(DeviceRow, device.id, account.id).doc["name"] == "desk"
-        assert _backend(watcher, pid)[1].startswith("SELECT")
+        assert desk() == "desk"
+        assert _backend(watcher, database.connection().get_backend_pid())[1].startswith("SELECT")
 
 
 @needs_postgresql
-def test_a_statement_already_prepared_under_its_name_is_used(watcher, monkeypatch) -> None:
+def test_a_statement_already_prepared_under_its_name_is_used(watcher, desk) -> None:
     """On a server connection a pooler shares, another process may have prepared the same
     query first: its name says it is the same statement."""
-    monkeypatch.setattr(ServerStatement, "enabled", True)
     database = db.database
     with database.connection_context():
-        account = accounts.create_account({"name": "acme", "realm": "acme.test"})
-        device = devices.create_device(account, {"name": "desk"})
-        assert docs.read(DeviceRow, device.id, account.id).doc["name"] == "desk"
+        assert desk() == "desk"
         conn = database.connection()
         server_statements._prepared_on.pop(conn)  # this process forgets, the server does not
-        assert docs.read(DeviceRow, device.id, account.id).doc["name"] == "desk"
+        assert desk() == "desk"
         assert _backend(watcher, conn.get_backend_pid())[1].startswith("EXECUTE esl_bridge_")
         assert ServerStatement.enabled is True
