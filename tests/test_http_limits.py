@@ -112,6 +112,24 @@ def test_a_body_stalled_half_way_gets_408(limited) -> None:
     sock.close()
 
 
+def test_refusals_are_readable_cross_origin_except_freeswitchs(limited) -> None:
+    # A browser UI sees a refused request's envelope as it sees any other error: a body stalled
+    # half way, headers never finished, a request line too long.
+    stalled_body = (b"PUT /v2/api_auth HTTP/1.1\r\nHost: x\r\nOrigin: https://ui.example\r\n"
+                    b"Content-Type: application/json\r\nContent-Length: 100\r\n\r\n{\"da")
+    for request, code, cross_origin in (
+            (stalled_body, b"408", True),
+            (b"GET /v2/accounts HTTP/1.1\r\nHost: x\r\nOrigin: https://ui.exa", b"408", True),
+            (b"GET /freeswitch/directory HTTP/1.1\r\nHost: x\r\nOrigin: https://ui.exa", b"408", False),
+            (b"GET /v2/" + b"a" * 10000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", b"414", True)):
+        sock = connect(limited)
+        sock.sendall(request)
+        head, body = response(sock)
+        assert head.startswith(b"HTTP/1.1 " + code) and json.loads(body)["error"] == code.decode()
+        assert (b"access-control-allow-origin: *" in head.lower()) is cross_origin, head
+        sock.close()
+
+
 @pytest.mark.parametrize("limited", [1], indirect=True, ids=["1 worker"])
 def test_a_client_sending_requests_back_to_back_does_not_keep_the_worker_to_itself(limited) -> None:
     """Requests that never wait (SQLite answers without yielding) from one keep-alive client

@@ -25,7 +25,7 @@ import resource
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -63,16 +63,18 @@ _REFUSED = {"414": ("Request URI Too Long", "request URI too long"),
             "408": ("Request Timeout", "request timeout")}
 
 
-def refused_response(code: str) -> bytes:
+def refused_response(code: str, headers: Iterable[tuple[str, str]] = ()) -> bytes:
     """A whole HTTP response with the Kazoo error envelope (and a request id) for a request
-    refused before the app read it (over-long request line, bad headers, too slow)."""
+    refused before the app read it (over-long request line, bad headers, too slow), with
+    `headers` too (CORS)."""
     rid = uuid.uuid4().hex
     reason, message = _REFUSED[code]
     body = json.dumps({"auth_token": "undefined", "status": "error", "request_id": rid,
                        "error": code, "message": message, "data": {}},
                       separators=(",", ":")).encode()
+    extra = "".join(f"{name}: {value}\r\n" for name, value in headers)
     return (f"HTTP/1.1 {code} {reason}\r\nConnection: close\r\n"
-            f"Content-Type: application/json\r\nX-Request-ID: {rid}\r\n"
+            f"Content-Type: application/json\r\nX-Request-ID: {rid}\r\n{extra}"
             f"Content-Length: {len(body)}\r\n\r\n").encode() + body
 
 
@@ -137,12 +139,22 @@ class BridgeHandler(WSGIHandler):
                 raise
             log.info("closing the connection from %s: no complete request headers within %gs",
                      self.client_address, limits.header_timeout)
-            return "408", refused_response("408")
+            return "408", self._refused("408")
         finally:
             timer.close()
         if isinstance(result, tuple) and result[0] in _REFUSED:
-            return result[0], refused_response(result[0])
+            return result[0], self._refused(result[0])
         return result
+
+    def _refused(self, code: str) -> bytes:
+        """The refusal, readable by a browser UI as any other error is (CORS), except on the
+        FreeSWITCH endpoints, which never answer cross-origin."""
+        cors = self.server.cors
+        path = getattr(self, "path", None) or ""
+        if cors is None or path.startswith("/freeswitch"):
+            return refused_response(code)
+        headers = getattr(self, "headers", None)
+        return refused_response(code, cors(headers.get("Origin") if headers is not None else None))
 
     def _handle_client_error(self, ex: BaseException) -> Any:
         # A malformed request (over 100 headers, a bad header line) is the client's fault: one
@@ -199,8 +211,12 @@ class BridgeWSGIServer(WSGIServer):
     handler_class = BridgeHandler
 
     def __init__(self, listener: Any, application: Any, *, limits: Limits,
-                 spawn: Pool | None = None, **kwargs: Any) -> None:
+                 spawn: Pool | None = None,
+                 cors: Callable[[str | None], Iterable[tuple[str, str]]] | None = None,
+                 **kwargs: Any) -> None:
         self.limits = limits
+        #: The CORS headers for a request from an origin (`web.cors.CorsPolicy.headers`).
+        self.cors = cors
         self.waiting: set[BridgeHandler] = set()
         super().__init__(listener, application, spawn=spawn or Pool(limits.max_connections), **kwargs)
 

@@ -76,7 +76,8 @@ def wsgi_server(listener: Any, app: Flask, settings: Settings, *, tls: bool, **k
     access_log = logging.getLogger("esl_bridge.access") if settings.log_level == "debug" else None
     tls_files = {"certfile": settings.tls_cert, "keyfile": settings.tls_key} if tls else {}
     return BridgeWSGIServer(listener, app, limits=Limits.of(settings), log=access_log,
-                            error_log=logging.getLogger("esl_bridge.wsgi"), **tls_files, **kwargs)
+                            error_log=logging.getLogger("esl_bridge.wsgi"),
+                            cors=app.extensions["esl_bridge"].cors.headers, **tls_files, **kwargs)
 
 
 class BridgeServer:
