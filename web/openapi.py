@@ -2,10 +2,11 @@
 from the JSON schemas the store validates documents and listing parameters with
 (`models/schemas/*.json`), so that it cannot drift from what is enforced.
 
-Every `/v1` and `/v2` route is an operation (the FreeSWITCH-facing `/freeswitch/` endpoints
-are not part of the Kazoo API and are left out), plus `/health`, `/metrics` and this document.
-Bodies are `{"data": <document>}` with the document's schema; answers are the Kazoo envelope,
-and every error the same error envelope.
+Every `/v1` and `/v2` route is an operation, plus `/health`, `/metrics`, this document and the
+FreeSWITCH-facing `/freeswitch/` endpoints (SPEC §7: form bodies from mod_xml_curl and the Lua
+scripts, the shared secret, XML or JSON for Lua; not part of the Kazoo API). Bodies are
+`{"data": <document>}` with the document's schema; answers are the Kazoo envelope, and every
+error the same error envelope.
 """
 from __future__ import annotations
 
@@ -142,6 +143,10 @@ def _components() -> dict[str, Any]:
             "x_auth_token": {"type": "apiKey", "in": "header", "name": "X-Auth-Token"},
             "auth_token": {"type": "apiKey", "in": "query", "name": "auth_token"},
             "bearer": {"type": "http", "scheme": "bearer", "description": "Authorization: Bearer <token> (Kazoo 4)"},
+            "freeswitch_secret": {"type": "apiKey", "in": "header", "name": "X-ESL-Bridge-Secret",
+                                  "description": "the shared secret (the Lua scripts)"},
+            "freeswitch_basic": {"type": "http", "scheme": "basic",
+                                 "description": "freeswitch:<the shared secret> (mod_xml_curl)"},
         },
     }
 
@@ -280,6 +285,48 @@ def _ops_paths() -> dict[str, Any]:
     }
 
 
+def _freeswitch_paths() -> dict[str, Any]:
+    """What FreeSWITCH posts: every field a text (a lookup outside the rules finds nothing)."""
+    def form(*names: str) -> dict[str, Any]:
+        return {"required": True, "content": {"application/x-www-form-urlencoded": {"schema": {
+            "type": "object", "properties": {name: {"type": "string"} for name in names}}}}}
+
+    refused = {"description": "not from an allowed address, or without the shared secret",
+               "content": {"text/plain": {"schema": {"type": "string"}}}}
+    lua = {"content": {"application/json": {"schema": {"type": "object"}}}}
+    security: list[dict[str, list[str]]] = [{"freeswitch_secret": []}, {"freeswitch_basic": []}]
+
+    def operation(name: str, summary: str, body: dict[str, Any], answers: dict[str, Any],
+                  parameters: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        found = {"operationId": name, "summary": summary, "tags": ["freeswitch"],
+                 "security": security, "requestBody": body, "responses": {**answers, "403": refused}}
+        if parameters:
+            found["parameters"] = parameters
+        return {"post": found}
+
+    return {
+        "/freeswitch/directory": operation(
+            "freeswitch_directory", "mod_xml_curl's directory: the user XML, or the not-found document",
+            form("section", "tag_name", "key_name", "key_value", "key", "user", "domain", "action",
+                 "purpose", "type", "sip_auth_username", "sip_auth_realm", "Event-Calling-Function"),
+            {"200": {"description": "the directory document",
+                     "content": {"text/xml": {"schema": {"type": "string"}}}}}),
+        "/freeswitch/hotdesk/{action}": operation(
+            "freeswitch_hotdesk", "a hotdesk login, logout or toggle from the dialplan's Lua",
+            form("sip_user", "realm", "hotdesk_id", "pin"),
+            {"200": {"description": "the result and the prompt to play", **lua},
+             "400": {"description": "a field breaks its rule, or a key is repeated", **lua},
+             "404": {"description": "no such action", **lua}},
+            [{"name": "action", "in": "path", "required": True,
+              "schema": {"enum": ["login", "logout", "toggle"]}}]),
+        "/freeswitch/presence": operation(
+            "freeswitch_presence", "the presence id of a device, by SIP user or call-forward number",
+            form("realm", "sip_user", "number"),
+            {"200": {"description": "the presence id and device, or nothing", **lua},
+             "400": {"description": "a field breaks its rule, or a key is repeated", **lua}}),
+    }
+
+
 def build(app: Flask) -> dict[str, Any]:
     """The OpenAPI document of `app`."""
     paths: dict[str, Any] = {}
@@ -294,6 +341,7 @@ def build(app: Flask) -> dict[str, Any]:
         for method in sorted((rule.methods or set()) - {"HEAD", "OPTIONS"}):
             paths.setdefault(path, {})[method.lower()] = _operation(rule, method, view, version)
     paths.update(_ops_paths())
+    paths.update(_freeswitch_paths())
     return {
         "openapi": "3.1.0",
         "info": {"title": "esl-bridge", "version": "2",
