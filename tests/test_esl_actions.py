@@ -4,6 +4,7 @@ from __future__ import annotations
 import logging
 
 import pytest
+from esl_quickcall_support import REALM, quickcall
 
 from esl_bridge import actions, commands
 from esl_bridge.errors import (
@@ -11,20 +12,6 @@ from esl_bridge.errors import (
     NotConnected,
     UnsafeValue,
 )
-
-REALM = "acme.test"
-THREE_PHONES = [("2001", REALM), ("2002", REALM), ("2003", REALM)]
-VARS = {"esl_bridge_account_id": "fedcba9876543210fedcba9876543210",
-        "esl_bridge_device_id": "0123456789abcdef0123456789abcdef",
-        "esl_bridge_request_id": "req-1"}
-
-
-def quickcall(pool, user="2001", **kwargs):
-    values = dict(endpoints=[(user, REALM)], number="9196", context="default",
-                  cid_name="Bars Test", cid_number="15551112222", timeout=30, variables=VARS)
-    values.update(kwargs)
-    return actions.quickcall(pool, **values)
-
 
 # ---------------------------------------------------------------------- check-sync
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import gevent
 import pytest
+from esl_quickcall_support import REALM, THREE_PHONES, VARS, quickcall
 
-from esl_bridge import actions, commands
+from esl_bridge import commands
 from esl_bridge.errors import (
     CommandError,
     CommandTimeout,
@@ -15,20 +16,6 @@ from esl_bridge.errors import (
     ReplyTimeout,
     UnsafeValue,
 )
-
-REALM = "acme.test"
-THREE_PHONES = [("2001", REALM), ("2002", REALM), ("2003", REALM)]
-VARS = {"esl_bridge_account_id": "fedcba9876543210fedcba9876543210",
-        "esl_bridge_device_id": "0123456789abcdef0123456789abcdef",
-        "esl_bridge_request_id": "req-1"}
-
-
-def quickcall(pool, user="2001", **kwargs):
-    values = dict(endpoints=[(user, REALM)], number="9196", context="default",
-                  cid_name="Bars Test", cid_number="15551112222", timeout=30, variables=VARS)
-    values.update(kwargs)
-    return actions.quickcall(pool, **values)
-
 
 # ---------------------------------------------------------------------- QuickCall
 
