@@ -13,6 +13,7 @@ from models import listing as listing_rows
 from models import presence
 from models.account import realm_of_another_account
 from models.db import database
+from models.document_cache import DocumentCache
 from models.documents import Document
 from models.errors import ValidationFailed
 from models.pages import ListQuery, Page, list_page
@@ -189,9 +190,9 @@ def refuse_device(account: Document, data: Any, errors: Errors, *, device_id: st
     raise ValidationFailed(errors)
 
 
-def get_device(account_id: str, device_id: str) -> Document:
+def get_device(account_id: str, device_id: str, cache: DocumentCache | None = None) -> Document:
     """The device to answer with (read only: `docs.fetch` it to write)."""
-    return docs.read(DeviceRow, device_id, account_id)
+    return docs.read(DeviceRow, device_id, account_id, cache)
 
 
 def update_device(account: Document, device_id: str, data: Any, *, merge: bool,

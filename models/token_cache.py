@@ -4,7 +4,7 @@ right when any process on the database revokes or changes tokens.
 Every transaction that deletes or changes token rows calls `notify` with what it touched (a
 user, an account's API-key tokens, one token, or everything). PostgreSQL delivers the
 notification, on `CHANNEL`, to every listening connection once the transaction commits
-(`models.token_listener` keeps one per process), and the process that committed forgets the
+(`models.cache_listener` keeps one per process), and the process that committed forgets the
 same entries itself right after its commit, so that its own next request never waits for the
 delivery.
 
@@ -83,6 +83,8 @@ class _Entry(NamedTuple):
 
 class TokenCache:
     """Token rows by token, for one process; see the module's docstring for when it answers."""
+
+    channel = CHANNEL
 
     def __init__(self, ttl: float = TTL_SECONDS, max_entries: int = MAX_ENTRIES,
                  clock: Callable[[], float] = time.monotonic):

@@ -10,6 +10,7 @@ from models import documents as docs
 from models import listing as listing_rows
 from models import presence
 from models.db import database
+from models.document_cache import DocumentCache
 from models.documents import Document
 from models.errors import ValidationFailed
 from models.pages import ListQuery, Page, list_page
@@ -104,9 +105,9 @@ def create_user(account_id: str, data: Any) -> Document:
                                     **_columns(doc), **creds)
 
 
-def get_user(account_id: str, user_id: str) -> Document:
+def get_user(account_id: str, user_id: str, cache: DocumentCache | None = None) -> Document:
     """The user to answer with (read only: `docs.fetch` it to write)."""
-    return docs.read(UserRow, user_id, account_id)
+    return docs.read(UserRow, user_id, account_id, cache)
 
 
 def require_user(account_id: str, user_id: str) -> None:

@@ -196,8 +196,9 @@ def bridge(database_url: str, _shared_bridge: BridgeServer) -> BridgeServer:
     """The shared server without FreeSWITCH, over this test's fresh database, its caches empty."""
     _shared_bridge.runtime.ancestry = AncestryCache()
     _shared_bridge.runtime.extras.clear()
-    if _shared_bridge.runtime.token_cache is not None:
-        _shared_bridge.runtime.token_cache.forget(EVERYTHING)
+    for cache in (_shared_bridge.runtime.token_cache, _shared_bridge.runtime.document_cache):
+        if cache is not None:
+            cache.forget(EVERYTHING)
     return _shared_bridge
 
 

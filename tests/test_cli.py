@@ -160,6 +160,7 @@ SETTINGS = [
     ("cors_origins", ("*",), "https://UI.example.com,http://localhost:3000",
      ("https://ui.example.com", "http://localhost:3000"), "*", ("*",)),
     ("token_cache_seconds", 5.0, "30", 30.0, "0", 0.0),
+    ("document_cache_seconds", 5.0, "60", 60.0, "0", 0.0),
 ]
 
 

@@ -26,6 +26,7 @@ from test_actions_support import wait_until
 
 from models import db
 from models import token as tokens
+from models.cache_listener import CacheListener
 from models.tables import TokenRow
 from models.token_cache import (
     EVERYTHING,
@@ -35,7 +36,6 @@ from models.token_cache import (
     for_token,
     for_user,
 )
-from models.token_listener import TokenListener
 
 pytestmark = pytest.mark.store
 
@@ -266,9 +266,10 @@ def test_a_lookup_in_flight_while_a_revocation_commits_leaves_no_entry(office, m
     admin = b.api_token(office["key"])
     user_id = new_user(b, admin, "frank")
     frank = a.login("frank", "frank-pw-1")
-    listener = TokenListener.for_database(db.database.obj, LONG_TTL)
+    listener = CacheListener.for_database(db.database.obj, LONG_TTL)
     assert listener is not None
-    cache = listener.cache
+    cache = listener.token_cache
+    assert cache is not None
     listener.start()
     try:
         assert wait_until(lambda: cache.listening, DELIVERY)
@@ -299,8 +300,9 @@ def test_a_lookup_in_flight_while_a_revocation_commits_leaves_no_entry(office, m
 @needs_postgresql
 def test_a_lost_listening_connection_turns_the_cache_off_until_it_is_back(start_bridge, monkeypatch) -> None:
     server = start_bridge(token_cache_seconds=LONG_TTL)
-    listener: TokenListener = server.runtime.token_listener
-    cache = listener.cache
+    listener: CacheListener = server.runtime.cache_listener
+    cache = listener.token_cache
+    assert cache is not None
     assert wait_until(lambda: cache.listening, DELIVERY)
     account_id, key, _ = make_account()
     api = client_for(server.url, account_id, key)

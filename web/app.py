@@ -9,10 +9,11 @@ from typing import Any
 from flask import Blueprint, Flask, Response, g, request
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
+from models.cache_listener import CacheListener
 from models.db import database
+from models.document_cache import DocumentCache
 from models.errors import ValidationFailed
 from models.token_cache import TokenCache
-from models.token_listener import TokenListener
 from web import (
     accounts,
     callouts,
@@ -59,8 +60,9 @@ class Runtime:
     extras: dict[str, Any] = field(default_factory=dict)
     #: With several workers: publishes this worker's ESL figures for the others' scrapes.
     publisher: Publisher | None = None
-    #: PostgreSQL: keeps `token_cache` right (`web.server.build_app` starts it).
-    token_listener: TokenListener | None = None
+    #: PostgreSQL: keeps `token_cache` and `document_cache` right (`web.server.build_app`
+    #: starts it).
+    cache_listener: CacheListener | None = None
 
     def __post_init__(self) -> None:
         self.side_effects = SideEffects(self.pool)
@@ -73,7 +75,12 @@ class Runtime:
     @property
     def token_cache(self) -> TokenCache | None:
         """This process's token lookups (PostgreSQL with a listener; None: none kept)."""
-        return self.token_listener.cache if self.token_listener is not None else None
+        return self.cache_listener.token_cache if self.cache_listener is not None else None
+
+    @property
+    def document_cache(self) -> DocumentCache | None:
+        """This process's documents read to answer with (PostgreSQL with a listener)."""
+        return self.cache_listener.document_cache if self.cache_listener is not None else None
 
 
 def _api_blueprint() -> Blueprint:

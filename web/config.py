@@ -10,7 +10,7 @@ from dataclasses import dataclass, field, fields
 from typing import Any
 
 from esl_bridge import PIPELINE_DEPTH, Node
-from models.token_cache import TTL_SECONDS
+from models import document_cache, token_cache
 
 
 def _list(value: str) -> tuple[str, ...]:
@@ -116,8 +116,10 @@ class Settings:
     header_timeout: float = field(default=10.0, metadata={"parse": _positive_float, "help": "seconds to receive a request line and headers"})
     body_timeout: float = field(default=30.0, metadata={"parse": _positive_float, "help": "seconds a request body or response may stall"})
     max_connections: int = field(default=1000, metadata={"parse": _positive_int, "help": "open connections per port and worker"})
-    token_cache_seconds: float = field(default=TTL_SECONDS, metadata={
+    token_cache_seconds: float = field(default=token_cache.TTL_SECONDS, metadata={
         "parse": _seconds, "help": "PostgreSQL: seconds a worker may answer for a token it read, kept right by NOTIFY (0: read every time)"})
+    document_cache_seconds: float = field(default=document_cache.TTL_SECONDS, metadata={
+        "parse": _seconds, "help": "PostgreSQL: seconds a worker may answer GET device/user from what it read, kept right by NOTIFY (0: read every time)"})
     cors_origins: tuple[str, ...] = field(default=("*",), metadata={
         "parse": _origins, "help": "browser origins allowed to call the API: * or scheme://host[:port], comma-separated"})
 

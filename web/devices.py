@@ -12,7 +12,7 @@ from web import side_effects
 from web.envelope import body_data
 from web.idempotency import idempotent
 from web.privileges import own_device
-from web.resource import document_reply, if_match, listing_query, page_reply, route
+from web.resource import document_reply, if_match, listing_query, page_reply, route, runtime
 
 
 def register(bp: Blueprint) -> None:
@@ -52,7 +52,7 @@ def create_device(account_id: str) -> Response:
 
 @own_device
 def get_device(account_id: str, device_id: str) -> Response:
-    return document_reply(devices.get_device(account_id, device_id))
+    return document_reply(devices.get_device(account_id, device_id, runtime().document_cache))
 
 
 def _update(account_id: str, device_id: str, merge: bool) -> Response:

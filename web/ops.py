@@ -47,9 +47,10 @@ def health() -> Response:
         # Each worker answers for itself (its own ESL pool): say which one did.
         "worker": {"pid": os.getpid(), "workers": runtime().settings.workers},
     }
-    cache = runtime().token_cache
-    if cache is not None:  # PostgreSQL: is this worker's token cache on (docs/operations.md)
-        data["token_cache"] = {"listening": cache.listening, "entries": len(cache)}
+    # PostgreSQL: are this worker's caches on (docs/operations.md)
+    for name, cache in (("token_cache", runtime().token_cache), ("document_cache", runtime().document_cache)):
+        if cache is not None:
+            data[name] = {"listening": cache.listening, "entries": len(cache)}
     if not db["ok"]:
         return failure(ErrorReply(503, "database_unavailable", data))
     return success(data)

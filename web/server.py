@@ -11,7 +11,7 @@ from typing import Any
 from flask import Flask
 
 from models import schema
-from models.token_listener import TokenListener
+from models.cache_listener import CacheListener
 from web.app import create_app
 from web.config import Settings
 from web.housekeeping import Housekeeping
@@ -47,9 +47,10 @@ def build_app(settings: Settings, *, pool: Any = None, start_freeswitch: bool = 
         pool = start_pool(settings)
     app = create_app(settings, pool=pool)
     runtime = app.extensions["esl_bridge"]
-    runtime.token_listener = TokenListener.for_database(database, settings.token_cache_seconds)
-    if runtime.token_listener is not None:
-        runtime.token_listener.start()
+    runtime.cache_listener = CacheListener.for_database(
+        database, settings.token_cache_seconds, settings.document_cache_seconds)
+    if runtime.cache_listener is not None:
+        runtime.cache_listener.start()
     app.extensions["esl_bridge_housekeeping"] = Housekeeping().start()
     return app
 
@@ -66,8 +67,8 @@ def stop_app(app: Flask, grace: float = STOP_GRACE_SECONDS) -> None:
         runtime.publisher.stop()
     if runtime.pool is not None:
         runtime.pool.stop()
-    if runtime.token_listener is not None:
-        runtime.token_listener.stop()
+    if runtime.cache_listener is not None:
+        runtime.cache_listener.stop()
 
 
 def wsgi_server(listener: Any, app: Flask, settings: Settings, *, tls: bool, **kwargs: Any

@@ -9,7 +9,7 @@ from web.auth import current_identity
 from web.envelope import body_data, success_encoded
 from web.idempotency import idempotent
 from web.privileges import own_user, user_edit_guard
-from web.resource import document_reply, if_match, listing_query, page_reply, route
+from web.resource import document_reply, if_match, listing_query, page_reply, route, runtime
 
 
 def register(bp: Blueprint) -> None:
@@ -33,7 +33,7 @@ def create_user(account_id: str) -> Response:
 
 @own_user
 def get_user(account_id: str, user_id: str) -> Response:
-    return document_reply(users.get_user(account_id, user_id))
+    return document_reply(users.get_user(account_id, user_id, runtime().document_cache))
 
 
 def _update(account_id: str, user_id: str, merge: bool) -> Response:

@@ -129,10 +129,11 @@ def run(settings: Settings) -> None:
     ``PROMETHEUS_MULTIPROC_DIR`` must be set before this module is imported
     (`web.multiprocess`, which the command line uses).
     """
-    from models import schema
+    from models import document_cache, schema
 
     raise_open_files_limit()
     check_open_files(Limits.of(settings), 2 if settings.tls_enabled else 1)
     database = schema.connect(settings.database_url)  # creates the schema once, before any worker
     database.close_all()
+    document_cache.share_between_processes()  # the workers forked next see each other's writes
     BridgeApplication(settings, multiprocess_dir()).run()

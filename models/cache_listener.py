@@ -1,12 +1,13 @@
-"""The connection that keeps a process's `TokenCache` right: it LISTENs on the token channel and
-makes the cache forget what each notification names.
+"""The connection that keeps a process's caches right (`models.token_cache`,
+`models.document_cache`): it LISTENs on each cache's channel and makes the cache forget what
+each notification names.
 
 One greenlet per process, on a connection of its own (a pooled connection serves requests and
-would hold notifications until its next one). The cache is on only while this connection is up
-and listening: when it is lost the cache is emptied and bypassed, and a new connection is tried
+would hold notifications until its next one). The caches are on only while this connection is
+up and listening: when it is lost they are emptied and bypassed, and a new connection is tried
 every `RECONNECT_SECONDS`. A connection that stays silent is checked with a query every
-`CHECK_SECONDS`, so that one gone without a word (a cable, a firewall) turns the cache off then;
-until that check, the cache's TTL bounds what a lost notification can cost.
+`CHECK_SECONDS`, so that one gone without a word (a cable, a firewall) turns the caches off then;
+until that check, each cache's TTL bounds what a lost notification can cost.
 """
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ import gevent
 import psycopg2
 from gevent.socket import wait_read
 
-from models.token_cache import CHANNEL, TokenCache, is_postgresql
+from models.document_cache import DocumentCache
+from models.token_cache import TokenCache, is_postgresql
 
 log = logging.getLogger(__name__)
 
@@ -27,14 +29,18 @@ CHECK_SECONDS = 10.0
 #: Bound on connecting (and LISTEN), and on a check's answer.
 ANSWER_SECONDS = 5.0
 #: How the connection shows in `pg_stat_activity`.
-APPLICATION_NAME = "esl-bridge token listener"
+APPLICATION_NAME = "esl-bridge cache listener"
 
 
-class TokenListener:
-    """Feeds `cache` with the notifications of one PostgreSQL connection made by `connect`."""
+class CacheListener:
+    """Feeds the caches with the notifications of one PostgreSQL connection made by `connect`."""
 
-    def __init__(self, cache: TokenCache, connect: Callable[[], Any]):
-        self.cache = cache
+    def __init__(self, connect: Callable[[], Any], *, tokens: TokenCache | None = None,
+                 documents: DocumentCache | None = None):
+        self.token_cache = tokens
+        self.document_cache = documents
+        #: Each cache by the channel it listens on.
+        self._caches: dict[str, Any] = {c.channel: c for c in (tokens, documents) if c is not None}
         #: Opens a new psycopg2 connection (gevent-cooperative through `models.db`).
         self.connect = connect
         #: The server process of the listening connection, None while there is none.
@@ -44,24 +50,27 @@ class TokenListener:
         self._stopping = False
 
     @classmethod
-    def for_database(cls, db: Any, ttl: float) -> TokenListener | None:
-        """A listener and its cache for `db` (a connected peewee database), with entries kept
-        `ttl` seconds at most; None on SQLite, or when `ttl` is 0 (no cache)."""
-        if not is_postgresql(db) or ttl <= 0:
+    def for_database(cls, db: Any, token_ttl: float, document_ttl: float = 0) -> CacheListener | None:
+        """A listener and its caches for `db` (a connected peewee database): tokens kept
+        `token_ttl` seconds at most, documents `document_ttl` (0: that cache is not kept); None
+        on SQLite, or when neither cache is kept."""
+        if not is_postgresql(db) or (token_ttl <= 0 and document_ttl <= 0):
             return None
         params = {**db.connect_params, "application_name": APPLICATION_NAME}
         name = db.database
-        return cls(TokenCache(ttl=ttl), lambda: psycopg2.connect(dbname=name, **params))
+        return cls(lambda: psycopg2.connect(dbname=name, **params),
+                   tokens=TokenCache(ttl=token_ttl) if token_ttl > 0 else None,
+                   documents=DocumentCache(ttl=document_ttl) if document_ttl > 0 else None)
 
-    def start(self) -> TokenListener:
-        """Connect and listen in the background (the cache is off until it listens)."""
+    def start(self) -> CacheListener:
+        """Connect and listen in the background (the caches are off until it listens)."""
         if self._greenlet is None:
             self._stopping = False
             self._greenlet = gevent.spawn(self._run)
         return self
 
     def stop(self) -> None:
-        """Close the connection; the cache stays off."""
+        """Close the connection; the caches stay off."""
         self._stopping = True
         if self._greenlet is not None:
             self._greenlet.kill(block=True, timeout=2)
@@ -74,13 +83,13 @@ class TokenListener:
             try:
                 self._connect()
                 failed = False
-                log.info("token cache on: listening for token changes")
+                log.info("caches on: listening for changes (%s)", ", ".join(self._caches))
                 self._listen()
             except (psycopg2.Error, OSError, gevent.Timeout) as exc:
                 if not self._stopping:
                     # Once per outage: a database that stays down would say it every second.
                     (log.debug if failed else log.warning)(
-                        "token cache off: listening connection failed (%s); retrying every %g s",
+                        "caches off: listening connection failed (%s); retrying every %g s",
                         " ".join(str(exc).split()) or type(exc).__name__, RECONNECT_SECONDS)
                 failed = True
             finally:
@@ -91,11 +100,13 @@ class TokenListener:
         with gevent.Timeout(ANSWER_SECONDS):
             conn = self._conn = self.connect()
             conn.autocommit = True
-            conn.cursor().execute(f"LISTEN {CHANNEL}")
+            for channel in self._caches:
+                conn.cursor().execute(f"LISTEN {channel}")
         self.backend_pid = conn.get_backend_pid()
         # Only now: a change committed before the LISTEN took effect was never announced here,
         # but every lookup that may store starts after this and reads it.
-        self.cache.listening_changed(True)
+        for cache in self._caches.values():
+            cache.listening_changed(True)
 
     def _listen(self) -> None:
         conn = self._conn
@@ -108,14 +119,16 @@ class TokenListener:
             conn.poll()  # reads what arrived; raises when the server has gone
             notifies = conn.notifies
             while notifies:
-                self.cache.forget(notifies.pop(0).payload)
+                notice = notifies.pop(0)
+                self._caches[notice.channel].forget(notice.payload)
 
     def _disconnect(self) -> None:
-        if self.cache.listening:
-            self.cache.listening_changed(False)
+        for cache in self._caches.values():
+            if cache.listening:
+                cache.listening_changed(False)
         conn, self._conn, self.backend_pid = self._conn, None, None
         if conn is not None:
             try:
                 conn.close()
             except psycopg2.Error as exc:
-                log.debug("closing the token listener's connection: %s", exc)
+                log.debug("closing the cache listener's connection: %s", exc)

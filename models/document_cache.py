@@ -1,0 +1,199 @@
+"""What a process remembers of the documents it read to answer with (PostgreSQL), and how a
+write in any process makes every process forget them.
+
+A `GET` of a device or a user is otherwise one query; on PostgreSQL that query costs the server
+and the worker more than the rest of the request, and with several workers on few cores it is
+what keeps a second worker from doubling the throughput. So `models.documents.read` answers from
+a `DocumentCache` when it can, and two mechanisms keep every answer as fresh as a query's:
+
+- **The workers of one host** (one `esl-bridge serve`) share `Versions`: one 64-bit stamp per
+  slot of document ids, in memory the master maps before it forks. Every write of a document
+  puts a new stamp in the document's slot right after its transaction commits, before the
+  reply leaves; an entry is used only while its slot still holds the stamp read *before* the
+  query that filled it. So once a write has been answered, no worker of the host can answer
+  with what it replaced, and a read that raced the write cannot keep the old text either.
+- **Other hosts** (and processes started apart) hear of the write from PostgreSQL: the write's
+  transaction sends `NOTIFY` on `CHANNEL` naming the document, and each process's listener
+  (`models.cache_listener`) changes the slot's stamp when it arrives, a few milliseconds after
+  the commit. Until then, a read on *another host* may still get the previous revision, as
+  Kazoo's own document cache does until its change notice arrives over AMQP.
+
+Besides, the cache answers only while its listener is connected (emptied when it is lost or
+reconnects), outside transactions (a write reads the row itself), and for `ttl` seconds at most
+per entry: the bound on a write that sent no notification (an operator's `UPDATE` in psql, an
+older esl-bridge) or a listening connection gone without a word. Missing documents are never
+remembered. SQLite keeps no cache: its reads are in-process and cheap.
+"""
+from __future__ import annotations
+
+import logging
+import mmap
+import os
+import random
+import time
+import weakref
+import zlib
+from collections.abc import Callable
+from typing import NamedTuple
+
+from models.db import database
+from models.token_cache import is_postgresql
+
+log = logging.getLogger(__name__)
+
+#: The PostgreSQL notification channel of document writes; payload `<table>:<id>`, or `*`.
+CHANNEL = "esl_bridge_documents"
+EVERYTHING = "*"
+TTL_SECONDS = 5.0
+MAX_ENTRIES = 20_000
+#: Slots of `Versions` (a power of two): 512 kB of stamps.
+SLOTS = 1 << 16
+
+
+class Versions:
+    """One stamp per slot of document ids, in anonymous shared memory: processes forked after it
+    was made see each other's stamps. A stamp is a random 64-bit value, so that two writers
+    never leave the same stamp behind; one aligned 8-byte store replaces it whole."""
+
+    def __init__(self, slots: int = SLOTS):
+        self._memory = mmap.mmap(-1, slots * 8)  # MAP_SHARED | MAP_ANONYMOUS
+        self._stamps = memoryview(self._memory).cast("Q")
+        self._mask = slots - 1
+        self._random = random.Random()
+        self._pid = os.getpid()
+
+    def slot(self, ident: str) -> int:
+        return zlib.crc32(ident.encode()) & self._mask
+
+    def __getitem__(self, slot: int) -> int:
+        return self._stamps[slot]
+
+    def bump(self, ident: str) -> None:
+        """A new stamp in `ident`'s slot: what every process remembers of it there is stale."""
+        if self._pid != os.getpid():  # a forked child: its own sequence of stamps
+            self._random, self._pid = random.Random(), os.getpid()
+        self._stamps[self.slot(ident)] = self._random.getrandbits(64)
+
+
+#: This process's stamps; `share_between_processes` replaces them in a master before it forks.
+_versions = Versions()
+
+
+def share_between_processes() -> None:
+    """Called by a master before it forks workers: they will all see each other's writes through
+    the same stamps (the ones made at import are shared as well, but only by children forked
+    after them; this makes the moment explicit)."""
+    global _versions
+    _versions = Versions()
+
+
+class Row(NamedTuple):
+    """What `models.documents.read` reads of a document: its stored text and revision."""
+
+    doc: str
+    rev_n: int
+    rev_hash: str
+
+
+class Ticket(NamedTuple):
+    """What a lookup notes before its query, so that `store` can refuse a row it raced."""
+
+    slot: int
+    stamp: int
+    generation: int
+
+
+class _Entry(NamedTuple):
+    account_id: str
+    row: Row
+    stamp: int
+    stored: float
+
+
+class DocumentCache:
+    """Rows by (table, document id) for one process; see the module's docstring for when it
+    answers."""
+
+    channel = CHANNEL
+
+    def __init__(self, ttl: float = TTL_SECONDS, max_entries: int = MAX_ENTRIES,
+                 clock: Callable[[], float] = time.monotonic):
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._clock = clock
+        self._entries: dict[tuple[str, str], _Entry] = {}
+        #: Bumped by `forget(EVERYTHING)` and every change of `listening`.
+        self.generation = 0
+        #: True while a listener is connected and listening on `CHANNEL`.
+        self.listening = False
+        _caches.add(self)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, table: str, ident: str, account_id: str) -> Row | None:
+        """The document's row, if this process may answer with it without a query."""
+        entry = self._entries.get((table, ident))
+        if entry is None or entry.account_id != account_id:
+            return None
+        if entry.stamp != _versions[_versions.slot(ident)] or self._clock() - entry.stored > self.ttl:
+            self._entries.pop((table, ident), None)
+            return None
+        return entry.row
+
+    def ticket(self, ident: str) -> Ticket:
+        """Noted before the query whose row `store` may keep."""
+        slot = _versions.slot(ident)
+        return Ticket(slot, _versions[slot], self.generation)
+
+    def store(self, table: str, ident: str, account_id: str, row: Row, ticket: Ticket) -> bool:
+        """Remember `row`, read after `ticket` was noted, unless the listener is off or the cache
+        was emptied since; whether it was stored. (A write since then changed the slot's stamp:
+        the entry is stored, and never used.)"""
+        if not self.listening or ticket.generation != self.generation:
+            return False
+        entries = self._entries
+        key = (table, ident)
+        if key not in entries and len(entries) >= self.max_entries:
+            del entries[next(iter(entries))]  # the oldest stored
+        entries[key] = _Entry(account_id, row, ticket.stamp, self._clock())
+        return True
+
+    def forget(self, payload: str) -> int:
+        """Drop what a notification names (`<table>:<id>` or everything); how many went."""
+        table, _, ident = payload.partition(":")
+        if payload == EVERYTHING or not ident:
+            if payload != EVERYTHING:
+                log.warning("document cache: unknown notification %r: forgetting everything", payload)
+            self.generation += 1
+            gone = len(self._entries)
+            self._entries.clear()
+            return gone
+        _versions.bump(ident)
+        return 0 if self._entries.pop((table, ident), None) is None else 1
+
+    def listening_changed(self, listening: bool) -> None:
+        """The listener connected (its LISTEN done) or lost its connection: start empty."""
+        self.listening = listening
+        self.forget(EVERYTHING)
+
+
+# The caches of this process (one per app; tests run several).
+_caches: weakref.WeakSet[DocumentCache] = weakref.WeakSet()
+
+
+def _written(table: str, ident: str) -> None:
+    _versions.bump(ident)
+    for cache in list(_caches):
+        cache._entries.pop((table, ident), None)
+
+
+def notify(table: str, ident: str) -> None:
+    """Document `ident` of `table` is being written: when the current transaction commits, this
+    host's workers stop answering with what they remember of it (at once), and every other
+    process too (as its notification arrives). SQLite: nothing to do."""
+    if not is_postgresql(database.obj):
+        return
+    database.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, f"{table}:{ident}"))
+    database.after_commit(lambda: _written(table, ident))
+
