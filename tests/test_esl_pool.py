@@ -258,7 +258,8 @@ def test_a_connection_handed_over_as_the_wait_ends_is_not_used(fake_freeswitch,
     with pytest.raises(CommandTimeout) as info:
         pool.api("status", timeout=0.05)
     assert "no connection free" in str(info.value)
-    assert len(fake_freeswitch.commands) == before  # nothing was written
+    # Nothing was written (the pool's own registration refresh may have been, meanwhile).
+    assert "api status" not in fake_freeswitch.commands[before:]
     monkeypatch.setattr(state, "acquire", real_acquire)
     assert pool.api("status").startswith("UP")
     assert pool.health()[fake_freeswitch.name]["reconnects"] == 0
