@@ -11,7 +11,8 @@ Each step is idempotent and cheap when there is nothing to do, on SQLite and Pos
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import peewee
 from playhouse.migrate import SchemaMigrator
@@ -39,14 +40,33 @@ OBSOLETE_INDEXES = (
 LISTING_INDEXES = ((DeviceRow, "device_account_id_id_listing"), (UserRow, "user_account_id_id_listing"))
 
 
+#: PostgreSQL advisory lock held while one process upgrades the schema ("esl-brdg").
+UPGRADE_LOCK = 0x65736C2D62726467
+
+
 def connect(url: str) -> peewee.Database:
     """Point the models at the database of `url`, create what is missing and upgrade the data."""
     db = open_database(url)
     database.initialize(db)
-    with db.connection_context():
+    with db.connection_context(), _one_upgrade_at_a_time():
         upgrade()
     log.info("database ready: %s", redacted(url))
     return db
+
+
+@contextmanager
+def _one_upgrade_at_a_time() -> Iterator[None]:
+    """PostgreSQL: hosts starting together on an empty database take turns (two concurrent
+    `CREATE TABLE IF NOT EXISTS` of one table fail in PostgreSQL); the next finds nothing to do.
+    SQLite's own write lock already serialises them."""
+    if not isinstance(database.obj, peewee.PostgresqlDatabase):
+        yield
+        return
+    database.execute_sql("SELECT pg_advisory_lock(%s)", (UPGRADE_LOCK,))
+    try:
+        yield
+    finally:
+        database.execute_sql("SELECT pg_advisory_unlock(%s)", (UPGRADE_LOCK,))
 
 
 def upgrade() -> None:

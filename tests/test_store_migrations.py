@@ -4,6 +4,9 @@ the documents, on SQLite and PostgreSQL alike."""
 from __future__ import annotations
 
 import hashlib
+import subprocess
+import sys
+from pathlib import Path
 
 import peewee
 import pytest
@@ -15,11 +18,13 @@ from models import account as accounts
 from models import db
 from models import device as devices
 from models import user as users
-from models.schema import upgrade
-from models.tables import AccountRow, IdempotencyRow, TokenRow
+from models.schema import drop_tables, upgrade
+from models.tables import ALL_TABLES, AccountRow, IdempotencyRow, TokenRow
 from models.token import issue_token
 
 pytestmark = pytest.mark.store
+
+ROOT = Path(__file__).resolve().parent.parent
 
 
 def _columns(table: str) -> set[str]:
@@ -107,3 +112,18 @@ def test_the_upgrade_is_idempotent(old_database):
         before = (_columns("account"), _indexes("device"), [r.name_key for r in AccountRow.select()])
         upgrade()
         assert (_columns("account"), _indexes("device"), [r.name_key for r in AccountRow.select()]) == before
+
+
+def test_processes_starting_together_on_an_empty_database_all_start(database_url: str) -> None:
+    """Several hosts (or `esl-bridge init` beside `serve`) at the same moment: on PostgreSQL two
+    concurrent creations of one table fail, so they take turns; every one ends ready."""
+    with db.database.connection_context():
+        drop_tables()
+    code = f"from models import schema; schema.connect({database_url!r})"
+    starting = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stderr=subprocess.PIPE, text=True)
+                for _ in range(5)]
+    for process in starting:
+        _, err = process.communicate(timeout=60)
+        assert process.returncode == 0, err[-2000:]
+    with db.database.connection_context():
+        assert all(db.database.table_exists(table._meta.table_name) for table in ALL_TABLES)
