@@ -54,6 +54,25 @@ SERVICE_WEIGHT = 0.25
 MAX_VERBS = 256
 
 
+def service_key(command: str) -> str:
+    """The name under which a node learns how long ``api <command>`` takes: its first word, but
+    for ``sofia``, which dispatches to work of every size, its words with the arguments named
+    instead of given (``sofia xmlstatus profile <profile> user <user>@<realm>``): the full table
+    of ``... reg`` is learnt apart from one realm's, one user's and ``flush_inbound_reg``, and
+    the names stay few whatever the arguments."""
+    words = command.split()
+    if not words or words[0] != "sofia":
+        return words[0] if words else ""
+    named = []
+    for before, word in zip(["", *words], words, strict=False):
+        if before == "profile":
+            word = "<profile>"
+        elif "@" in word:
+            word = "@<realm>" if word.startswith("@") else "<user>@<realm>"
+        named.append(word)
+    return " ".join(named)
+
+
 class _WaitExpired(Exception):
     """A caller's wait for a connection ran out (internal; becomes CommandTimeout)."""
 

@@ -47,7 +47,7 @@ from .errors import (
 from .frames import Event, Frame
 from .jobs import Job, JobRegistry
 from .metrics import KINDS, kind_of
-from .node import PIPELINE_DEPTH, STALL_AFTER, Node, NodeState
+from .node import PIPELINE_DEPTH, STALL_AFTER, Node, NodeState, service_key
 from .registrations import RegistrationCache
 from .slots import RECONNECT_BASE, RECONNECT_MAX, Slots
 from .upkeep import Upkeep
@@ -307,7 +307,7 @@ class EslPool:
         failure in their text, each in its own way.
         """
         name, frame = self.execute(commands.api(command), node=node, timeout=timeout, kind="api",
-                                   verb=command.split(" ", 1)[0])
+                                   verb=service_key(command))
         text = frame.text()
         for note in frame.notes:
             # e.g. a user agent that is not UTF-8 in an xmlstatus answer: keep the text (with

@@ -16,7 +16,9 @@ import gevent
 import gevent.event
 import pytest
 
+from esl_bridge import commands
 from esl_bridge.errors import CommandTimeout, ConnectionLost, ReplyTimeout
+from esl_bridge.node import service_key
 
 DEPTH = 4
 #: Slack for the scheduling of a loaded machine, on top of a caller's own timeout.
@@ -245,6 +247,29 @@ def test_nothing_is_queued_behind_a_command_known_to_be_slow(fake_freeswitch, es
     (served,) = [c for c in fake_freeswitch.command_connections()
                  if c.commands[-1] == "api crawl"]
     assert not [c for c in served.commands if c.startswith("api echo")], served.commands
+
+
+def test_a_slow_full_registration_table_does_not_mark_one_users_lookup_slow(fake_freeswitch, esl_pool_factory):
+    """Every `sofia` command shares one word: a registration table that takes FreeSWITCH long
+    to print must not take the per-user lookups out of the pipeline with it."""
+    pool = settled(esl_pool_factory([fake_freeswitch], pool_size=1, max_overflow=0,
+                                    pipeline_depth=DEPTH, stall_after=0.02), fake_freeswitch)
+    real = fake_freeswitch.api_handlers["sofia"]
+
+    def sofia(fake, args):
+        if args.split()[-1] == "reg":  # the whole profile's table
+            gevent.sleep(0.1)
+        return real(fake, args)
+
+    fake_freeswitch.api_handlers["sofia"] = sofia
+    whole, one = commands.xmlstatus_profile("internal"), commands.xmlstatus_user("internal", "1001", "acme.test")
+    pool.api(whole)
+    pool.api(one)
+    state = pool._single
+    assert state.expects_slow(service_key(whole))
+    assert not state.expects_slow(service_key(one))
+    assert service_key(commands.xmlstatus_user("external", "2002", "b.test")) == service_key(one)
+    assert service_key(commands.flush_inbound_reg("internal", "1001", "acme.test")) != service_key(whole)
 
 
 def test_overflow_only_when_every_connection_is_full(fake_freeswitch, esl_pool_factory, gate,
