@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 import gevent
 import psycopg2
 from gevent.socket import wait_read
 
+from models.db import is_postgresql
 from models.document_cache import DocumentCache
-from models.token_cache import TokenCache, is_postgresql
+from models.token_cache import TokenCache
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +33,17 @@ ANSWER_SECONDS = 5.0
 APPLICATION_NAME = "esl-bridge cache listener"
 
 
+class ListeningCache(Protocol):
+    """What the listener needs of a cache (`TokenCache`, `DocumentCache`)."""
+
+    channel: str
+    listening: bool
+
+    def forget(self, payload: str) -> int: ...
+
+    def listening_changed(self, listening: bool) -> None: ...
+
+
 class CacheListener:
     """Feeds the caches with the notifications of one PostgreSQL connection made by `connect`."""
 
@@ -40,7 +52,8 @@ class CacheListener:
         self.token_cache = tokens
         self.document_cache = documents
         #: Each cache by the channel it listens on.
-        self._caches: dict[str, Any] = {c.channel: c for c in (tokens, documents) if c is not None}
+        caches: list[ListeningCache] = [c for c in (tokens, documents) if c is not None]
+        self._caches = {c.channel: c for c in caches}
         #: Opens a new psycopg2 connection (gevent-cooperative through `models.db`).
         self.connect = connect
         #: The server process of the listening connection, None while there is none.

@@ -145,6 +145,12 @@ def open_database(url: str) -> peewee.Database:
     raise DatabaseUrlError(f"unsupported database URL scheme {parsed.scheme!r}")
 
 
+def is_postgresql(db: Any) -> bool:
+    """Whether `db` (a peewee database) is PostgreSQL: the backend whose lookups each process
+    caches, kept right by `LISTEN`/`NOTIFY`."""
+    return isinstance(db, peewee.PostgresqlDatabase)
+
+
 def redacted(url: str) -> str:
     """The URL without its password, for logs."""
     parsed = urlparse(url)

@@ -6,23 +6,26 @@ and the worker more than the rest of the request, and with several workers on fe
 what keeps a second worker from doubling the throughput. So `models.documents.read` answers from
 a `DocumentCache` when it can, and two mechanisms keep every answer as fresh as a query's:
 
-- **The workers of one host** (one `esl-bridge serve`) share `Versions`: one 64-bit stamp per
-  slot of document ids, in memory the master maps before it forks. Every write of a document
-  puts a new stamp in the document's slot right after its transaction commits, before the
-  reply leaves; an entry is used only while its slot still holds the stamp read *before* the
-  query that filled it. So once a write has been answered, no worker of the host can answer
-  with what it replaced, and a read that raced the write cannot keep the old text either.
-- **Other hosts** (and processes started apart) hear of the write from PostgreSQL: the write's
-  transaction sends `NOTIFY` on `CHANNEL` naming the document, and each process's listener
-  (`models.cache_listener`) changes the slot's stamp when it arrives, a few milliseconds after
-  the commit. Until then, a read on *another host* may still get the previous revision, as
-  Kazoo's own document cache does until its change notice arrives over AMQP.
+- **The workers of one `esl-bridge serve`** share `Versions`: one 64-bit stamp per slot of
+  document ids, in memory the master maps before it forks. Every write of a document puts a
+  new stamp in the document's slot right after its transaction commits, before the reply
+  leaves; an entry is used only while its slot still holds the stamp read *before* the query
+  that filled it. So once a write has been answered, no worker of that master can answer with
+  what it replaced, and a read that raced the write cannot keep the old text either.
+- **Every other process** (other hosts, another `esl-bridge serve`, the command line) hears of
+  the write from PostgreSQL: the write's transaction sends `NOTIFY` on `CHANNEL` naming the
+  document, and each process's listener (`models.cache_listener`) changes the slot's stamp
+  when it arrives, a few milliseconds after the commit. Until then, a read there may still get
+  the previous revision, as Kazoo's own document cache does until its change notice arrives
+  over AMQP.
 
 Besides, the cache answers only while its listener is connected (emptied when it is lost or
 reconnects), outside transactions (a write reads the row itself), and for `ttl` seconds at most
 per entry: the bound on a write that sent no notification (an operator's `UPDATE` in psql, an
 older esl-bridge) or a listening connection gone without a word. Missing documents are never
-remembered. SQLite keeps no cache: its reads are in-process and cheap.
+remembered. Only the tables that `read` serves from it send notifications
+(`DocumentTable.cached_reads`: devices and users). SQLite keeps no cache: its reads are
+in-process and cheap.
 """
 from __future__ import annotations
 
@@ -36,8 +39,7 @@ import zlib
 from collections.abc import Callable
 from typing import NamedTuple
 
-from models.db import database
-from models.token_cache import is_postgresql
+from models.db import database, is_postgresql
 
 log = logging.getLogger(__name__)
 
@@ -53,7 +55,9 @@ SLOTS = 1 << 16
 class Versions:
     """One stamp per slot of document ids, in anonymous shared memory: processes forked after it
     was made see each other's stamps. A stamp is a random 64-bit value, so that two writers
-    never leave the same stamp behind; one aligned 8-byte store replaces it whole."""
+    never leave the same stamp behind. Were a read ever to see half of a new stamp and half of
+    the old, the mix would still differ from the stamp an entry holds: the entry goes, as it
+    should."""
 
     def __init__(self, slots: int = SLOTS):
         self._memory = mmap.mmap(-1, slots * 8)  # MAP_SHARED | MAP_ANONYMOUS
@@ -62,17 +66,18 @@ class Versions:
         self._random = random.Random()
         self._pid = os.getpid()
 
-    def slot(self, ident: str) -> int:
+    def _slot(self, ident: str) -> int:
         return zlib.crc32(ident.encode()) & self._mask
 
-    def __getitem__(self, slot: int) -> int:
-        return self._stamps[slot]
+    def stamp(self, ident: str) -> int:
+        """The stamp of `ident`'s slot now."""
+        return self._stamps[self._slot(ident)]
 
     def bump(self, ident: str) -> None:
         """A new stamp in `ident`'s slot: what every process remembers of it there is stale."""
         if self._pid != os.getpid():  # a forked child: its own sequence of stamps
             self._random, self._pid = random.Random(), os.getpid()
-        self._stamps[self.slot(ident)] = self._random.getrandbits(64)
+        self._stamps[self._slot(ident)] = self._random.getrandbits(64)
 
 
 #: This process's stamps; `share_between_processes` replaces them in a master before it forks.
@@ -98,7 +103,6 @@ class Row(NamedTuple):
 class Ticket(NamedTuple):
     """What a lookup notes before its query, so that `store` can refuse a row it raced."""
 
-    slot: int
     stamp: int
     generation: int
 
@@ -136,15 +140,14 @@ class DocumentCache:
         entry = self._entries.get((table, ident))
         if entry is None or entry.account_id != account_id:
             return None
-        if entry.stamp != _versions[_versions.slot(ident)] or self._clock() - entry.stored > self.ttl:
+        if entry.stamp != _versions.stamp(ident) or self._clock() - entry.stored > self.ttl:
             self._entries.pop((table, ident), None)
             return None
         return entry.row
 
     def ticket(self, ident: str) -> Ticket:
         """Noted before the query whose row `store` may keep."""
-        slot = _versions.slot(ident)
-        return Ticket(slot, _versions[slot], self.generation)
+        return Ticket(_versions.stamp(ident), self.generation)
 
     def store(self, table: str, ident: str, account_id: str, row: Row, ticket: Ticket) -> bool:
         """Remember `row`, read after `ticket` was noted, unless the listener is off or the cache
@@ -155,12 +158,14 @@ class DocumentCache:
         entries = self._entries
         key = (table, ident)
         if key not in entries and len(entries) >= self.max_entries:
-            del entries[next(iter(entries))]  # the oldest stored
+            del entries[next(iter(entries))]  # the first stored of those left
         entries[key] = _Entry(account_id, row, ticket.stamp, self._clock())
         return True
 
     def forget(self, payload: str) -> int:
-        """Drop what a notification names (`<table>:<id>` or everything); how many went."""
+        """Drop what a notification names (`<table>:<id>` or everything); how many went. A
+        document's new stamp reaches every worker of this master, and a read of it in flight
+        here cannot keep what it read either."""
         table, _, ident = payload.partition(":")
         if payload == EVERYTHING or not ident:
             if payload != EVERYTHING:
@@ -189,9 +194,9 @@ def _written(table: str, ident: str) -> None:
 
 
 def notify(table: str, ident: str) -> None:
-    """Document `ident` of `table` is being written: when the current transaction commits, this
-    host's workers stop answering with what they remember of it (at once), and every other
-    process too (as its notification arrives). SQLite: nothing to do."""
+    """Document `ident` of `table` is being written: when the current transaction commits, the
+    workers of this master stop answering with what they remember of it (at once), and every
+    other process too (as its notification arrives). SQLite: nothing to do."""
     if not is_postgresql(database.obj):
         return
     database.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, f"{table}:{ident}"))

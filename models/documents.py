@@ -214,7 +214,8 @@ def update_document(
         raise Conflict(str(exc)) from exc
     if changed != 1:
         raise Conflict(f"{table.__name__} {current.id} changed underneath")
-    document_cache.notify(table._meta.table_name, current.id)
+    if table.cached_reads:
+        document_cache.notify(table._meta.table_name, current.id)
     row = table.get_by_id(current.id)
     return to_document(row, current.account_id)
 
@@ -229,7 +230,8 @@ def delete_document(table: type[DocumentTable], current: Document) -> None:
     )
     if deleted != 1:
         raise Conflict(f"{table.__name__} {current.id} changed underneath")
-    document_cache.notify(table._meta.table_name, current.id)
+    if table.cached_reads:
+        document_cache.notify(table._meta.table_name, current.id)
 
 
 _FETCH: dict[tuple[type[DocumentTable], bool], Prepared] = {}
@@ -266,33 +268,37 @@ _READ: dict[type[DocumentTable], Prepared] = {}
 
 def read(table: type[DocumentTable], ident: str, account_id: str,
          cache: DocumentCache | None = None) -> Document:
-    """The document `ident` of `account_id` to answer with, or NotFound: four columns as plain
+    """The document `ident` of `account_id` to answer with, or NotFound: three columns as plain
     tuples, no table row (`fetch` it to write; building the row costs as much as the query).
 
-    With a `cache` (PostgreSQL, `models.document_cache`), outside a transaction, a document
-    read before and not written since is answered without a query.
+    With a `cache` (PostgreSQL, `models.document_cache`), outside a transaction, a document of a
+    table with `cached_reads` read before and not written since is answered without a query.
     """
     if not is_id(ident):
         raise NotFound(ident)
-    if cache is not None and database.in_transaction():
-        cache = None  # the transaction may have written it: read what it sees
+    if cache is not None and (database.in_transaction() or not table.cached_reads):
+        cache = None  # a transaction may have written it: read what it sees
     name = table._meta.table_name
     found = cache.get(name, ident, account_id) if cache is not None else None
     if found is None:
-        query = _READ.get(table)
-        if query is None:
-            query = _READ[table] = Prepared(lambda ident, account_id: table.select(
-                table.doc, table.rev_n, table.rev_hash).where(
-                (table.id == ident) & (table.account_id == account_id)).limit(1))
-        ticket = cache.ticket(ident) if cache is not None else None
-        row = next(query.tuples(ident, account_id), None)
-        if row is None:
-            raise NotFound(ident)
-        found = CachedRow(*row)
+        ticket = cache.ticket(ident) if cache is not None else None  # before the query
+        found = _read_row(table, ident, account_id)
         if cache is not None and ticket is not None:
             cache.store(name, ident, account_id, found, ticket)
     return Document(id=ident, doc=decode(found.doc), revision=f"{found.rev_n}-{found.rev_hash}",
                     account_id=account_id, text=found.doc)
+
+
+def _read_row(table: type[DocumentTable], ident: str, account_id: str) -> CachedRow:
+    query = _READ.get(table)
+    if query is None:
+        query = _READ[table] = Prepared(lambda ident, account_id: table.select(
+            table.doc, table.rev_n, table.rev_hash).where(
+            (table.id == ident) & (table.account_id == account_id)).limit(1))
+    row = next(query.tuples(ident, account_id), None)
+    if row is None:
+        raise NotFound(ident)
+    return CachedRow(*row)
 
 
 _EXISTS: dict[type[DocumentTable], Prepared] = {}

@@ -34,6 +34,9 @@ class DocumentTable(BaseTable):
     # `listing` column; this builds the row from (id, document). `documents.insert_document`
     # and `update_document` write it with every write of `doc`, so it cannot fall behind.
     listing_row: ClassVar[staticmethod[[str, dict[str, Any]], dict[str, Any]] | None] = None
+    # Whether `documents.read` may answer from a process's document cache (PostgreSQL,
+    # `models.document_cache`), so that every write of the table must tell the caches.
+    cached_reads: ClassVar[bool] = False
 
     @property
     def revision(self) -> str:
@@ -61,6 +64,7 @@ class AccountRow(DocumentTable):
 
 class UserRow(DocumentTable):
     listing_row = staticmethod(listing_rows.user_row)
+    cached_reads = True
 
     account_id = peewee.FixedCharField(max_length=32)
     username_lc = peewee.CharField(max_length=256 * LOWERED, null=True)
@@ -84,6 +88,7 @@ class UserRow(DocumentTable):
 
 class DeviceRow(DocumentTable):
     listing_row = staticmethod(listing_rows.device_row)
+    cached_reads = True
 
     account_id = peewee.FixedCharField(max_length=32)
     realm = peewee.CharField(max_length=253)

@@ -29,11 +29,9 @@ import logging
 import time
 import weakref
 from collections.abc import Callable
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-import peewee
-
-from models.db import database
+from models.db import database, is_postgresql
 
 log = logging.getLogger(__name__)
 
@@ -168,7 +166,3 @@ def notify(payload: str) -> None:
     database.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, payload))
     database.after_commit(lambda: _forget_here(payload))
 
-
-def is_postgresql(db: Any) -> bool:
-    """Whether `db` (a peewee database) is PostgreSQL, the one backend with a token cache."""
-    return isinstance(db, peewee.PostgresqlDatabase)

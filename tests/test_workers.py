@@ -92,6 +92,10 @@ def test_a_write_in_one_worker_is_read_by_the_other(office) -> None:
         writer, reader = (a, b) if turn % 2 else (b, a)
         assert writer.get(url, timeout=10).status_code == 200
         assert reader.get(url, timeout=10).status_code == 200
+        if turn < 2:  # PostgreSQL: the reads were kept (SQLite keeps none)
+            for worker in (writer, reader):
+                caches = worker.get(f"{office['server'].url}/health", timeout=10).json()["data"]
+                assert caches.get("document_cache", {"entries": 1})["entries"] >= 1
         patched = writer.patch(url, json={"data": {"name": f"desk {turn}"}}, timeout=10)
         assert patched.status_code == 200, patched.text
         again = reader.get(url, timeout=10)
