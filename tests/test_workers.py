@@ -261,13 +261,17 @@ def test_a_killed_worker_is_replaced_while_the_other_answers(office) -> None:
     assert held.get(f"{server.url}/health", timeout=10).json()["data"]["worker"]["pid"] == newcomer
 
 
-def test_sighup_replaces_the_workers_and_sigterm_drains_then_stops_all(tmp_path, tmp_path_factory) -> None:
+def test_sighup_replaces_the_workers_sigusr2_is_refused_and_sigterm_drains_then_stops_all(tmp_path, tmp_path_factory) -> None:
     url = database_for(tmp_path_factory.mktemp("stop"), "workers.db")
     fresh_database(url)
     account_id, key, _ = make_account()
     server = serve(url, workers=2, cwd=tmp_path)
     try:
         old = server.worker_pids()
+        # SIGUSR2 would start a second master beside this one (gunicorn's binary upgrade): refused.
+        server.process.send_signal(signal.SIGUSR2)
+        gevent.sleep(0.5)
+        assert server.worker_pids() == old
         server.process.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + 30
         while server.worker_pids() & old or len(server.worker_pids()) != 2:
@@ -299,3 +303,4 @@ def test_sighup_replaces_the_workers_and_sigterm_drains_then_stops_all(tmp_path,
     assert code == 0, server.err[-3000:]
     assert not [pid for pid in workers if os.path.exists(f"/proc/{pid}")]
     assert "Traceback" not in server.err
+    assert "SIGUSR2 ignored" in server.err

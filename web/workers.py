@@ -19,6 +19,7 @@ from typing import Any
 
 from gunicorn import glogging
 from gunicorn.app.base import BaseApplication
+from gunicorn.arbiter import Arbiter
 from gunicorn.workers.ggevent import GeventPyWSGIWorker
 
 from web.config import Settings
@@ -87,6 +88,15 @@ class _Log(glogging.Logger):
         self.error_log.propagate = True
 
 
+class _Arbiter(Arbiter):
+    """gunicorn's arbiter without its SIGUSR2 (a second master started beside this one): the
+    workers of one master share what tells them of each other's writes
+    (`models.document_cache`), and a second master's would not. SIGHUP reloads instead."""
+
+    def handle_usr2(self) -> None:
+        self.log.warning("SIGUSR2 ignored: send SIGHUP to reload the workers")
+
+
 class BridgeApplication(BaseApplication):
     """The master's view of esl-bridge: settings in, one app per worker out."""
 
@@ -112,6 +122,13 @@ class BridgeApplication(BaseApplication):
     def load(self) -> Any:
         # In the worker, after the fork.
         return build_app(self.settings)
+
+    def run(self) -> None:
+        try:
+            _Arbiter(self).run()
+        except RuntimeError as exc:  # what gunicorn's own run reports so (a port in use...)
+            log.error("esl-bridge serve: %s", exc)
+            raise SystemExit(1) from exc
 
     def _worker_ended(self, arbiter: Any, worker: Any) -> None:
         if self.metrics_dir:
