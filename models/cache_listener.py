@@ -5,13 +5,16 @@ each notification names.
 One greenlet per process, on a connection of its own (a pooled connection serves requests and
 would hold notifications until its next one). The caches are on only while this connection is
 up and listening: when it is lost they are emptied and bypassed, and a new connection is tried
-every `RECONNECT_SECONDS`. A connection that stays silent is checked with a query every
-`CHECK_SECONDS`, so that one gone without a word (a cable, a firewall) turns the caches off then;
-until that check, each cache's TTL bounds what a lost notification can cost.
+every `RECONNECT_SECONDS`. The connection is checked with a query every `CHECK_SECONDS` (or
+half the document cache's TTL, when it is shorter), so that one gone without a word (a cable, a
+firewall) turns the caches off then; until that check, each cache's TTL bounds what a lost
+notification can cost. With a document cache that query is its `revalidate`: the revisions of
+the documents it holds.
 """
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -20,7 +23,8 @@ import psycopg2
 from gevent.socket import wait_read
 
 from models.db import is_postgresql
-from models.document_cache import DocumentCache
+from models.document_cache import DocumentCache, Stored
+from models.tables import DocumentTable
 from models.token_cache import TokenCache
 
 log = logging.getLogger(__name__)
@@ -123,17 +127,26 @@ class CacheListener:
 
     def _listen(self) -> None:
         conn = self._conn
+        documents = self.document_cache
+        interval = CHECK_SECONDS if documents is None else min(CHECK_SECONDS, documents.ttl / 2)
+        due = time.monotonic() + interval
         while True:
             try:
-                wait_read(conn.fileno(), timeout=CHECK_SECONDS)
+                wait_read(conn.fileno(), timeout=max(due - time.monotonic(), 0.001))
             except TimeoutError:
-                with gevent.Timeout(ANSWER_SECONDS):
-                    conn.cursor().execute("SELECT 1")
+                pass
             conn.poll()  # reads what arrived; raises when the server has gone
             notifies = conn.notifies
             while notifies:
                 notice = notifies.pop(0)
                 self._caches[notice.channel].forget(notice.payload)
+            if time.monotonic() >= due:
+                with gevent.Timeout(ANSWER_SECONDS):
+                    if documents is not None and len(documents):
+                        documents.revalidate(lambda table, ids: _revisions(conn, table, ids))
+                    else:
+                        conn.cursor().execute("SELECT 1")
+                due = time.monotonic() + interval
 
     def _disconnect(self) -> None:
         for cache in self._caches.values():
@@ -145,3 +158,17 @@ class CacheListener:
                 conn.close()
             except psycopg2.Error as exc:
                 log.debug("closing the cache listener's connection: %s", exc)
+
+
+def _revisions(conn: Any, table: str, ids: list[str]) -> dict[str, Stored]:
+    """What is stored of those of `ids` that exist in `table` (one a document cache holds), as
+    `document_cache.stored` gives it."""
+    if table not in _CACHED_TABLES:
+        raise ValueError(f"not a cached table: {table!r}")
+    with conn.cursor() as cursor:
+        cursor.execute(f'SELECT "id", "rev_n", "rev_hash", md5("doc") FROM "{table}" '
+                       'WHERE "id" = ANY(%s)', (ids,))
+        return {ident: (rev_n, rev_hash, digest) for ident, rev_n, rev_hash, digest in cursor}
+
+
+_CACHED_TABLES = frozenset(t._meta.table_name for t in DocumentTable.__subclasses__() if t.cached_reads)

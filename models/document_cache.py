@@ -21,14 +21,16 @@ a `DocumentCache` when it can, and two mechanisms keep every answer as fresh as 
 
 Besides, the cache answers only while its listener is connected (emptied when it is lost or
 reconnects), outside transactions (a write reads the row itself), and for `ttl` seconds at most
-per entry: the bound on a write that sent no notification (an operator's `UPDATE` in psql, an
-older esl-bridge) or a listening connection gone without a word. Missing documents are never
-remembered. Only the tables that `read` serves from it send notifications
+per entry since it was read or last checked: the listener checks every entry's revision in one
+query every `ttl / 2` (`revalidate`), which bounds what a write that sent no notification (an
+operator's `UPDATE` in psql, an older esl-bridge) can cost, without re-reading each document.
+Missing documents are never remembered. Only the tables that `read` serves from it send notifications
 (`DocumentTable.cached_reads`: devices and users). SQLite keeps no cache: its reads are
 in-process and cheap.
 """
 from __future__ import annotations
 
+import hashlib
 import logging
 import mmap
 import os
@@ -100,6 +102,15 @@ class Row(NamedTuple):
     rev_hash: str
 
 
+#: What `revalidate` compares: the revision and the MD5 (hex) of the stored text.
+Stored = tuple[int, str, str]
+
+
+def stored(row: Row) -> Stored:
+    """What `revalidate` compares of a row (PostgreSQL's `md5(doc)` gives the same digest)."""
+    return row.rev_n, row.rev_hash, hashlib.md5(row.doc.encode()).hexdigest()
+
+
 class Ticket(NamedTuple):
     """What a lookup notes before its query, so that `store` can refuse a row it raced."""
 
@@ -161,6 +172,35 @@ class DocumentCache:
             del entries[next(iter(entries))]  # the first stored of those left
         entries[key] = _Entry(account_id, row, ticket.stamp, self._clock())
         return True
+
+    def revalidate(self, current: Callable[[str, list[str]], dict[str, Stored]]) -> int:
+        """Check every entry against the database in one query per table (`current(table, ids)`:
+        what is stored of those of `ids` that exist, as `stored`): an entry whose revision or
+        text changed (an `UPDATE` by hand may leave the revision alone), or whose document is
+        gone, is dropped; the others may answer for another `ttl` from when the check began.
+        Returns how many were dropped. (The listener runs it every `ttl / 2`, so that entries
+        are checked, not re-read one request at a time, and a change made without a
+        notification is still seen within `ttl`.)"""
+        began, generation = self._clock(), self.generation
+        ids: dict[str, list[str]] = {}
+        for table, ident in list(self._entries):
+            ids.setdefault(table, []).append(ident)
+        found = {table: current(table, idents) for table, idents in ids.items()}
+        if generation != self.generation:
+            return 0  # emptied meanwhile: nothing checked is left
+        dropped = 0
+        for table, revisions in found.items():
+            for ident in ids[table]:
+                key = (table, ident)
+                entry = self._entries.get(key)
+                if entry is None:
+                    continue
+                if revisions.get(ident) != stored(entry.row):
+                    del self._entries[key]  # changed or gone (or read anew since: read it again)
+                    dropped += 1
+                elif entry.stored < began:
+                    self._entries[key] = entry._replace(stored=began)
+        return dropped
 
     def forget(self, payload: str) -> int:
         """Drop what a notification names (`<table>:<id>` or everything); how many went. A

@@ -23,7 +23,7 @@ from models import document_cache as cache_module
 from models import documents as docs
 from models.account import get_account
 from models.device import create_device, update_device
-from models.document_cache import EVERYTHING, DocumentCache, Row, Versions
+from models.document_cache import EVERYTHING, DocumentCache, Row, Stored, Versions, stored
 from models.tables import DeviceRow
 
 pytestmark = pytest.mark.store
@@ -122,6 +122,43 @@ def test_a_notification_forgets_what_it_names_or_everything() -> None:
     assert cache.forget("garbled") == 1  # not understood: nothing is trusted
 
 
+def test_a_check_drops_changed_and_gone_entries_and_keeps_the_others_another_ttl() -> None:
+    clock = Clock()
+    cache = listening_cache(ttl=5.0, clock=clock)
+    same, changed, gone = "1" * 32, "2" * 32, "3" * 32
+    for ident in (same, changed, gone):
+        cached(cache, ident)
+    clock.now = 4.0
+    asked = []
+
+    by_hand = "4" * 32
+    cached(cache, by_hand)
+
+    def current(table: str, ids: list[str]) -> dict[str, Stored]:
+        asked.append((table, sorted(ids)))
+        return {same: stored(ROW), changed: (ROW.rev_n + 1, "0" * 32, stored(ROW)[2]),
+                by_hand: stored(ROW._replace(doc='{"name":"by hand"}'))}
+
+    assert cache.revalidate(current) == 3
+    assert asked == [("device", [same, changed, gone, by_hand])]  # one query for the table
+    clock.now = 8.5  # 8.5 s after it was read, 4.5 s after the check
+    assert cache.get("device", same, ACCOUNT) == ROW
+    assert cache.get("device", changed, ACCOUNT) is None and cache.get("device", gone, ACCOUNT) is None
+
+
+def test_a_check_that_overlaps_an_emptying_keeps_nothing_it_read() -> None:
+    cache = cached(listening_cache())
+
+    def current(table: str, ids: list[str]) -> dict[str, Stored]:
+        cache.listening_changed(False)  # the connection is lost while the check runs
+        cache.listening_changed(True)
+        cached(cache, "e" * 32)  # read anew after the reconnection
+        return {}
+
+    assert cache.revalidate(current) == 0
+    assert cache.get("device", "e" * 32, ACCOUNT) == ROW
+
+
 def test_workers_forked_after_the_stamps_were_made_see_each_others_writes() -> None:
     versions = Versions(slots=16)
     before = versions.stamp(DEVICE)
@@ -178,25 +215,27 @@ def test_a_device_read_twice_is_answered_from_the_cache_then_its_write_read_at_o
 
 
 @needs_postgresql
-def test_a_change_made_without_a_notification_shows_after_the_ttl(start_bridge) -> None:
+def test_a_change_made_without_a_notification_shows_within_the_ttl(start_bridge) -> None:
     server = start_bridge(document_cache_seconds=0.5)
     cache = server.runtime.document_cache
     assert cache is not None and wait_until(lambda: cache.listening, DELIVERY)
     api, device_id = office_device(server)
-    first_read = time.monotonic()  # the entry is stored after this
     assert name_of(api, device_id) == "desk"
-    with db.database.connection_context():
+    with db.database.connection_context():  # the text only, as an UPDATE by hand may do
         DeviceRow.update(doc='{"name":"by hand"}').where(DeviceRow.id == device_id).execute()
-    assert wait_until(lambda: name_of(api, device_id) == "by hand", DELIVERY)
-    assert time.monotonic() - first_read >= 0.5
+    assert wait_until(lambda: cache.get("device", device_id, api.account_id) is None, DELIVERY)
+    assert name_of(api, device_id) == "by hand"
 
 
 @needs_postgresql
-def test_a_write_sent_by_another_process_is_forgotten_when_its_notification_arrives(start_bridge) -> None:
-    """As another host's write: only the NOTIFY tells this process (its stamps are not shared)."""
+def test_a_write_sent_by_another_process_is_forgotten_when_its_notification_arrives(
+        start_bridge, monkeypatch) -> None:
+    """As another host's write: only the NOTIFY tells this process (its stamps are not shared,
+    and the listener's checks are held back)."""
     server = start_bridge(document_cache_seconds=600)
     cache = server.runtime.document_cache
     assert cache is not None and wait_until(lambda: cache.listening, DELIVERY)
+    monkeypatch.setattr(cache, "revalidate", lambda current: 0)
     api, device_id = office_device(server)
     assert name_of(api, device_id) == "desk"
     with db.database.connection_context(), db.database.atomic():  # delivered when it commits
@@ -263,3 +302,14 @@ def test_a_user_is_answered_from_the_cache_until_it_is_written(start_bridge) -> 
     again = api.get(path)
     assert again.json()["data"]["first_name"] == "Bob"
     assert again.json()["revision"] == patched.json()["revision"]
+
+
+@needs_postgresql
+def test_an_unchanged_document_is_checked_not_read_again_when_its_ttl_passes(start_bridge) -> None:
+    server = start_bridge(document_cache_seconds=0.5)
+    cache = server.runtime.document_cache
+    assert cache is not None and wait_until(lambda: cache.listening, DELIVERY)
+    api, device_id = office_device(server)
+    assert name_of(api, device_id) == "desk"
+    time.sleep(1.5)  # three TTLs: the listener's checks (every 0.25 s) keep the entry
+    assert cache.get("device", device_id, api.account_id) is not None
