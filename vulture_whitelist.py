@@ -50,3 +50,5 @@ digit_timeout
 transfer_on_failure
 # psycopg2: a connection attribute that is set, not read by our code.
 _.autocommit
+# gunicorn: the arbiter calls its signal handlers by name.
+_.handle_usr2
