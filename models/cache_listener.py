@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Any
 
 import gevent
 import psycopg2
@@ -24,6 +24,7 @@ from gevent.socket import wait_read
 
 from models.db import is_postgresql
 from models.document_cache import DocumentCache, Stored
+from models.process_cache import ProcessCache
 from models.tables import DocumentTable
 from models.token_cache import TokenCache
 
@@ -37,17 +38,6 @@ ANSWER_SECONDS = 5.0
 APPLICATION_NAME = "esl-bridge cache listener"
 
 
-class ListeningCache(Protocol):
-    """What the listener needs of a cache (`TokenCache`, `DocumentCache`)."""
-
-    channel: str
-    listening: bool
-
-    def forget(self, payload: str) -> int: ...
-
-    def listening_changed(self, listening: bool) -> None: ...
-
-
 class CacheListener:
     """Feeds the caches with the notifications of one PostgreSQL connection made by `connect`."""
 
@@ -56,7 +46,7 @@ class CacheListener:
         self.token_cache = tokens
         self.document_cache = documents
         #: Each cache by the channel it listens on.
-        caches: list[ListeningCache] = [c for c in (tokens, documents) if c is not None]
+        caches: list[ProcessCache[Any, Any]] = [c for c in (tokens, documents) if c is not None]
         self._caches = {c.channel: c for c in caches}
         #: Opens a new psycopg2 connection (gevent-cooperative through `models.db`).
         self.connect = connect

@@ -42,6 +42,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from models.db import database, is_postgresql
+from models.process_cache import ProcessCache
 
 log = logging.getLogger(__name__)
 
@@ -125,26 +126,16 @@ class _Entry(NamedTuple):
     stored: float
 
 
-class DocumentCache:
+class DocumentCache(ProcessCache[tuple[str, str], _Entry]):
     """Rows by (table, document id) for one process; see the module's docstring for when it
-    answers."""
+    answers. `generation` changes only when the cache is emptied."""
 
     channel = CHANNEL
 
     def __init__(self, ttl: float = TTL_SECONDS, max_entries: int = MAX_ENTRIES,
                  clock: Callable[[], float] = time.monotonic):
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._clock = clock
-        self._entries: dict[tuple[str, str], _Entry] = {}
-        #: Bumped by `forget(EVERYTHING)` and every change of `listening`.
-        self.generation = 0
-        #: True while a listener is connected and listening on `CHANNEL`.
-        self.listening = False
+        super().__init__(ttl, max_entries, clock)
         _caches.add(self)
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
     def get(self, table: str, ident: str, account_id: str) -> Row | None:
         """The document's row, if this process may answer with it without a query."""
@@ -164,13 +155,9 @@ class DocumentCache:
         """Remember `row`, read after `ticket` was noted, unless the listener is off or the cache
         was emptied since; whether it was stored. (A write since then changed the slot's stamp:
         the entry is stored, and never used.)"""
-        if not self.listening or ticket.generation != self.generation:
+        if not self._may_store(ticket.generation):
             return False
-        entries = self._entries
-        key = (table, ident)
-        if key not in entries and len(entries) >= self.max_entries:
-            del entries[next(iter(entries))]  # the first stored of those left
-        entries[key] = _Entry(account_id, row, ticket.stamp, self._clock())
+        self._keep((table, ident), _Entry(account_id, row, ticket.stamp, self._clock()))
         return True
 
     def revalidate(self, current: Callable[[str, list[str]], dict[str, Stored]]) -> int:
@@ -210,17 +197,9 @@ class DocumentCache:
         if payload == EVERYTHING or not ident:
             if payload != EVERYTHING:
                 log.warning("document cache: unknown notification %r: forgetting everything", payload)
-            self.generation += 1
-            gone = len(self._entries)
-            self._entries.clear()
-            return gone
+            return self._empty()
         _versions.bump(ident)
         return 0 if self._entries.pop((table, ident), None) is None else 1
-
-    def listening_changed(self, listening: bool) -> None:
-        """The listener connected (its LISTEN done) or lost its connection: start empty."""
-        self.listening = listening
-        self.forget(EVERYTHING)
 
 
 # The caches of this process (one per app; tests run several).

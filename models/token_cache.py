@@ -32,6 +32,7 @@ from collections.abc import Callable
 from typing import NamedTuple
 
 from models.db import database, is_postgresql
+from models.process_cache import ProcessCache
 
 log = logging.getLogger(__name__)
 
@@ -79,25 +80,16 @@ class _Entry(NamedTuple):
     digest: str
 
 
-class TokenCache:
-    """Token rows by token, for one process; see the module's docstring for when it answers."""
+class TokenCache(ProcessCache[str, _Entry]):
+    """Token rows by token, for one process; see the module's docstring for when it answers.
+    Every notification bumps `generation`, not only those that empty it."""
 
     channel = CHANNEL
 
     def __init__(self, ttl: float = TTL_SECONDS, max_entries: int = MAX_ENTRIES,
                  clock: Callable[[], float] = time.monotonic):
-        self.ttl = ttl
-        self.max_entries = max_entries
-        self._clock = clock
-        self._entries: dict[str, _Entry] = {}
-        #: Bumped by every notification and every change of `listening`.
-        self.generation = 0
-        #: True while a listener is connected and listening on `CHANNEL`.
-        self.listening = False
+        super().__init__(ttl, max_entries, clock)
         _caches.add(self)
-
-    def __len__(self) -> int:
-        return len(self._entries)
 
     def get(self, token: str) -> TokenRowValues | None:
         """The token's row if it is known and fresh enough to answer for."""
@@ -112,12 +104,9 @@ class TokenCache:
     def store(self, token: str, row: TokenRowValues, generation: int) -> bool:
         """Remember `row`, read by a lookup that started at `generation`, unless a notification
         came in since (or the listener is not connected); whether it was stored."""
-        if not self.listening or generation != self.generation:
+        if not self._may_store(generation):
             return False
-        entries = self._entries
-        if token not in entries and len(entries) >= self.max_entries:
-            del entries[next(iter(entries))]  # the oldest stored
-        entries[token] = _Entry(row, self._clock(), token_digest(token))
+        self._keep(token, _Entry(row, self._clock(), token_digest(token)))
         return True
 
     def forget(self, payload: str) -> int:
@@ -137,12 +126,6 @@ class TokenCache:
         for token in gone:
             del self._entries[token]
         return len(gone)
-
-    def listening_changed(self, listening: bool) -> None:
-        """The listener connected (its LISTEN done) or lost its connection: start empty."""
-        self.listening = listening
-        self.generation += 1
-        self._entries.clear()
 
 
 # The caches of this process, for the forgetting a commit does here without waiting for its

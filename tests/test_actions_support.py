@@ -132,6 +132,16 @@ class Bridge:
         return response.text
 
 
+class Clock:
+    """A clock the test moves by hand (`clock.now = ...`), for what takes one as `clock`."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def wait_until(check: Callable[[], object], timeout: float = 3.0) -> bool:
     deadline = time.monotonic() + timeout
     while not check():

@@ -16,14 +16,22 @@ from typing import Any
 
 import pytest
 from fixtures_web import TEST_DATABASE_ENV, client_for, make_account
-from test_actions_support import wait_until
+from test_actions_support import Clock, wait_until
 
 from models import db
 from models import document_cache as cache_module
 from models import documents as docs
 from models.account import get_account
 from models.device import create_device, update_device
-from models.document_cache import EVERYTHING, DocumentCache, Row, Stored, Versions, stored
+from models.document_cache import (
+    EVERYTHING,
+    TTL_SECONDS,
+    DocumentCache,
+    Row,
+    Stored,
+    Versions,
+    stored,
+)
 from models.tables import DeviceRow
 
 pytestmark = pytest.mark.store
@@ -40,14 +48,6 @@ DELIVERY = 20.0
 
 
 # --- the cache's rules ---------------------------------------------------------------------------
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
-
 
 def listening_cache(**options: Any) -> DocumentCache:
     cache = DocumentCache(**options)
@@ -177,6 +177,14 @@ def test_workers_forked_after_the_stamps_were_made_see_each_others_writes() -> N
 
 # --- a server over PostgreSQL --------------------------------------------------------------------
 
+def listening_server(start_bridge: Any, seconds: float) -> tuple[Any, DocumentCache]:
+    """A server whose document cache keeps entries `seconds`, once its listener listens."""
+    server = start_bridge(document_cache_seconds=seconds)
+    cache = server.runtime.document_cache
+    assert cache is not None and wait_until(lambda: cache.listening, DELIVERY)
+    return server, cache
+
+
 def office_device(server: Any) -> tuple[Any, str]:
     account_id, key, _ = make_account()
     api = client_for(server.url, account_id, key)
@@ -193,9 +201,7 @@ def name_of(api: Any, device_id: str) -> str:
 
 @needs_postgresql
 def test_a_device_read_twice_is_answered_from_the_cache_then_its_write_read_at_once(start_bridge) -> None:
-    server = start_bridge(document_cache_seconds=600)
-    cache = server.runtime.document_cache
-    assert cache is not None and wait_until(lambda: cache.listening, DELIVERY)
+    server, cache = listening_server(start_bridge, 600)
     api, device_id = office_device(server)
     assert name_of(api, device_id) == "desk" and len(cache) == 1
     # Answered from memory: a change made behind esl-bridge's back (no notification) is not seen...
@@ -216,9 +222,7 @@ def test_a_device_read_twice_is_answered_from_the_cache_then_its_write_read_at_o
 
 @needs_postgresql
 def test_a_change_made_without_a_notification_shows_within_the_ttl(start_bridge) -> None:
-    server = start_bridge(document_cache_seconds=0.5)
-    cache = server.runtime.document_cache
-    assert cache is not None and wait_until(lambda: cache.listening, DELIVERY)
+    server, cache = listening_server(start_bridge, 0.5)
     api, device_id = office_device(server)
     assert name_of(api, device_id) == "desk"
     with db.database.connection_context():  # the text only, as an UPDATE by hand may do
@@ -232,9 +236,7 @@ def test_a_write_sent_by_another_process_is_forgotten_when_its_notification_arri
         start_bridge, monkeypatch) -> None:
     """As another host's write: only the NOTIFY tells this process (its stamps are not shared,
     and the listener's checks are held back)."""
-    server = start_bridge(document_cache_seconds=600)
-    cache = server.runtime.document_cache
-    assert cache is not None and wait_until(lambda: cache.listening, DELIVERY)
+    server, cache = listening_server(start_bridge, 600)
     monkeypatch.setattr(cache, "revalidate", lambda current: 0)
     api, device_id = office_device(server)
     assert name_of(api, device_id) == "desk"
@@ -246,9 +248,7 @@ def test_a_write_sent_by_another_process_is_forgotten_when_its_notification_arri
 
 @needs_postgresql
 def test_a_read_inside_a_transaction_sees_its_own_write_not_the_cache(start_bridge) -> None:
-    server = start_bridge()
-    cache = server.runtime.document_cache
-    assert cache is not None and wait_until(lambda: cache.listening, DELIVERY)
+    server, cache = listening_server(start_bridge, TTL_SECONDS)
     account_id, _, _ = make_account()
     with db.database.connection_context():
         account = get_account(account_id)
@@ -265,9 +265,7 @@ def test_a_read_inside_a_transaction_sees_its_own_write_not_the_cache(start_brid
 def test_a_read_that_raced_a_write_is_not_answered_again(start_bridge, monkeypatch) -> None:
     """The query reads the device, a write commits before the row is stored: with notifications
     held back, only the stamp noted before the query keeps the old row from being answered."""
-    server = start_bridge(document_cache_seconds=600)
-    cache = server.runtime.document_cache
-    assert cache is not None and wait_until(lambda: cache.listening, DELIVERY)
+    server, cache = listening_server(start_bridge, 600)
     monkeypatch.setattr(cache, "forget", lambda payload: 0)  # no notification arrives
     api, device_id = office_device(server)
     other = api.put("devices", {"name": "other"}).json()["data"]["id"]
@@ -288,9 +286,7 @@ def test_a_read_that_raced_a_write_is_not_answered_again(start_bridge, monkeypat
 
 @needs_postgresql
 def test_a_user_is_answered_from_the_cache_until_it_is_written(start_bridge) -> None:
-    server = start_bridge(document_cache_seconds=600)
-    cache = server.runtime.document_cache
-    assert cache is not None and wait_until(lambda: cache.listening, DELIVERY)
+    server, cache = listening_server(start_bridge, 600)
     api, _ = office_device(server)
     created = api.put("users", {"first_name": "Bo", "last_name": "Ng", "username": "bo", "password": "bo-pw-123"})
     assert created.status_code == 201, created.text
@@ -306,9 +302,7 @@ def test_a_user_is_answered_from_the_cache_until_it_is_written(start_bridge) -> 
 
 @needs_postgresql
 def test_an_unchanged_document_is_checked_not_read_again_when_its_ttl_passes(start_bridge) -> None:
-    server = start_bridge(document_cache_seconds=0.5)
-    cache = server.runtime.document_cache
-    assert cache is not None and wait_until(lambda: cache.listening, DELIVERY)
+    server, cache = listening_server(start_bridge, 0.5)
     api, device_id = office_device(server)
     assert name_of(api, device_id) == "desk"
     time.sleep(1.5)  # three TTLs: the listener's checks (every 0.25 s) keep the entry

@@ -22,7 +22,7 @@ import pytest
 import requests
 from fixtures_web import TEST_DATABASE_ENV, assert_error, client_for, fresh_database, make_account
 from serve_process import ESL_BRIDGE, Serve, serve
-from test_actions_support import wait_until
+from test_actions_support import Clock, wait_until
 
 from models import db
 from models import token as tokens
@@ -51,14 +51,6 @@ needs_postgresql = pytest.mark.skipif(
 # --- the cache's rules ---------------------------------------------------------------------------
 
 ROW = TokenRowValues("a" * 32, "u" * 32, "user_auth", 1000.0, "admin")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 0.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def listening_cache(**options: Any) -> TokenCache:
