@@ -278,12 +278,15 @@ def read(table: type[DocumentTable], ident: str, account_id: str,
         raise NotFound(ident)
     if cache is not None and (database.in_transaction() or not table.cached_reads):
         cache = None  # a transaction may have written it: read what it sees
-    name = table._meta.table_name
-    found = cache.get(name, ident, account_id) if cache is not None else None
-    if found is None:
-        ticket = cache.ticket(ident) if cache is not None else None  # before the query
+    found: CachedRow | None = None
+    if cache is None:
         found = _read_row(table, ident, account_id)
-        if cache is not None and ticket is not None:
+    else:
+        name = table._meta.table_name
+        found = cache.get(name, ident, account_id)
+        if found is None:
+            ticket = cache.ticket(ident)  # before the query
+            found = _read_row(table, ident, account_id)
             cache.store(name, ident, account_id, found, ticket)
     return Document(id=ident, doc=decode(found.doc), revision=f"{found.rev_n}-{found.rev_hash}",
                     account_id=account_id, text=found.doc)
